@@ -1,0 +1,339 @@
+"""
+Verifiable rewards for math RL with [`~trl.GRPOTrainer`].
+
+A reward function takes `completions` plus every dataset column as a keyword argument (one value per completion) and
+returns one float per completion, or `None` to mark a sample that cannot be scored. Completions are model outputs, so
+everything here treats them as hostile: answer extraction is a linear scan, and all sympy work (parsing and
+verification with math-verify) runs in a worker process under a hard per-completion time limit
+(see [`~dsdr_trl._time_limit.map_with_time_limit`]).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from typing import Any
+
+import math_verify
+from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
+from ._time_limit import map_with_time_limit
+
+__all__ = ["REWARD_FUNCS", "accuracy_reward", "extract_answer", "get_reward_func"]
+
+# Wall-time limit for parsing and verifying one completion (and for parsing one gold answer). Ordinary answers take
+# a few milliseconds; an answer that overruns (e.g. a tower of powers that sympy tries to evaluate) scores 0.0.
+VERIFY_TIME_LIMIT_SECONDS = 2.0
+
+# An extracted answer longer than this is scored 0.0 without being parsed: no legitimate final answer is that long,
+# and sympy's cost grows quickly with the size of the expression.
+MAX_ANSWER_CHARS = 1_000
+
+# Only the end of a completion is searched for its answer; this bounds the extraction cost of a runaway generation.
+MAX_SCAN_CHARS = 200_000
+
+# One token per regex match: an escaped backslash or brace (skipped), the opening of `\boxed{`/`\fbox{`, or a plain
+# brace. Every alternative is anchored by a literal, so matching is linear in the text length.
+_BOX_TOKENS = re.compile(r"(\\\\|\\[{}])|(\\(?:boxed|fbox)\s*\{)|(\{)|(\})")
+_ANSWER_LABEL = re.compile(r"\banswer\s*:", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")
+_MATH_DELIMITERS = ("$", "\\(", "\\[", "\\boxed", "\\fbox")
+
+
+def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    # A forward scan keeps the cost linear; searching backwards from each candidate start could be quadratic.
+    last = None
+    for match in pattern.finditer(text):
+        last = match
+    return last
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the `\\boxed{...}`/`\\fbox{...}` whose closing brace comes last, braces matched in one pass."""
+    # For each open brace: the index where the box content starts if the brace opens a box, else -1.
+    open_braces: list[int] = []
+    last: tuple[int, int] | None = None
+    for match in _BOX_TOKENS.finditer(text):
+        kind = match.lastindex
+        if kind == 2:
+            open_braces.append(match.end())
+        elif kind == 3:
+            open_braces.append(-1)
+        elif kind == 4 and open_braces:
+            content_start = open_braces.pop()
+            if content_start >= 0:
+                last = (content_start, match.start())
+    return None if last is None else text[last[0] : last[1]]
+
+
+def _last_answer_line(text: str) -> str | None:
+    """Rest of the line after the last `Answer:` label, or the next non-empty line if the label ends its line."""
+    label = _last_match(_ANSWER_LABEL, text)
+    if label is None:
+        return None
+    rest = text[label.end() :]
+    line, _, following = rest.partition("\n")
+    if not line.strip(" \t*"):
+        line = next((candidate for candidate in following.split("\n", 8) if candidate.strip()), "")
+    return line
+
+
+def _last_math_span(text: str) -> tuple[int, str] | None:
+    """Last complete `$...$`/`$$...$$`, `\\(...\\)` or `\\[...\\]` span as `(end offset, content)`."""
+    spans: list[tuple[int, str]] = []
+    # `\$` is a literal dollar sign; blank it out (same length, so offsets stay valid) before pairing delimiters.
+    # `$$` becomes one `$` placed where the closing one of a pair ends, keeping offsets exact.
+    dollars = text.replace("\\$", "  ").replace("$$", " $")
+    pieces = dollars.split("$")
+    # Pieces at odd indices lie between a pair of `$`; the last piece is unterminated when the count of `$` is odd.
+    offset = 0
+    end_of_last_pair = None
+    content_of_last_pair = None
+    for index, piece in enumerate(pieces[:-1]):
+        offset += len(piece) + 1
+        if index % 2 == 1 and piece.strip():
+            end_of_last_pair, content_of_last_pair = offset, piece
+    if content_of_last_pair is not None and end_of_last_pair is not None:
+        spans.append((end_of_last_pair, content_of_last_pair))
+    for opening, closing in (("\\(", "\\)"), ("\\[", "\\]")):
+        close = text.rfind(closing)
+        if close > 0:
+            open_ = text.rfind(opening, 0, close)
+            if open_ >= 0:
+                spans.append((close + len(closing), text[open_ + len(opening) : close]))
+    return max(spans, default=None)
+
+
+def _last_number(text: str) -> tuple[int, str] | None:
+    last = _last_match(_NUMBER, text)
+    return None if last is None else (last.end(), last.group())
+
+
+def _clean_answer(answer: str) -> str:
+    # Markdown emphasis and a sentence-final period are not part of the answer, and math-verify rejects `5.`.
+    answer = answer.strip().strip("*").strip()
+    while answer.endswith((".", ",", ";")) and not answer.endswith("\\."):
+        answer = answer[:-1].rstrip()
+    return answer
+
+
+def extract_answer(text: str) -> str | None:
+    r"""
+    Extracts the final answer from a model completion.
+
+    In order of preference: the content of the last `\boxed{...}` (or `\fbox{...}`), braces matched; the rest of the
+    last `Answer: ...` line (the format DAPO-Math-17k prompts ask for); the last math span (`$...$`, `\(...\)`,
+    `\[...\]`) or the last number, whichever ends later. Only the last [`MAX_SCAN_CHARS`] characters are searched
+    and every step is linear in their length, so any input is safe.
+
+    Args:
+        text (`str`):
+            The completion text.
+
+    Returns:
+        `str` or `None`: The answer with surrounding whitespace, markdown emphasis and a trailing period removed, or
+        `None` if nothing answer-like was found.
+
+    Example:
+    ```python
+    >>> extract_answer(r"So $x = \frac{1}{2}$, hence \boxed{\frac{1}{2}}.")
+    '\\frac{1}{2}'
+    >>> extract_answer("The sum is 30 + 4.\nAnswer: 34")
+    '34'
+    ```
+    """
+    if not isinstance(text, str):
+        return None
+    text = text[-MAX_SCAN_CHARS:]
+    for extracted in (_last_boxed(text), _last_answer_line(text)):
+        if extracted is not None and (cleaned := _clean_answer(extracted)):
+            return cleaned
+    candidates = [candidate for candidate in (_last_math_span(text), _last_number(text)) if candidate is not None]
+    if not candidates:
+        return None
+    return _clean_answer(max(candidates)[1]) or None
+
+
+def _completion_text(completion: Any) -> str | None:
+    """Text of a standard (`str`) or conversational (list of messages, last one scored) completion."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        content = completion[-1].get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            # Multimodal message: a list of typed parts, of which only text can hold an answer.
+            texts = [part.get("text") for part in content if isinstance(part, dict) and part.get("type") == "text"]
+            if texts and all(isinstance(part, str) for part in texts):
+                return "".join(texts)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Everything below this line up to `accuracy_reward` runs inside the time-limit worker process.
+
+_LATEX_ONLY = [LatexExtractionConfig()]
+_LATEX_OR_EXPR = [LatexExtractionConfig(), ExprExtractionConfig()]
+_GOLD_CACHE: dict[str, list] = {}
+_GOLD_CACHE_SIZE = 4_096
+_worker_ready = False
+
+
+def _prepare_worker() -> None:
+    global _worker_ready
+    if not _worker_ready:
+        # The worker passes `parsing_timeout=None`/`timeout_seconds=None` on purpose (the process is killed on overrun
+        # instead); silence math-verify's one-time warning about running without its own timeout.
+        math_verify.parser.TIMEOUT_WARNING_SHOWN = True
+        math_verify.grader.TIMEOUT_WARNING_SHOWN = True
+        _worker_ready = True
+
+
+def _parse_math(text: str, config: list) -> list:
+    """Parses `text`, wrapping it in `\\boxed{}` first when it has no math delimiters (math-verify's LaTeX extraction
+    finds nothing in bare LaTeX like `\\frac{\\sqrt{3}}{2}`), then trying it as is with `config`."""
+    attempts = [text] if any(delimiter in text for delimiter in _MATH_DELIMITERS) else [f"\\boxed{{{text}}}", text]
+    for attempt in attempts:
+        parsed = math_verify.parse(attempt, config, parsing_timeout=None)
+        if parsed:
+            return parsed
+    return []
+
+
+def _parse_gold(gold: str) -> list:
+    parsed = _GOLD_CACHE.get(gold)
+    if parsed is None:
+        _prepare_worker()
+        parsed = _parse_math(gold, _LATEX_ONLY) or _parse_math(gold, _LATEX_OR_EXPR)
+        if len(_GOLD_CACHE) >= _GOLD_CACHE_SIZE:
+            _GOLD_CACHE.clear()
+        _GOLD_CACHE[gold] = parsed
+    return parsed
+
+
+def _gold_is_parsable(gold: str) -> bool:
+    return bool(_parse_gold(gold))
+
+
+def _score_answer(gold_and_answer: tuple[str, str]) -> float:
+    gold, answer = gold_and_answer
+    gold_parsed = _parse_gold(gold)
+    prediction = _parse_math(answer, _LATEX_OR_EXPR)
+    if not gold_parsed or not prediction:
+        return 0.0
+    # math-verify's comparison is not symmetric: the reference goes first.
+    return float(math_verify.verify(gold_parsed, prediction, timeout_seconds=None))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _gold_text(solution: Any) -> str | None:
+    if isinstance(solution, bool):
+        return None
+    if isinstance(solution, (int, float)):
+        return str(solution)
+    if isinstance(solution, str) and solution.strip():
+        return solution
+    return None
+
+
+def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) -> list[float | None]:
+    r"""
+    Scores 1.0 for a completion whose final answer is mathematically equivalent to the reference, else 0.0.
+
+    The answer is found with [`extract_answer`] and compared with math-verify (`verify(gold, prediction)`). A bare
+    reference such as `34` or `\frac{1}{2}` works, as does one wrapped in `$...$` or `\boxed{}`. Parsing and
+    verification run in a worker process with a hard limit of [`VERIFY_TIME_LIMIT_SECONDS`] per completion, so this is
+    safe to call from any thread and on any text: an overrun, an answer longer than [`MAX_ANSWER_CHARS`], non-text
+    content and any error score 0.0.
+
+    Args:
+        completions (`list[str]` or `list[list[dict[str, str]]]`):
+            Model completions: strings, or conversations whose last message's `"content"` is scored.
+        solution (`list[str]`):
+            Reference answer for each completion (the dataset's `solution` column, repeated per generation).
+        **kwargs:
+            Other columns and trainer-provided arguments. If `log_metric` is given, the number of completions that
+            overran the time limit is logged as `dsdr/verifier_timeouts`.
+
+    Returns:
+        `list[float | None]`: One reward per completion; `None` where the reference itself cannot be parsed, so that
+        the trainer skips the sample instead of treating every completion as wrong.
+
+    Example:
+    ```python
+    >>> accuracy_reward([r"... so \boxed{\frac{1}{2}}", "Answer: 0.4"], solution=["0.5", "0.5"])
+    [1.0, 0.0]
+    ```
+    """
+    time_limit = VERIFY_TIME_LIMIT_SECONDS
+    golds = [_gold_text(gold) for gold in solution]
+    if len(golds) != len(completions):
+        raise ValueError(
+            f"Got {len(completions)} completions but {len(golds)} solutions; expected one per completion."
+        )
+    stats: dict[str, int] = {}
+    distinct_golds = [gold for gold in dict.fromkeys(golds) if gold is not None]
+    # Golds go first, in their own batch, so that completions of an unparsable (or overrunning) gold are not sent at
+    # all: each would re-parse that gold and could overrun again.
+    parsable = map_with_time_limit(_gold_is_parsable, distinct_golds, time_limit, False, stats)
+    gold_ok = dict(zip(distinct_golds, parsable, strict=True))
+
+    rewards: list[float | None] = [None] * len(completions)
+    work: list[tuple[str, str]] = []
+    work_indices: list[int] = []
+    for index, (completion, gold) in enumerate(zip(completions, golds, strict=True)):
+        if gold is None or not gold_ok[gold]:
+            continue
+        rewards[index] = 0.0
+        try:
+            text = _completion_text(completion)
+            answer = extract_answer(text) if text is not None else None
+        except Exception:
+            answer = None
+        if answer is not None and len(answer) <= MAX_ANSWER_CHARS:
+            work.append((gold, answer))
+            work_indices.append(index)
+    scores = map_with_time_limit(_score_answer, work, time_limit, 0.0, stats)
+    for index, score in zip(work_indices, scores, strict=True):
+        rewards[index] = score
+
+    log_metric = kwargs.get("log_metric")
+    if callable(log_metric):
+        log_metric("dsdr/verifier_timeouts", float(stats.get("timeouts", 0)))
+    return rewards
+
+
+REWARD_FUNCS: dict[str, Callable[..., list[float | None]]] = {"accuracy": accuracy_reward}
+
+
+def get_reward_func(name: str) -> Callable[..., list[float | None]]:
+    """
+    Resolves a reward function from a short name or a dotted import path.
+
+    Args:
+        name (`str`):
+            A key of [`REWARD_FUNCS`] (e.g. `"accuracy"`), or a dotted path such as `"my_package.rewards.my_reward"`.
+
+    Returns:
+        `Callable`: The reward function.
+
+    Raises:
+        `ValueError`: If `name` is neither a known name nor an importable dotted path to a callable.
+    """
+    if name in REWARD_FUNCS:
+        return REWARD_FUNCS[name]
+    hint = f"Pass one of {sorted(REWARD_FUNCS)} or a dotted import path such as 'my_package.rewards.my_reward'."
+    module_name, _, attribute = name.rpartition(".")
+    if not module_name or not attribute:
+        raise ValueError(f"Unknown reward function {name!r}. {hint}")
+    try:
+        func = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"Could not import reward function {name!r}: {error}. {hint}") from error
+    if not callable(func):
+        raise ValueError(f"{name!r} resolves to a {type(func).__name__}, not a callable reward function. {hint}")
+    return func

@@ -1,0 +1,220 @@
+import threading
+import time
+
+import pytest
+
+from dsdr_trl import rewards
+from dsdr_trl.rewards import REWARD_FUNCS, accuracy_reward, extract_answer, get_reward_func
+
+# Hang guard for a single reward call on hostile text: time limit (lowered below) plus a worker restart, with slack
+# for a loaded CI machine.
+MAX_CALL_SECONDS = 5.0
+
+
+@pytest.fixture
+def short_time_limit(monkeypatch):
+    monkeypatch.setattr(rewards, "VERIFY_TIME_LIMIT_SECONDS", 0.5)
+
+
+def score(completion, gold):
+    (reward,) = accuracy_reward([completion], solution=[gold])
+    return reward
+
+
+# --- extraction ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (r"so the answer is \boxed{42}.", "42"),
+        (r"\boxed{\frac{1}{2}}", r"\frac{1}{2}"),
+        (r"\boxed{\frac{\sqrt{3}}{2}} and more text", r"\frac{\sqrt{3}}{2}"),
+        (r"first \boxed{1}, then \boxed{7}", "7"),
+        (r"\fbox{5}", "5"),
+        (r"\boxed {5}", "5"),
+        (r"\boxed{\{1,2\}}", r"\{1,2\}"),
+        (r"\boxed{\boxed{3}}", r"\boxed{3}"),
+        (r"\boxed{4} but then \boxed{5", "4"),
+        ("The sum is 30 + 4.\nAnswer: 34", "34"),
+        ("Answer: 1\nwait, no.\nAnswer: $\\frac{3}{4}$.", "$\\frac{3}{4}$"),
+        ("**Answer:** 42.", "42"),
+        ("**Answer:**\n\n  17\n", "17"),
+        ("so $x = 5$", "x = 5"),
+        ("first $x$ and finally $$y = 3$$ done", "y = 3"),
+        ("we get $x=5$, so the total is 12 apples", "12"),
+        (r"then \(a + 1\) is it", "a + 1"),
+        ("it costs \\$5 or so", "5"),
+        ("about 1,000 people", "1,000"),
+        ("no answer here", None),
+        ("", None),
+        ("   \n\t", None),
+    ],
+)
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+def test_extract_answer_ignores_non_strings():
+    assert extract_answer(None) is None
+    assert extract_answer(b"\\boxed{1}") is None
+
+
+# --- scoring ---------------------------------------------------------------------------------------------------------
+
+
+def test_boxed_correct_and_incorrect():
+    completions = [r"Thus \boxed{34}.", r"Thus \boxed{35}.", "I give up."]
+    assert accuracy_reward(completions, solution=["34"] * 3) == [1.0, 0.0, 0.0]
+
+
+def test_last_boxed_wins():
+    assert score(r"First guess \boxed{1}, corrected: \boxed{\frac{1}{2}}", "0.5") == 1.0
+    assert score(r"First guess \boxed{\frac{1}{2}}, corrected: \boxed{1}", "0.5") == 0.0
+
+
+def test_answer_line_fallback():
+    assert score("Lots of reasoning.\nAnswer: 42", "42") == 1.0
+    assert score("Lots of reasoning.\nAnswer: $\\frac{1}{2}$", "0.5") == 1.0
+    assert score("Lots of reasoning.\nAnswer: 41", "42") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold"),
+    [
+        ("0.5", r"\frac{1}{2}"),
+        (r"\frac{1}{2}", "0.5"),
+        (r"\dfrac12", "$0.5$"),
+        (r"\frac{\sqrt3}{2}", r"\frac{\sqrt{3}}{2}"),
+        (r"\frac{1}{\sqrt{2}}", r"\sqrt{2}/2"),
+        (r"\pi \cdot 2", r"2\pi"),
+        ("(x+1)^2", "x^2+2x+1"),
+        (r"\{2,1\}", r"\{1,2\}"),
+        ("x = 34", r"\boxed{34}"),
+        ("1,000", "1000"),
+    ],
+)
+def test_equivalent_forms_score_one(answer, gold):
+    assert score(f"The answer is \\boxed{{{answer}}}", gold) == 1.0
+
+
+@pytest.mark.parametrize(("answer", "gold"), [("0.33", r"\frac{1}{3}"), (r"\sqrt{3}", "3"), ("(1, 3)", "(1, 2)")])
+def test_different_values_score_zero(answer, gold):
+    assert score(f"\\boxed{{{answer}}}", gold) == 0.0
+
+
+def test_gold_formats_and_types():
+    assert accuracy_reward([r"\boxed{34}"] * 4, solution=["34", "$34$", r"\boxed{34}", 34]) == [1.0] * 4
+
+
+def test_conversational_completions():
+    completions = [
+        [{"role": "assistant", "content": r"\boxed{\frac{1}{2}}"}],
+        [{"role": "assistant", "content": "Answer: 3"}],
+        [{"role": "assistant", "content": [{"type": "text", "text": r"so \boxed{0.5}"}]}],
+        [{"role": "assistant", "content": None}],
+        [],
+    ]
+    assert accuracy_reward(completions, solution=["0.5", "4", "1/2", "0.5", "0.5"]) == [1.0, 0.0, 1.0, 0.0, 0.0]
+
+
+def test_unparsable_gold_gives_none():
+    completions = [r"\boxed{1}"] * 6
+    solution = ["}{", r"\boxed{}", "", "  ", None, "1"]
+    assert accuracy_reward(completions, solution=solution) == [None, None, None, None, None, 1.0]
+
+
+def test_overlong_answer_scores_zero():
+    long_sum = "+".join(["1"] * 600)  # 1,199 characters, over MAX_ANSWER_CHARS, although it equals 600
+    assert score(f"\\boxed{{{long_sum}}}", "600") == 0.0
+    assert score("\\boxed{" + "+".join(["1"] * 6) + "}", "6") == 1.0
+
+
+def test_mismatched_lengths_raise():
+    with pytest.raises(ValueError, match="one per completion"):
+        accuracy_reward([r"\boxed{1}", r"\boxed{2}"], solution=["1"])
+
+
+def test_keeps_trainer_metric_name_and_logs_timeouts(short_time_limit):
+    assert accuracy_reward.__name__ == "accuracy_reward"
+    logged = []
+    result = accuracy_reward(
+        [r"\boxed{1}", r"\boxed{10^{10^{10}}}"],
+        solution=["1", "2"],
+        prompts=["p", "p"],
+        trainer_state=None,
+        log_extra=lambda column, values: None,
+        log_metric=lambda name, value: logged.append((name, value)),
+    )
+    assert result == [1.0, 0.0]
+    assert logged == [("dsdr/verifier_timeouts", 1.0)]
+
+
+HOSTILE_COMPLETIONS = {
+    "open_braces": "{" * 100_000,
+    "close_braces": "}" * 100_000,
+    "repeated_boxed": "\\boxed{" * 10_000,
+    "repeated_boxed_closed": "\\boxed{1}" * 10_000,
+    "power_tower": r"\boxed{9^{9^{9^{9}}}}",
+    "huge_power": r"\boxed{10^{10^{10}}}",
+    "huge_power_answer_line": "Answer: 10^{10^{10}}",
+    "huge_factorial": r"\boxed{(10^{9})!}",
+    "dollars": "$" * 100_000,
+    "answer_labels": "Answer:" * 20_000,
+    "digits": "7" * 100_000,
+    "lone_surrogates": "\udcff\udcfe \\boxed{\udcff}",
+    "control_and_bidi": "\x00\u202e\\boxed{\u00bd}\ufeff",
+    "empty": "",
+    "whitespace": " \n\t" * 1_000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_COMPLETIONS))
+def test_hostile_completion_is_bounded_and_scores_zero(name, short_time_limit):
+    start = time.monotonic()
+    reward = score(HOSTILE_COMPLETIONS[name], "34")
+    assert time.monotonic() - start < MAX_CALL_SECONDS
+    assert reward == 0.0
+
+
+def test_hostile_batch_with_default_time_limit_is_bounded():
+    completions = [r"\boxed{34}", r"\boxed{9^{9^{9^{9}}}}", None, b"\xff\xfe", r"\boxed{34}"]
+    start = time.monotonic()
+    result = accuracy_reward(completions, solution=["34"] * len(completions))
+    # At most one overrun at the default limit, plus a worker restart.
+    assert time.monotonic() - start < rewards.VERIFY_TIME_LIMIT_SECONDS + 3.0
+    assert result == [1.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_non_main_thread_gives_same_answers():
+    completions = [r"\boxed{\frac{1}{2}}", "Answer: 3", r"\boxed{0.25}", "nothing"]
+    solution = ["0.5", "3", r"\frac{1}{3}", "1"]
+    expected = accuracy_reward(completions, solution=solution)
+    outputs = []
+    thread = threading.Thread(target=lambda: outputs.append(accuracy_reward(completions, solution=solution)))
+    thread.start()
+    thread.join(timeout=30)
+    assert expected == [1.0, 1.0, 0.0, 0.0]
+    assert outputs == [expected]
+
+
+# --- registry --------------------------------------------------------------------------------------------------------
+
+
+def test_get_reward_func_by_name_and_dotted_path():
+    assert get_reward_func("accuracy") is accuracy_reward
+    assert REWARD_FUNCS["accuracy"] is accuracy_reward
+    assert get_reward_func("dsdr_trl.rewards.accuracy_reward") is accuracy_reward
+
+
+@pytest.mark.parametrize("name", ["acuracy", "no_such_module_xyz.reward", "dsdr_trl.rewards.no_such_reward"])
+def test_get_reward_func_unknown_name_explains_fix(name):
+    with pytest.raises(ValueError, match="accuracy") as error:
+        get_reward_func(name)
+    assert "dotted import path" in str(error.value)
+    assert repr(name) in str(error.value)
+
+
+def test_get_reward_func_rejects_non_callable():
+    with pytest.raises(ValueError, match="not a callable"):
+        get_reward_func("dsdr_trl.rewards.MAX_ANSWER_CHARS")

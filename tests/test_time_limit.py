@@ -1,0 +1,153 @@
+"""Tests for the subprocess-backed hard time limit. The helpers below are top-level so the worker can import them by
+this module's name (pytest puts the tests directory on `sys.path`, and the worker inherits `sys.path`)."""
+
+import os
+import sys
+import threading
+import time
+import types
+
+import pytest
+
+from dsdr_trl import _time_limit
+from dsdr_trl._time_limit import map_with_time_limit
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def sleep_then_echo(x: float) -> float:
+    time.sleep(x)
+    return x
+
+
+def fail_on_negative(x: int) -> int:
+    if x < 0:
+        raise ValueError("negative")
+    return x
+
+
+def huge_power(exponent: int) -> int:
+    # A single C-level bignum operation: no Python bytecode runs, so no signal handler could interrupt it.
+    return pow(10, exponent) % 7
+
+
+def worker_pid(_: object) -> int:
+    return os.getpid()
+
+
+def die_on_item(x: int) -> int:
+    if x == 1:
+        os._exit(3)
+    return x
+
+
+def return_unpicklable(_: object) -> object:
+    return threading.Lock()
+
+
+def allocate_gigabytes(n: int) -> int:
+    return len(bytearray(n * 1024**3))
+
+
+def test_results_in_order_and_worker_reused():
+    assert map_with_time_limit(square, list(range(50)), seconds=5.0, default=-1) == [x * x for x in range(50)]
+    first = map_with_time_limit(worker_pid, [0, 1], seconds=5.0, default=-1)
+    second = map_with_time_limit(worker_pid, [0], seconds=5.0, default=-1)
+    assert first[0] == first[1] == second[0] != os.getpid()
+
+
+def test_empty_input_and_invalid_limit():
+    assert map_with_time_limit(square, [], seconds=1.0, default=None) == []
+    with pytest.raises(ValueError, match="positive"):
+        map_with_time_limit(square, [1], seconds=0, default=None)
+
+
+def test_timeout_gets_default_and_later_items_still_run():
+    stats: dict[str, int] = {}
+    start = time.monotonic()
+    results = map_with_time_limit(
+        sleep_then_echo, [0.0, 30.0, 0.01, 30.0, 0.02], seconds=0.5, default=-1.0, stats=stats
+    )
+    elapsed = time.monotonic() - start
+    assert results == [0.0, -1.0, 0.01, -1.0, 0.02]
+    assert stats == {"timeouts": 2, "errors": 0}
+    # Two overruns at 0.5 s each plus worker restarts; far below the 30 s sleeps.
+    assert elapsed < 10.0
+
+
+def test_exception_and_unpicklable_result_get_default():
+    stats = {"timeouts": 0, "errors": 5}
+    results = map_with_time_limit(fail_on_negative, [1, -1, 2], seconds=5.0, default=0, stats=stats)
+    assert results == [1, 0, 2]
+    assert stats == {"timeouts": 0, "errors": 6}
+    assert map_with_time_limit(return_unpicklable, [0], seconds=5.0, default="fallback") == ["fallback"]
+
+
+def test_worker_crash_gets_default_and_recovers():
+    stats: dict[str, int] = {}
+    assert map_with_time_limit(die_on_item, [0, 1, 2], seconds=5.0, default=-1, stats=stats) == [0, -1, 2]
+    assert stats["errors"] == 1
+    assert map_with_time_limit(square, [3], seconds=5.0, default=-1) == [9]
+
+
+def test_worker_killed_between_calls_is_replaced():
+    (pid,) = map_with_time_limit(worker_pid, [0], seconds=5.0, default=-1)
+    _time_limit._get_pool().active.kill()
+    (new_pid,) = map_with_time_limit(worker_pid, [0], seconds=5.0, default=-1)
+    assert new_pid not in (-1, pid)
+
+
+def test_c_level_hang_is_bounded():
+    stats: dict[str, int] = {}
+    start = time.monotonic()
+    results = map_with_time_limit(huge_power, [10**10, 3], seconds=0.5, default=None, stats=stats)
+    assert time.monotonic() - start < 5.0
+    assert results == [None, pow(10, 3) % 7]
+    assert stats["timeouts"] == 1
+
+
+def test_memory_blowup_gets_default():
+    if not os.path.exists("/proc/self/statm"):
+        pytest.skip("the worker memory cap is Linux-only")
+    assert map_with_time_limit(allocate_gigabytes, [8], seconds=5.0, default=-1) == [-1]
+
+
+def test_works_from_non_main_threads():
+    outputs: dict[int, list] = {}
+
+    def call(key: int) -> None:
+        outputs[key] = map_with_time_limit(sleep_then_echo, [0.0, 30.0, key / 100], seconds=0.3, default=-1.0)
+
+    threads = [threading.Thread(target=call, args=(key,)) for key in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert outputs == {key: [0.0, -1.0, key / 100] for key in range(3)}
+
+
+def test_unpicklable_function_raises_type_error():
+    def local_function(x):
+        return x
+
+    with pytest.raises(TypeError, match="picklable"):
+        map_with_time_limit(local_function, [1], seconds=5.0, default=None)
+
+
+def test_function_missing_in_worker_raises_and_pool_recovers(monkeypatch):
+    # Picklable here (its module is registered in this process only) but not importable by the worker.
+    module = types.ModuleType("module_only_in_parent")
+    module.square = square
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(square, "__module__", module.__name__)
+    with pytest.raises(RuntimeError, match="could not load `fn`"):
+        map_with_time_limit(square, [1], seconds=5.0, default=None)
+    monkeypatch.undo()
+    assert map_with_time_limit(square, [2], seconds=5.0, default=-1) == [4]
+
+
+def test_unpicklable_item_raises_type_error():
+    with pytest.raises(TypeError, match="picklable"):
+        map_with_time_limit(square, [1, threading.Lock()], seconds=5.0, default=None)
