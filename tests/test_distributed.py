@@ -36,5 +36,8 @@ def test_two_processes_match_one(tmp_path):
     assert sum(weights_b) == pytest.approx(1.0, abs=1e-5) and weights_b[3] == 0.0
     assert len({round(w, 4) for w in weights_b[:3]}) == 3
     assert all(b > 0 for b, c in zip(double["bonus"], double["correct"], strict=True) if c)
+    # Group C is all correct with distinct solutions: plain GRPO gives it zero advantages, DSDR ranks its members.
+    advantages_c = double["advantages"][8:12]
+    assert all(abs(a) > 0.1 for a in advantages_c) and len({round(a, 3) for a in advantages_c}) == 4
     for result in (single, double):
         assert result["train_steps"] == 2 and result["train_metrics_finite"] and result["train_has_dsdr_metrics"]

@@ -85,9 +85,36 @@ def test_zero_coefficients_reproduce_grpo_step_for_step(tmp_path, tiny_tokenizer
     assert dsdr.diversity_encoder is None  # nothing DSDR-specific was even loaded
 
 
+class RecordingTrainer(DSDRGRPOTrainer):
+    """Keeps what each micro-batch's loss saw, to check the per-row DSDR tensors stayed with their rows."""
+
+    def _compute_loss(self, model, inputs):
+        self.seen = getattr(self, "seen", [])
+        keys = ("prompt_ids", "completion_ids", "completion_mask", "dsdr_weight", "dsdr_correct")
+        self.seen.append({key: inputs[key].detach().clone() for key in keys})
+        return super()._compute_loss(model, inputs)
+
+
 def test_end_to_end_with_real_encoder_logs_every_dsdr_metric(tmp_path, tiny_tokenizer, tiny_model, dataset):
     config = DSDRConfig(output_dir=str(tmp_path), max_steps=2, **COMMON)
-    trainer, steps = train(DSDRGRPOTrainer, config, tiny_model, tiny_tokenizer, dataset, [even_length_reward])
+    trainer, steps = train(RecordingTrainer, config, tiny_model, tiny_tokenizer, dataset, [even_length_reward])
+
+    # TRL shuffled and split each generation batch into 2 micro-batches: every row still carries its own
+    # correctness, and ω sums to 1 over the correct rows of each prompt.
+    assert len(trainer.seen) == 4
+    for generation_batch in (trainer.seen[:2], trainer.seen[2:]):
+        weight_per_prompt, correct_per_prompt = {}, {}
+        for seen in generation_batch:
+            texts = tiny_tokenizer.batch_decode(
+                seen["completion_ids"] * seen["completion_mask"], skip_special_tokens=True
+            )
+            assert seen["dsdr_correct"].tolist() == even_length_reward(texts)
+            for prompt, weight, correct in zip(seen["prompt_ids"].tolist(), seen["dsdr_weight"], seen["dsdr_correct"]):
+                key = tuple(prompt)
+                weight_per_prompt[key] = weight_per_prompt.get(key, 0.0) + weight.item()
+                correct_per_prompt[key] = correct_per_prompt.get(key, 0.0) + correct.item()
+        for key, total in weight_per_prompt.items():
+            assert total == pytest.approx(1.0 if correct_per_prompt[key] else 0.0, abs=1e-5)
 
     from sentence_transformers import SentenceTransformer
 

@@ -30,9 +30,12 @@ from .config import DEFAULT_DIVERSITY_ENCODER, DSDRConfig
 DIVERSITY_REWARD_NAME = "dsdr_diversity"
 
 
-def _dsdr_diversity(completions: list, **kwargs) -> list[float]:
-    """Placeholder for the bonus column; `DSDRGRPOTrainer._calculate_rewards` writes the real values."""
-    return [0.0] * len(completions)
+def _dsdr_diversity(completions: list, **kwargs) -> list[float | None]:
+    """Placeholder for the bonus column; `DSDRGRPOTrainer._calculate_rewards` writes the real values.
+
+    It returns `None` so that TRL's check for rows that no reward function scored still sees the user's functions.
+    """
+    return [None] * len(completions)
 
 
 _dsdr_diversity.__name__ = DIVERSITY_REWARD_NAME
@@ -191,12 +194,13 @@ class DSDRGRPOTrainer(GRPOTrainer):
         unscorable = torch.isnan(user_rewards).all(dim=1)
         rewards_per_func[:, -1] = bonus.to(rewards_per_func.device).masked_fill(unscorable, float("nan"))
 
-        rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
+        weighted = rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
+        rewards = weighted.nansum(dim=1)  # TRL's sum, bonus column included
         rewards[unscorable] = torch.nan
         advantages, std_after = diversity.group_advantages(
             rewards, group_size, self.scale_rewards, self.args.advantage_epsilon
         )
-        unshaped = rewards - rewards_per_func[:, -1].nan_to_num(0.0)
+        unshaped = weighted[:, :-1].nansum(dim=1).masked_fill(unscorable, float("nan"))
         _, std_before = diversity.group_advantages(unshaped, group_size, "group", self.args.advantage_epsilon)
 
         self._dsdr_pending = {
