@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from .formulas import CANONICALIZE_MODES as FORMULA_CANONICALIZATIONS
+
 DEFAULT_DIVERSITY_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 ENTROPY_ESTIMATORS = ("sampled", "full")
-FORMULA_CANONICALIZATIONS = ("none", "sympy")
 
 
 @dataclass

@@ -1,0 +1,725 @@
+r"""Formula extraction for the formula-uniqueness score of DSDR (Eq. 7–8).
+
+U_i = |{f ∈ F_i : f ∉ ∪_{j≠i} F_j}| / |F_i| needs F_i, the set of math expressions of completion i, as hashable
+keys that two completions share exactly when they write "the same formula". This module turns a completion's text
+into that set of strings.
+
+Design choices:
+
+Extraction is one linear scan.
+    A single token regex walks the text once (each alternative matches a bounded token and none can backtrack over
+    unbounded input) and a small state machine recognises `$…$`, `$$…$$`, `\(…\)`, `\[…\]` and equation-like
+    environments (`equation`, `align`, `aligned`, `gather`, `multline`, `eqnarray`, `flalign`, `split`, …, starred or
+    not). `\boxed{…}` is brace-matched in the same pass with a stack, inside or outside math, nested or not, so its
+    content is a formula even when the model never opened math mode. `\$` (and any `\<symbol>`) is consumed as an
+    escape pair and never acts as a delimiter. An unclosed delimiter makes the rest of the text prose: nothing after
+    it is lost to a crash, it simply yields no formula.
+
+Single dollars follow pandoc's rule.
+    Math word problems are full of prices ("$5 and $10"), so a `$` opens inline math only if a non-space follows it,
+    and closes it only if a non-space precedes it and no digit follows it. A `$` preceded by a space while inline math
+    is open is taken as a new opener (the earlier `$` was a price), and a blank line, `\(` or `\[` abandons an open
+    `$`. `$$`, `\(…\)` and `\[…\]` have no such heuristics.
+
+Multi-line environments give one formula per row.
+    Every span (whatever its delimiter) is split on `\\` (an optional `[2pt]` spacing argument is dropped) at brace
+    depth 0 and outside nested environments, and alignment `&` at that depth is dropped. Equation-like environments
+    are transparent for this, so `$$\begin{aligned} a &= b \\ &= c \end{aligned}$$` gives `a=b` and `=c`, while
+    `cases`, `pmatrix`, `array`, … are opaque: a matrix or a piecewise definition stays one formula.
+
+Normalisation is string-level and deliberately conservative.
+    It only merges spellings that render the same; it never does algebra (that is `canonicalize="sympy"`):
+        - whitespace is removed, except one space between a control word and a following letter (`\pi r` must not
+          become the undefined `\pir`); `x + 1`, `x+1` and `x   +1` are one formula, and so are `1 000` and `1000`;
+        - `\left`, `\right`, `\middle` and the `\big`/`\Big`/`\bigg`/`\Bigg` (+`l`/`r`/`m`) sizing commands are
+          removed, with the null delimiter `.` of `\left.`/`\right.`;
+        - spacing (`\,` `\;` `\:` `\!` `\>` `\ ` `~` `\quad` `\qquad` `\enspace` `\hspace{…}` …), style
+          (`\displaystyle` `\textstyle` …), `\limits`/`\nolimits` and labels (`\label{…}` `\tag{…}` `\nonumber`
+          `\notag`) are removed; stray math delimiters and unescaped `$` inside a span (e.g. a `\boxed{$x$}`) too;
+        - text-like wrappers become their content: `\text`, `\textrm`, `\textnormal`, `\textup`, `\textit`,
+          `\textbf`, `\textsf`, `\texttt`, `\mbox`, `\mathrm`, `\mathit`, `\mathnormal`, `\operatorname`,
+          `\boxed` and `\fbox`, so `5\text{ cm}` and `5\mathrm{cm}` are both `5cm` and `x=\boxed{3}` is `x=3`.
+          `\mathbf`, `\mathbb`, `\mathcal`, … are kept, since they change what a symbol means;
+        - synonyms: `\dfrac`/`\tfrac`/`\cfrac` → `\frac`, `\dbinom`/`\tbinom` → `\binom`, `\le`/`\leqslant` →
+          `\leq`, `\ge`/`\geqslant` → `\geq`, `\ne` → `\neq`, `\to` → `\rightarrow`, `\gets` → `\leftarrow`,
+          `\lvert`/`\rvert`/`\vert` → `|`, `\lVert`/`\rVert`/`\Vert` → `\|`, `\lbrace`/`\rbrace` → `\{`/`\}`,
+          `\land`/`\lor`/`\lnot` → `\wedge`/`\vee`/`\neg`, `\ldots`/`\cdots`/`\dotsc`/`\dotsb` → `\dots`,
+          and the Unicode `−` `×` `·` `÷` `≤` `≥` `≠` `π` `∞` → their commands;
+        - the digit shorthands `\frac12` and `\sqrt2` become `\frac{1}{2}` and `\sqrt{2}`;
+        - braces are removed only where that cannot change the meaning: around a single character or a single
+          control word right after `^` or `_` (`x^{2}` → `x^2`, `x^{\prime}` → `x^\prime`, but `x^{12}` stays), and
+          braces wrapping the whole formula (`{x+1}` → `x+1`). Argument braces (`\frac{1}{2}`, `\sqrt{2}`) are kept;
+        - trailing `.`, `,`, `;` and `:` are removed (`n!` keeps its `!`);
+        - a formula without any letter, digit or control word (`,`, `=`, `()`, `\{\}`) is dropped.
+
+Caps keep hostile text cheap.
+    Only the first `MAX_TEXT_CHARS` characters of a text are scanned, at most `MAX_FORMULAS_PER_TEXT` spans are
+    collected and at most as many formulas returned. Math spans never overlap, but nested `\boxed` groups do, so the
+    characters split into rows per text are capped at `2 * MAX_TEXT_CHARS`; a span past that budget is one row. A
+    row longer than `MAX_SPAN_CHARS` is not normalised in full. Every returned formula has at most
+    `MAX_FORMULA_CHARS` characters: a longer one (or an over-long row) keeps its first normalised characters and ends
+    with `#` and a 16-hex-digit BLAKE2b digest of the whole, so two long formulas are only merged when they are equal.
+    Non-`str` input: `None` is the empty text, `bytes` are decoded as UTF-8 with replacement characters, anything
+    else raises `TypeError`.
+
+`canonicalize="sympy"` adds algebra-free canonical forms.
+    Each formula is parsed with `latex2sympy2_extended.latex2sympy` (with `lowercase_symbols=False`: `A` and `a` are
+    different variables) and printed in a functional form with the arguments of commutative heads sorted (`Add`,
+    `Mul`, `Equality`, `Unequality`, `And`, `Or`, sets, `Max`, `Min`, …) and float literals turned into the rationals
+    they spell: `2x`, `2 x`, `x \cdot 2` and `2\cdot x` all become `Mul(2,x)`, `x^2+1` and `1+x^2` become
+    `Add(1,Pow(x,2))`, `\frac{1}{2}` and `0.5` become `1/2`, and `y=x` equals `x=y`. Nothing is simplified on top of
+    what the parser itself evaluates (it reduces numeric fractions and binomials), so `1+1` and `2`, or `(x+1)^2`
+    and `x^2+2x+1`, stay different formulas: they are different reasoning steps. A formula that fails to parse, times
+    out, prints longer than `MAX_FORMULA_CHARS`, is longer than `SYMPY_MAX_FORMULA_CHARS`, carries a digest or
+    contains a prime `'` (which latex2sympy silently drops) keeps its string form, so a set can mix both kinds.
+    Parsing costs a few milliseconds per formula and runs in the worker process of
+    `dsdr_trl._time_limit.map_with_time_limit` under a hard per-formula limit, since a short string such as
+    `\binom{100000000}{50000000}` keeps SymPy busy in C code for minutes. A batch makes one worker call for all its
+    distinct uncached formulas; results (timeouts included, so a hostile formula costs its time only once) are cached
+    in this process.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from dsdr_trl._time_limit import map_with_time_limit
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CANONICALIZE_MODES",
+    "DEFAULT_SYMPY_SECONDS",
+    "MAX_FORMULAS_PER_TEXT",
+    "MAX_FORMULA_CHARS",
+    "MAX_SPAN_CHARS",
+    "MAX_TEXT_CHARS",
+    "SYMPY_MAX_FORMULA_CHARS",
+    "extract_formulas",
+    "extract_formulas_batch",
+]
+
+CANONICALIZE_MODES = ("none", "sympy")
+
+# A worked solution is a few thousand characters; anything past this is degenerate generation, not reasoning.
+MAX_TEXT_CHARS = 100_000
+MAX_FORMULAS_PER_TEXT = 256
+MAX_SPAN_CHARS = 10_000
+MAX_FORMULA_CHARS = 512
+SYMPY_MAX_FORMULA_CHARS = 300
+# Typical formulas parse in a few milliseconds; the limit only has to stop the pathological ones.
+DEFAULT_SYMPY_SECONDS = 1.0
+
+# Completions longer than this are not cached: the cache would keep megabytes of degenerate text alive.
+_CACHE_MAX_TEXT_CHARS = 8_192
+_TEXT_CACHE_SIZE = 8_192
+_SYMPY_CACHE_SIZE = 65_536
+_DIGEST_CHARS = 16
+
+_EQUATION_ENVS = frozenset(
+    name + star
+    for name in (
+        "equation",
+        "align",
+        "aligned",
+        "alignat",
+        "alignedat",
+        "gather",
+        "gathered",
+        "multline",
+        "eqnarray",
+        "flalign",
+        "split",
+        "displaymath",
+        "math",
+        "dmath",
+    )
+    for star in ("", "*")
+)
+
+# Every alternative is a bounded token, so `finditer` stays linear in the text length.
+_SCAN_TOKEN = re.compile(
+    r"\\begin\{([^{}\\]{1,32})\}"  # 1: environment name
+    r"|\\end\{([^{}\\]{1,32})\}"  # 2: environment name
+    r"|(\\boxed)[ \t]*\{"  # 3
+    r"|\\[^A-Za-z]"  # escape pair or control symbol: \$ \( \) \[ \] \{ \} \\
+    r"|\$\$?"
+    r"|[{}]"
+    r"|\n[ \t\r]*\n",
+    re.DOTALL,
+)
+# `\begin{alignat}{2}` takes the number of columns as an argument that is not part of any formula.
+_ENV_ARGUMENT = re.compile(r"[ \t]*\{\d{1,3}\}")
+
+_SPLIT_TOKEN = re.compile(
+    r"\\begin\{([^{}\\]{1,32})\}(?:\{\d{1,3}\})?"  # 1
+    r"|\\end\{([^{}\\]{1,32})\}"  # 2
+    r"|(\\\\\*?)(?:[ \t]*\[[ \t]*[-+]?[\d.]{1,12}[ \t]*[a-z]{2}[ \t]*\])?"  # 3: row break with optional spacing
+    r"|\\[^A-Za-z]"
+    r"|[{}&]",
+    re.DOTALL,
+)
+
+_SIZING_WORDS = frozenset(
+    ["left", "right", "middle"]
+    + [size + suffix for size in ("big", "Big", "bigg", "Bigg") for suffix in ("", "l", "r", "m")]
+)
+_WORD_REWRITES = {
+    **dict.fromkeys(
+        (
+            "quad",
+            "qquad",
+            "enspace",
+            "enskip",
+            "thinspace",
+            "medspace",
+            "thickspace",
+            "negthinspace",
+            "negmedspace",
+            "negthickspace",
+            "displaystyle",
+            "textstyle",
+            "scriptstyle",
+            "scriptscriptstyle",
+            "limits",
+            "nolimits",
+            "nonumber",
+            "notag",
+            "hfill",
+        ),
+        " ",
+    ),
+    **dict.fromkeys(("dfrac", "tfrac", "cfrac"), "\\frac"),
+    **dict.fromkeys(("dbinom", "tbinom"), "\\binom"),
+    **dict.fromkeys(("le", "leqslant"), "\\leq"),
+    **dict.fromkeys(("ge", "geqslant"), "\\geq"),
+    "ne": "\\neq",
+    "to": "\\rightarrow",
+    "gets": "\\leftarrow",
+    **dict.fromkeys(("lvert", "rvert", "vert"), "|"),
+    **dict.fromkeys(("lVert", "rVert", "Vert"), "\\|"),
+    "lbrace": "\\{",
+    "rbrace": "\\}",
+    "land": "\\wedge",
+    "lor": "\\vee",
+    "lnot": "\\neg",
+    **dict.fromkeys(("ldots", "cdots", "dotsc", "dotsb"), "\\dots"),
+}
+# Control symbols that only space or delimit: `\,` `\;` `\:` `\!` `\>` `\ ` and stray `\(` `\)` `\[` `\]`.
+_BLANK_SYMBOLS = frozenset(",;:!> \t\r\n()[]")
+_UNICODE_MAP = str.maketrans(
+    {
+        "\u2212": "-",
+        "\u2013": "-",
+        "\u00d7": " \\times ",
+        "\u00b7": " \\cdot ",
+        "\u22c5": " \\cdot ",
+        "\u00f7": " \\div ",
+        "\u2264": " \\leq ",
+        "\u2265": " \\geq ",
+        "\u2260": " \\neq ",
+        "\u03c0": " \\pi ",
+        "\u221e": " \\infty ",
+        "\x00": None,
+    }
+)
+
+_ARGUMENT_COMMANDS = re.compile(r"(\\[^A-Za-z])|\\(?:label|tag\*?|[hv]space\*?|[hv]?phantom)\{[^{}]*\}")
+# Group 2 lets `\left.` and `\right.` lose their null delimiter; other commands get the dot back.
+_CONTROL = re.compile(r"\\(?:([A-Za-z]+)([ \t]*\.)?|(.))|[$~]", re.DOTALL)
+_WRAPPERS = (
+    "text|textrm|textnormal|textup|textit|textbf|textsf|texttt|mbox|mathrm|mathit|mathnormal|operatorname|boxed|fbox"
+)
+_WRAPPER_OPEN = re.compile(rf"\\(?:{_WRAPPERS})(?![A-Za-z])\*?[ \t]*\{{")
+_WRAPPER_TOKEN = re.compile(rf"(\\(?:{_WRAPPERS})(?![A-Za-z])\*?[ \t]*\{{)|\\[^A-Za-z]|[{{}}]", re.DOTALL)
+_DIGIT_SHORTHAND = re.compile(r"(\\[^A-Za-z])|\\frac[ \t]*(\d)[ \t]*(\d)|\\sqrt[ \t]*(\d)", re.DOTALL)
+_SPACE_AFTER_WORD = re.compile(r"(\\[^A-Za-z])|(\\[A-Za-z]+) (?=[A-Za-z])", re.DOTALL)
+_SCRIPT_BRACES = re.compile(r"(\\[^A-Za-z])|([\^_])\{([^{}\\])\}|([\^_])\{(\\[A-Za-z]+)\}(?![A-Za-z])", re.DOTALL)
+_BRACE_TOKEN = re.compile(r"\\.|[{}]", re.DOTALL)
+_MEANINGFUL = re.compile(r"[^\W_]|\\[A-Za-z]")
+_TRAILING_PUNCTUATION = ".,;:"
+
+
+def _coerce_text(text: Any) -> str:
+    if type(text) is str:
+        return text
+    if isinstance(text, str):
+        # A subclass could override hashing or slicing; the cache and the scanner want a plain string.
+        return str.__str__(text)
+    if text is None:
+        return ""
+    if isinstance(text, (bytes, bytearray)):
+        return bytes(text).decode("utf-8", errors="replace")
+    raise TypeError(f"extract_formulas expects str (or None or bytes), got {type(text).__name__}.")
+
+
+def _check_mode(canonicalize: str) -> None:
+    if canonicalize not in CANONICALIZE_MODES:
+        raise ValueError(f"canonicalize must be one of {CANONICALIZE_MODES}, got {canonicalize!r}.")
+
+
+def _scan_spans(text: str) -> list[str]:
+    r"""Raw contents of the math spans and `\boxed{…}` groups of `text`, in order of their end."""
+    spans: list[str] = []
+    mode: str | None = None  # "$", "$$", "\\(", "\\[" or an environment name
+    start = 0
+    depth = 0
+    boxes: list[tuple[int, int]] = []  # (brace depth of the box's "{", index where its content starts)
+    size = len(text)
+    for m in _SCAN_TOKEN.finditer(text):
+        token = m.group()
+        first = token[0]
+        if first == "{":
+            depth += 1
+            continue
+        if first == "}":
+            if boxes and boxes[-1][0] == depth:
+                spans.append(text[boxes.pop()[1] : m.start()])
+                if len(spans) >= MAX_FORMULAS_PER_TEXT:
+                    break
+            if depth:
+                depth -= 1
+            continue
+        if m.lastindex == 3:
+            depth += 1
+            boxes.append((depth, m.end()))
+            continue
+
+        closed = False
+        if mode == "$":
+            if first == "$":
+                if text[m.start() - 1].isspace():
+                    # "$5 and $x$": the first `$` was a price; this one may open the real math.
+                    if token == "$$":
+                        mode, start = "$$", m.end()
+                    elif m.end() < size and not text[m.end()].isspace():
+                        start = m.end()
+                    continue
+                if token == "$" and m.end() < size and text[m.end()] in "0123456789":
+                    continue
+                spans.append(text[start : m.start()])
+                mode = None
+                # In "$a$$b$" the second dollar of "$$" opens the next inline formula.
+                if token == "$$" and m.end() < size and not text[m.end()].isspace():
+                    mode, start = "$", m.end()
+                closed = True
+            elif token in ("\\(", "\\[") or first == "\n":
+                # Neither a blank line nor another math opener can occur inside inline math.
+                mode = None
+            else:
+                continue
+        elif mode is not None:
+            if (
+                (mode == "$$" and token == "$$")
+                or (mode == "\\(" and token == "\\)")
+                or (mode == "\\[" and token == "\\]")
+                or (m.lastindex == 2 and m.group(2) == mode)
+            ):
+                spans.append(text[start : m.start()])
+                mode = None
+                closed = True
+            else:
+                continue
+        if closed:
+            if len(spans) >= MAX_FORMULAS_PER_TEXT:
+                break
+            continue
+
+        # Prose: look for an opener.
+        if token == "$$":
+            mode, start = "$$", m.end()
+        elif token == "$":
+            if m.end() < size and not text[m.end()].isspace():
+                mode, start = "$", m.end()
+        elif token == "\\(" or token == "\\[":
+            mode, start = token, m.end()
+        elif m.lastindex == 1 and m.group(1) in _EQUATION_ENVS:
+            mode, start = m.group(1), m.end()
+            argument = _ENV_ARGUMENT.match(text, start) if mode.startswith(("alignat", "alignedat")) else None
+            if argument is not None:
+                start = argument.end()
+    return spans
+
+
+def _split_rows(span: str) -> list[str]:
+    r"""Splits a span into rows at top-level `\\`, unwrapping equation-like environments and dropping top-level `&`."""
+    if "\\\\" not in span and "&" not in span and "\\begin" not in span:
+        return [span]
+    rows: list[str] = []
+    parts: list[str] = []
+    last = 0
+    depth = 0
+    for m in _SPLIT_TOKEN.finditer(span):
+        token = m.group()
+        if m.lastindex == 1 or m.lastindex == 2:
+            if depth == 0 and m.group(m.lastindex) in _EQUATION_ENVS:
+                parts.append(span[last : m.start()])
+                parts.append(" ")
+                last = m.end()
+            elif m.lastindex == 1:
+                depth += 1
+            elif depth:
+                depth -= 1
+        elif m.lastindex == 3:
+            if depth == 0:
+                parts.append(span[last : m.start()])
+                rows.append("".join(parts))
+                parts = []
+                last = m.end()
+        elif token == "{":
+            depth += 1
+        elif token == "}":
+            if depth:
+                depth -= 1
+        elif token == "&" and depth == 0:
+            parts.append(span[last : m.start()])
+            parts.append(" ")
+            last = m.end()
+    parts.append(span[last:])
+    rows.append("".join(parts))
+    return rows
+
+
+def _rewrite_control(m: re.Match[str]) -> str:
+    word = m.group(1)
+    if word is not None:
+        if word in _SIZING_WORDS:
+            return " "
+        return _WORD_REWRITES.get(word, "\\" + word) + (m.group(2) or "")
+    symbol = m.group(3)
+    if symbol is None:  # an unescaped `$` or `~`
+        return " "
+    return " " if symbol in _BLANK_SYMBOLS else m.group()
+
+
+def _unwrap_text_commands(s: str) -> str:
+    out: list[str] = []
+    stack: list[bool] = []  # whether each open brace belongs to a wrapper
+    last = 0
+    for m in _WRAPPER_TOKEN.finditer(s):
+        token = m.group()
+        if m.lastindex == 1:
+            out.append(s[last : m.start()])
+            out.append(" ")
+            last = m.end()
+            stack.append(True)
+        elif token == "{":
+            stack.append(False)
+        elif token == "}" and stack and stack.pop():
+            out.append(s[last : m.start()])
+            out.append(" ")
+            last = m.end()
+    out.append(s[last:])
+    return "".join(out)
+
+
+def _expand_digit_shorthand(m: re.Match[str]) -> str:
+    if m.group(1) is not None:
+        return m.group(1)
+    if m.group(2) is not None:
+        return f"\\frac{{{m.group(2)}}}{{{m.group(3)}}}"
+    return f"\\sqrt{{{m.group(4)}}}"
+
+
+def _protect_space_after_word(m: re.Match[str]) -> str:
+    return m.group(1) or m.group(2) + "\x00"
+
+
+def _unbrace_script(m: re.Match[str]) -> str:
+    if m.group(1) is not None:
+        return m.group(1)
+    if m.group(2) is not None:
+        return m.group(2) + m.group(3)
+    return m.group(4) + m.group(5)
+
+
+def _strip_outer_braces(s: str) -> str:
+    """Removes every layer of braces that wraps the whole of `s`, with one linear brace match."""
+    if not (s.startswith("{") and s.endswith("}")):
+        return s
+    leading = len(s) - len(s.lstrip("{"))
+    closers: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _BRACE_TOKEN.finditer(s):
+        token = m.group()
+        if token == "{":
+            stack.append(m.start())
+        elif token == "}" and stack:
+            opener = stack.pop()
+            if opener < leading:
+                closers[opener] = m.start()
+    layers = 0
+    while layers < leading and closers.get(layers) == len(s) - 1 - layers:
+        layers += 1
+    return s[layers : len(s) - layers]
+
+
+def _normalize(s: str) -> str:
+    """String-level normal form of one formula (see the module docstring); `""` when nothing meaningful is left."""
+    s = s.translate(_UNICODE_MAP)
+    if "\\" in s:
+        s = _ARGUMENT_COMMANDS.sub(r"\1", s)
+    if "\\" in s or "$" in s or "~" in s:
+        s = _CONTROL.sub(_rewrite_control, s)
+    if "\\" in s:
+        if _WRAPPER_OPEN.search(s):
+            s = _unwrap_text_commands(s)
+        if "\\frac" in s or "\\sqrt" in s:
+            s = _DIGIT_SHORTHAND.sub(_expand_digit_shorthand, s)
+    s = " ".join(s.split())
+    if " " in s:
+        s = _SPACE_AFTER_WORD.sub(_protect_space_after_word, s).replace(" ", "").replace("\x00", " ")
+    if "{" in s and ("^" in s or "_" in s):
+        s = _SCRIPT_BRACES.sub(_unbrace_script, s)
+    # Twice, for "{x+1}." and "{x.}".
+    for _ in range(2):
+        s = _strip_outer_braces(s.rstrip(_TRAILING_PUNCTUATION))
+    return s if _MEANINGFUL.search(s) else ""
+
+
+def _digest_key(prefix: str, whole: str) -> str:
+    digest = hashlib.blake2b(whole.encode("utf-8", "surrogatepass"), digest_size=_DIGEST_CHARS // 2).hexdigest()
+    return f"{prefix[: MAX_FORMULA_CHARS - _DIGEST_CHARS - 1]}#{digest}"
+
+
+def _extract(text: str) -> frozenset[str]:
+    formulas: set[str] = set()
+    # Math spans never overlap, so they fit in this budget; only nested `\boxed` groups can exhaust it.
+    budget = 2 * MAX_TEXT_CHARS
+    for span in _scan_spans(text):
+        if len(span) > budget:
+            rows = [span]
+        else:
+            budget -= len(span)
+            rows = _split_rows(span)
+        for row in rows:
+            if len(row) > MAX_SPAN_CHARS:
+                formula = _digest_key(_normalize(row[:MAX_FORMULA_CHARS]), row)
+            else:
+                formula = _normalize(row)
+                if not formula:
+                    continue
+                if len(formula) > MAX_FORMULA_CHARS:
+                    formula = _digest_key(formula, formula)
+            formulas.add(formula)
+            if len(formulas) >= MAX_FORMULAS_PER_TEXT:
+                return frozenset(formulas)
+    return frozenset(formulas)
+
+
+@functools.lru_cache(maxsize=_TEXT_CACHE_SIZE)
+def _extract_cached(text: str) -> frozenset[str]:
+    return _extract(text)
+
+
+def _string_formulas(text: Any) -> frozenset[str]:
+    text = _coerce_text(text)[:MAX_TEXT_CHARS]
+    if len(text) <= _CACHE_MAX_TEXT_CHARS:
+        return _extract_cached(text)
+    return _extract(text)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# SymPy canonical forms. The functions up to `_load_sympy_canonicalizer` run in the time-limit worker process.
+
+# Operators whose argument order carries no meaning; their canonical arguments are sorted.
+_UNORDERED_HEADS = frozenset(
+    {"Add", "Mul", "Equality", "Unequality", "And", "Or", "Xor", "FiniteSet", "Union", "Intersection", "Max", "Min"}
+    | {"gcd", "lcm"}
+)
+
+
+def _canonical_string(expr: Any) -> str:
+    import sympy
+
+    if isinstance(expr, (list, tuple)):
+        return "[" + ",".join(_canonical_string(item) for item in expr) + "]"
+    if isinstance(expr, sympy.MatrixBase):
+        return "Matrix(" + _canonical_string(expr.tolist()) + ")"
+    if isinstance(expr, sympy.Float):
+        # "0.5" should equal "\frac{1}{2}": a decimal literal is the rational it spells, not a binary float.
+        return str(sympy.Rational(str(expr)))
+    if isinstance(expr, sympy.Basic) and expr.args:
+        arguments = [_canonical_string(argument) for argument in expr.args]
+        head = type(expr).__name__
+        if head in _UNORDERED_HEADS:
+            arguments.sort()
+        return f"{head}({','.join(arguments)})"
+    if isinstance(expr, (sympy.Basic, bool, int)):
+        return str(expr)
+    raise TypeError(f"unexpected latex2sympy result of type {type(expr).__name__}")
+
+
+@functools.cache
+def _conversion_config() -> Any:
+    from latex2sympy2_extended.latex2sympy2 import ConversionConfig
+
+    return ConversionConfig(lowercase_symbols=False)
+
+
+def _sympy_canonical(formula: str) -> str | None:
+    from latex2sympy2_extended import latex2sympy
+
+    canonical = _canonical_string(latex2sympy(formula, conversion_config=_conversion_config()))
+    return canonical if 0 < len(canonical) <= MAX_FORMULA_CHARS else None
+
+
+class _SympyCanonicalizer:
+    """The function mapped in the worker. It pickles as a call to `_load_sympy_canonicalizer`, so the worker imports
+    and warms up the parser while unpickling the batch, outside the clock of any formula."""
+
+    def __call__(self, formula: str) -> str | None:
+        return _sympy_canonical(formula)
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (_load_sympy_canonicalizer, ())
+
+
+def _load_sympy_canonicalizer() -> _SympyCanonicalizer:
+    try:
+        _sympy_canonical("x+1")
+    except Exception:
+        # A broken install shows up as every formula keeping its string form, not as a failed batch.
+        pass
+    return _SympyCanonicalizer()
+
+
+_SYMPY_CANONICALIZER = _SympyCanonicalizer()
+_sympy_cache: OrderedDict[str, str] = OrderedDict()
+_sympy_cache_lock = threading.Lock()
+
+
+def _sympy_eligible(formula: str) -> bool:
+    # latex2sympy silently drops primes (`f'(x)` parses as `f(x)`), which would merge different formulas.
+    return len(formula) <= SYMPY_MAX_FORMULA_CHARS and "#" not in formula and "'" not in formula
+
+
+def _canonicalize_with_sympy(formulas: set[str], seconds: float, stats: dict[str, int] | None) -> dict[str, str]:
+    """Maps each eligible formula to its canonical form (or itself on failure) with at most one worker call."""
+    canonical: dict[str, str] = {}
+    pending: list[str] = []
+    with _sympy_cache_lock:
+        for formula in formulas:
+            if not _sympy_eligible(formula):
+                continue
+            cached = _sympy_cache.get(formula)
+            if cached is None:
+                pending.append(formula)
+            else:
+                _sympy_cache.move_to_end(formula)
+                canonical[formula] = cached
+    if not pending:
+        return canonical
+    pending.sort()
+    try:
+        results = map_with_time_limit(_SYMPY_CANONICALIZER, pending, seconds, None, stats)
+    except RuntimeError as error:
+        # A missing worker must not stop a training run; the string forms are still a valid (coarser) F_i. Nothing
+        # is cached, so the next batch tries again.
+        logger.warning("SymPy canonicalization unavailable, keeping string forms for this batch: %s", error)
+        return canonical
+    with _sympy_cache_lock:
+        for formula, result in zip(pending, results, strict=True):
+            value = result if isinstance(result, str) and result else formula
+            canonical[formula] = value
+            _sympy_cache[formula] = value
+        while len(_sympy_cache) > _SYMPY_CACHE_SIZE:
+            _sympy_cache.popitem(last=False)
+    return canonical
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Public API
+
+
+def extract_formulas_batch(
+    texts: Sequence[str | None],
+    canonicalize: str = "none",
+    seconds: float = DEFAULT_SYMPY_SECONDS,
+    stats: dict[str, int] | None = None,
+) -> list[set[str]]:
+    r"""
+    Extracts the formula set F_i of each text (Eq. 7–8), with at most one call to the SymPy worker for the whole batch.
+
+    Args:
+        texts (`Sequence[str | None]`):
+            Completion texts. `None` counts as an empty text and `bytes` are decoded as UTF-8 with replacement
+            characters.
+        canonicalize (`str`, *optional*, defaults to `"none"`):
+            `"none"` returns the normalised LaTeX strings; `"sympy"` maps each of them to a SymPy canonical form
+            where it parses in time (see the module docstring).
+        seconds (`float`, *optional*, defaults to `DEFAULT_SYMPY_SECONDS`):
+            Hard wall-time limit per formula for the SymPy conversion; a formula that overruns keeps its string form.
+            Unused when `canonicalize="none"`.
+        stats (`dict[str, int]`, *optional*):
+            Passed to `map_with_time_limit`: `stats["timeouts"]` and `stats["errors"]` are incremented by the number
+            of formulas whose conversion overran or failed (parse errors included). Formulas served from the cache
+            are not counted again.
+
+    Returns:
+        `list[set[str]]`: One new set per text, in order. Every formula is non-empty and at most `MAX_FORMULA_CHARS`
+        long; a set has at most `MAX_FORMULAS_PER_TEXT` formulas.
+
+    Raises:
+        `ValueError`: If `canonicalize` is not one of `CANONICALIZE_MODES` or `seconds` is not positive.
+        `TypeError`: If a text is neither `str`, `None` nor `bytes`.
+
+    A SymPy worker that cannot be started or cannot load the parser is not an error: the batch keeps its string forms
+    and a warning is logged.
+
+    Example:
+
+    ```python
+    >>> [sorted(found) for found in extract_formulas_batch(["So $x + 1 = 3$, i.e. $\\boxed{2}$.", "No math."])]
+    [['2', 'x+1=3'], []]
+    ```
+    """
+    _check_mode(canonicalize)
+    if not seconds > 0:
+        raise ValueError(f"seconds must be positive, got {seconds}.")
+    string_sets = [_string_formulas(text) for text in texts]
+    if canonicalize == "none":
+        return [set(formulas) for formulas in string_sets]
+    canonical = _canonicalize_with_sympy(set().union(*string_sets), seconds, stats)
+    return [{canonical.get(formula, formula) for formula in formulas} for formulas in string_sets]
+
+
+def extract_formulas(text: str | None, canonicalize: str = "none") -> set[str]:
+    r"""
+    Extracts the normalised set of math expressions F_i of one completion (Eq. 7–8 of the DSDR paper).
+
+    Formulas are the contents of `$…$`, `$$…$$`, `\(…\)`, `\[…\]`, equation-like environments (one formula per row
+    of a multi-line environment) and `\boxed{…}` wherever it appears, normalised so that spellings that render the
+    same compare equal (see the module docstring for the exact rules and caps). Never raises on a `str` and runs in
+    time linear in the text length. Results of the string-level extraction are cached per text.
+
+    Args:
+        text (`str` or `None`):
+            The completion. `None` counts as an empty text and `bytes` are decoded as UTF-8 with replacement
+            characters.
+        canonicalize (`str`, *optional*, defaults to `"none"`):
+            `"none"` or `"sympy"`, as in [`extract_formulas_batch`]. For many texts, call that function instead: it
+            converts the formulas of the whole batch in one worker call.
+
+    Returns:
+        `set[str]`: The formulas (a new set; modifying it does not affect the cache).
+
+    Raises:
+        `ValueError`: If `canonicalize` is not one of `CANONICALIZE_MODES`.
+        `TypeError`: If `text` is neither `str`, `None` nor `bytes`.
+
+    Example:
+
+    ```python
+    >>> sorted(extract_formulas(r"We get \[ \begin{aligned} y &= x^{2} + 1 \\ &= 5. \end{aligned} \]"))
+    ['=5', 'y=x^2+1']
+    ```
+    """
+    return extract_formulas_batch([text], canonicalize=canonicalize)[0]
