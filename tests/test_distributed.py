@@ -2,6 +2,7 @@
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,7 @@ def test_two_processes_match_one(tmp_path):
     assert all(b > 0 for b, c in zip(double["bonus"], double["correct"], strict=True) if c)
     # Group C is all correct with distinct solutions: plain GRPO gives it zero advantages, DSDR ranks its members.
     advantages_c = double["advantages"][8:12]
-    assert all(abs(a) > 0.1 for a in advantages_c) and len({round(a, 3) for a in advantages_c}) == 4
+    assert all(abs(a) > 0.01 for a in advantages_c) and len({round(a, 3) for a in advantages_c}) == 4
+    assert statistics.stdev(advantages_c) == pytest.approx(1.0, abs=1e-3)  # a full z-score: ε = 1e-6 << std
     for result in (single, double):
         assert result["train_steps"] == 2 and result["train_metrics_finite"] and result["train_has_dsdr_metrics"]

@@ -109,7 +109,8 @@ def test_end_to_end_with_real_encoder_logs_every_dsdr_metric(tmp_path, tiny_toke
                 seen["completion_ids"] * seen["completion_mask"], skip_special_tokens=True
             )
             assert seen["dsdr_correct"].tolist() == even_length_reward(texts)
-            for prompt, weight, correct in zip(seen["prompt_ids"].tolist(), seen["dsdr_weight"], seen["dsdr_correct"]):
+            rows = zip(seen["prompt_ids"].tolist(), seen["dsdr_weight"], seen["dsdr_correct"], strict=True)
+            for prompt, weight, correct in rows:
                 key = tuple(prompt)
                 weight_per_prompt[key] = weight_per_prompt.get(key, 0.0) + weight.item()
                 correct_per_prompt[key] = correct_per_prompt.get(key, 0.0) + correct.item()
