@@ -252,3 +252,26 @@ def test_bad_trainer_arguments_are_refused(tmp_path, tiny_tokenizer, tiny_model,
             train_dataset=dataset,
             processing_class=tiny_tokenizer,
         )
+
+
+@pytest.mark.parametrize("num_generations_eval", [2, 1])
+def test_evaluate_scores_eval_groups(tmp_path, tiny_tokenizer, tiny_model, dataset, num_generations_eval):
+    config = DSDRConfig(
+        output_dir=str(tmp_path), per_device_eval_batch_size=8, num_generations_eval=num_generations_eval, **COMMON
+    )
+    trainer = DSDRGRPOTrainer(
+        model=tiny_model,
+        reward_funcs=even_length_reward,
+        args=config,
+        train_dataset=dataset,
+        eval_dataset=dataset,
+        processing_class=tiny_tokenizer,
+    )
+    metrics = trainer.evaluate()
+    assert metrics["eval_dsdr/frac_correct"] == pytest.approx(metrics["eval_rewards/even_length_reward/mean"])
+    assert metrics["eval_dsdr/local_entropy"] > 0
+    if num_generations_eval == 1:
+        # A group of one has no diversity to measure: no bonus, and ω = 1 on each correct row.
+        assert metrics["eval_dsdr/bonus_max"] == 0.0 and "eval_dsdr/semantic_mean" not in metrics
+    else:
+        assert 0 < metrics["eval_dsdr/semantic_mean"] <= 1

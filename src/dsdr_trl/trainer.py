@@ -263,7 +263,7 @@ class DSDRGRPOTrainer(GRPOTrainer):
         metrics["dsdr/frac_correct"].append(correct.float().mean().item())
         metrics["dsdr/bonus_mean"].append(bonus.mean().item())
         metrics["dsdr/bonus_max"].append(bonus.max().item())
-        if self.args.needs_diversity_scores:
+        if self.args.needs_diversity_scores and group_size > 1:
             metrics["dsdr/semantic_mean"].append(mean_over(scores["semantic"], scored))
             metrics["dsdr/formula_mean"].append(mean_over(scores["formula"], scored))
             metrics["dsdr/diversity_correct_mean"].append(mean_over(clipped, correct))
@@ -278,7 +278,7 @@ class DSDRGRPOTrainer(GRPOTrainer):
         output["advantages"] = pending["advantages"][process_slice].to(output["advantages"].device)
         # TRL logged its own advantages for the completions table; log the ones that train instead.
         logged = self._logs["advantages"]
-        for _ in range(pending["advantages"].numel()):
+        for _ in range(min(pending["advantages"].numel(), len(logged))):  # the deque may hold fewer (maxlen)
             logged.pop()
         logged.extend(pending["advantages"].tolist())
         device = output["advantages"].device
