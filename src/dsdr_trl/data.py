@@ -1,0 +1,342 @@
+r"""
+Math datasets for training and evaluation, mapped to two columns: `prompt` and `solution`.
+
+A dataset is named in one of three ways, by every command and recipe alike:
+
+- a **named adapter** from [`DATASETS`] (`dapo-math-17k`, `math500`, `aime24`, `aime25`, `minerva`,
+  `olympiadbench`, `gsm8k`), which knows the Hub id, config, split, columns and answer format;
+- a **local file** (`.jsonl`, `.json`, `.parquet`, `.csv`) or a directory written by `Dataset.save_to_disk`, with
+  `prompt_column`/`solution_column` naming its columns (defaults: the first of `prompt`/`problem`/`question`, and of
+  `answer`/`solution`/`final_answer`);
+- any other **Hub id**, with the same column flags.
+
+Each row becomes `prompt` (a one-message conversation `[{"role": "user", "content": ...}]`, or a plain string with
+`conversational=False`) built from a prompt template, `solution` (the reference answer as a string) and `problem`
+(the raw problem text). Other columns are dropped, since TRL hands every column to the reward functions.
+
+Hub ids and columns of the adapters are the usual public copies of each benchmark, as their dataset cards describe
+them; where a copy's layout was uncertain the adapter accepts several column names (first present wins). Offline
+(`HF_HUB_OFFLINE=1`), or when the Hub cannot be reached, loading a Hub dataset fails at once with a message naming
+the local-file alternative.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DATASETS",
+    "LOCAL_SUFFIXES",
+    "PROMPT_TEMPLATES",
+    "DatasetSpec",
+    "DatasetUnavailableError",
+    "load_math_dataset",
+    "looks_local",
+    "resolve_prompt_template",
+]
+
+LOCAL_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+# `{problem}` is replaced by the problem text. "answer-line" is the instruction DAPO-Math-17k's prompts carry, so
+# evaluating with it matches the training distribution; "boxed" is the Qwen-Math convention.
+PROMPT_TEMPLATES = {
+    "answer-line": (
+        "Solve the following math problem step by step. The last line of your response should be of the form "
+        "Answer: $Answer (without quotes) where $Answer is the answer to the problem.\n\n{problem}\n\n"
+        'Remember to put your answer on its own line after "Answer:".'
+    ),
+    "boxed": "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}.",
+    "plain": "{problem}",
+}
+
+_DEFAULT_PROMPT_COLUMNS = ("prompt", "problem", "question")
+# `answer` first: MATH-500 and AIME copies also carry a worked `solution`, DAPO-Math has only `solution`.
+_DEFAULT_SOLUTION_COLUMNS = ("answer", "solution", "final_answer")
+_GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
+
+
+class DatasetUnavailableError(FileNotFoundError):
+    """A dataset that cannot be read: a missing local file, or a Hub dataset out of reach."""
+
+
+def gsm8k_answer(answer: str) -> str:
+    """The final number of a GSM8K answer (the text after `####`), thousands separators removed."""
+    match = _GSM8K_ANSWER.search(answer)
+    return (match.group(1) if match else answer).replace(",", "").strip()
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """
+    Where a benchmark lives and how to read it.
+
+    Args:
+        path (`str`):
+            Hub id.
+        split (`str`):
+            The split used by default.
+        prompt_columns (`tuple[str, ...]`):
+            Candidate problem columns; the first present one is used.
+        solution_columns (`tuple[str, ...]`):
+            Candidate reference-answer columns; the first present one is used.
+        config (`str`, *optional*):
+            Hub config (subset) name.
+        template (`str`, *optional*, defaults to `"answer-line"`):
+            Name of a [`PROMPT_TEMPLATES`] entry, or a template with `{problem}`.
+        description (`str`, *optional*):
+            One line for `--help` and the docs.
+    """
+
+    path: str
+    split: str
+    prompt_columns: tuple[str, ...]
+    solution_columns: tuple[str, ...]
+    config: str | None = None
+    template: str = "answer-line"
+    description: str = ""
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    # The prompts of this copy already contain DAPO's "Answer: ..." instruction, hence the plain template.
+    "dapo-math-17k": DatasetSpec(
+        "open-r1/DAPO-Math-17k-Processed",
+        "train",
+        ("prompt",),
+        ("solution",),
+        config="en",
+        template="plain",
+        description="DSDR's training set: DAPO-Math-17k, deduplicated (configs all/en/cn)",
+    ),
+    "math500": DatasetSpec(
+        "HuggingFaceH4/MATH-500", "test", ("problem",), ("answer",), description="MATH-500 (500 problems)"
+    ),
+    "aime24": DatasetSpec(
+        "HuggingFaceH4/aime_2024", "train", ("problem",), ("answer",), description="AIME 2024 (30 problems)"
+    ),
+    "aime25": DatasetSpec(
+        "yentinglin/aime_2025", "train", ("problem", "question"), ("answer",), description="AIME 2025 (30 problems)"
+    ),
+    "minerva": DatasetSpec(
+        "math-ai/minervamath", "test", ("question", "problem"), ("answer",), description="Minerva Math (272 problems)"
+    ),
+    "olympiadbench": DatasetSpec(
+        "math-ai/olympiadbench",
+        "test",
+        ("question", "problem"),
+        ("answer", "final_answer"),
+        description="OlympiadBench, English math, open-ended, text-only (675 problems)",
+    ),
+    "gsm8k": DatasetSpec(
+        "openai/gsm8k",
+        "test",
+        ("question",),
+        ("answer",),
+        config="main",
+        description="GSM8K (1319 test problems; the reference is the number after ####)",
+    ),
+}
+
+
+def resolve_prompt_template(template: str | None, default: str = "plain") -> str:
+    """The template text for a [`PROMPT_TEMPLATES`] name or a custom template containing `{problem}`."""
+    template = default if template is None else template
+    if template in PROMPT_TEMPLATES:
+        return PROMPT_TEMPLATES[template]
+    if "{problem}" not in template:
+        raise ValueError(
+            f"prompt_template must be one of {sorted(PROMPT_TEMPLATES)} or a text containing '{{problem}}', "
+            f"got {template!r}."
+        )
+    return template
+
+
+def looks_local(name: str) -> bool:
+    """Whether `name` is meant as a local path rather than a Hub id (`org/name`)."""
+    path = Path(name).expanduser()
+    if path.suffix.lower() in LOCAL_SUFFIXES or name.startswith((".", "/", "~")) or path.exists():
+        return True
+    # A Hub id is `name` or `org/name`, and its organisation is not a local directory.
+    return name.count("/") > 1 or name.count("/") == 1 and path.parent.is_dir()
+
+
+def _load_local(path: str, split: str | None):
+    from datasets import load_dataset, load_from_disk
+
+    file = Path(path)
+    if not file.exists():
+        raise DatasetUnavailableError(f"Dataset file '{path}' does not exist.")
+    if file.is_dir():
+        loaded = load_from_disk(str(file))
+        if hasattr(loaded, "keys"):  # a DatasetDict
+            if split not in loaded:
+                raise ValueError(f"'{path}' has splits {list(loaded.keys())}, not '{split}'; pass one of them.")
+            loaded = loaded[split]
+        return loaded
+    return load_dataset(LOCAL_SUFFIXES[file.suffix.lower()], data_files=str(file), split="train")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def _hub_unreachable_reason(timeout: float = 3.0) -> str | None:
+    """Why the Hub cannot be reached, found in at most `timeout` seconds; `None` when it may be reachable.
+
+    `datasets` retries for tens of seconds without network; a plain TCP connection fails in milliseconds. Behind a
+    proxy the direct connection says nothing, so the check is skipped.
+    """
+    if _offline():
+        return "HF_HUB_OFFLINE is set and it is not in the local cache"
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as error:
+        return f"{host} cannot be reached: {error}; if the dataset is in your local cache, set HF_HUB_OFFLINE=1"
+    return None
+
+
+def _load_hub(path: str, config: str | None, split: str):
+    from datasets import load_dataset
+
+    hint = (
+        f"Download it on a machine with network access (e.g. `datasets.load_dataset({path!r}"
+        + (f", {config!r}" if config else "")
+        + f", split={split!r}).to_json('data.jsonl')`) and pass that local file as the dataset instead, with "
+        "--prompt_column/--solution_column if its columns differ."
+    )
+    if not _offline() and (reason := _hub_unreachable_reason()) is not None:
+        raise DatasetUnavailableError(f"Could not load the Hub dataset '{path}' ({reason}). {hint}")
+    try:
+        return load_dataset(path, config, split=split)
+    except Exception as error:  # datasets raises many types here (connection, offline, missing repo or split)
+        reason = _hub_unreachable_reason() if _offline() else str(error).split("\n")[0]
+        raise DatasetUnavailableError(f"Could not load the Hub dataset '{path}' ({reason}). {hint}") from error
+
+
+def _pick(
+    columns: Sequence[str], candidates: Sequence[str], given: str | None, role: str, flag: str, name: str
+) -> str:
+    if given is not None:
+        if given not in columns:
+            raise ValueError(f"Dataset '{name}' has no {role} column '{given}'; its columns are {list(columns)}.")
+        return given
+    for candidate in candidates:
+        if candidate in columns:
+            return candidate
+    raise ValueError(
+        f"Dataset '{name}' has no {role} column (looked for {list(candidates)}); its columns are {list(columns)}. "
+        f"Name it with {flag}."
+    )
+
+
+def _answer_text(value: Any) -> str:
+    # OlympiadBench stores a list of final answers; GSM8K a worked solution ending in `#### N`. No other reference
+    # answer contains `####`, so both rules apply to every dataset, local copies included.
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else ""
+    text = "" if value is None else str(value)
+    if "####" in text:
+        text = gsm8k_answer(text)
+    return text.strip()
+
+
+def load_math_dataset(
+    name_or_path: str,
+    config: str | None = None,
+    split: str | None = None,
+    prompt_column: str | None = None,
+    solution_column: str | None = None,
+    prompt_template: str | None = None,
+    conversational: bool = True,
+    system_prompt: str | None = None,
+    limit: int | None = None,
+):
+    """
+    Loads a math dataset as `prompt`, `solution` and `problem` columns.
+
+    Args:
+        name_or_path (`str`):
+            A key of [`DATASETS`], a local `.jsonl`/`.json`/`.parquet`/`.csv` file or `save_to_disk` directory, or a
+            Hub id.
+        config (`str`, *optional*):
+            Hub config; defaults to the adapter's.
+        split (`str`, *optional*):
+            Split; defaults to the adapter's, else `"train"`. Local files have a single split.
+        prompt_column (`str`, *optional*):
+            Column holding the problem; defaults to the adapter's, else the first of `prompt`/`problem`/`question`.
+        solution_column (`str`, *optional*):
+            Column holding the reference answer; defaults to the adapter's, else the first of
+            `answer`/`solution`/`final_answer`.
+        prompt_template (`str`, *optional*):
+            A [`PROMPT_TEMPLATES`] name or a text with `{problem}`; defaults to the adapter's, else `"plain"`.
+        conversational (`bool`, *optional*, defaults to `True`):
+            Make `prompt` a one-message conversation (rendered by the chat template), else a plain string.
+        system_prompt (`str`, *optional*):
+            A system message prepended to conversational prompts.
+        limit (`int`, *optional*):
+            Keep only the first `limit` rows.
+
+    Returns:
+        `datasets.Dataset` with columns `prompt`, `solution`, `problem`.
+
+    Raises:
+        `DatasetUnavailableError`: A missing file, or a Hub dataset that cannot be reached.
+        `ValueError`: A missing column, an empty dataset or a bad template.
+    """
+    spec = DATASETS.get(name_or_path)
+    if spec is not None:
+        split = split or spec.split
+        dataset = _load_hub(spec.path, config or spec.config, split)
+        prompt_candidates, solution_candidates = spec.prompt_columns, spec.solution_columns
+        template = resolve_prompt_template(prompt_template, spec.template)
+    else:
+        split = split or "train"
+        if looks_local(name_or_path):
+            dataset = _load_local(name_or_path, split)
+        else:
+            dataset = _load_hub(name_or_path, config, split)
+        prompt_candidates, solution_candidates = _DEFAULT_PROMPT_COLUMNS, _DEFAULT_SOLUTION_COLUMNS
+        template = resolve_prompt_template(prompt_template, "plain")
+
+    columns = dataset.column_names
+    problem_col = _pick(columns, prompt_candidates, prompt_column, "prompt", "--prompt_column", name_or_path)
+    solution_col = _pick(columns, solution_candidates, solution_column, "solution", "--solution_column", name_or_path)
+    if len(dataset) == 0:
+        raise ValueError(f"Dataset '{name_or_path}' (split '{split}') has no rows.")
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+
+    sample = dataset[0][problem_col]
+    if not isinstance(sample, str):
+        raise ValueError(
+            f"Column '{problem_col}' of '{name_or_path}' holds {type(sample).__name__} values, not problem text; "
+            "point --prompt_column at a text column."
+        )
+
+    def to_row(row: dict[str, Any]) -> dict[str, Any]:
+        text = template.replace("{problem}", row[problem_col])
+        if conversational:
+            prompt: Any = [{"role": "user", "content": text}]
+            if system_prompt:
+                prompt = [{"role": "system", "content": system_prompt}, *prompt]
+        else:
+            prompt = text
+        return {
+            "prompt": prompt,
+            "solution": _answer_text(row[solution_col]),
+            "problem": row[problem_col],
+        }
+
+    # `problem` may be the source column itself, so build the new columns first and drop the rest after.
+    mapped = dataset.map(to_row, remove_columns=columns, desc=None)
+    return mapped.select_columns(["prompt", "solution", "problem"])

@@ -1,0 +1,1 @@
+"""Entry points of the `dsdr-trl` subcommands: `train` and `eval` (each a `main(argv) -> int`)."""

@@ -1,0 +1,247 @@
+"""`dsdr-trl eval`: sample N completions per problem and report pass@k, avg@N and the diversity of correct samples.
+
+    dsdr-trl eval --model outputs/qwen3-1.7b-dsdr --dataset aime24 --preset paper-avg16 --output aime24.json
+    dsdr-trl eval --model PATH --dataset problems.jsonl --num_samples 8 --k 1,2,4,8 --temperature 0.7 --top_p 0.9
+
+Writes a JSON file (aggregate `pass@k`, `avg@N`, diversity means, the settings, and per problem `num_samples`,
+`num_correct` and the diversity numbers) and prints a markdown table. The presets follow the paper's protocol
+(dsdr-method.md §3): `paper-pass1` is one sample at temperature 0.1, `paper-avg16` 16 samples at 0.7, `paper-passk`
+64 samples for k = 1…64 (the paper does not give that temperature; 0.7 is assumed), all with top-p 0.9. A flag given
+next to a preset overrides it. Arguments can also come from a YAML file with `--config`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..cli import UsageError
+from .train import check_config_path
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper-pass1": {"num_samples": 1, "k": "1", "temperature": 0.1, "top_p": 0.9},
+    "paper-avg16": {"num_samples": 16, "k": "1,2,4,8,16", "temperature": 0.7, "top_p": 0.9},
+    "paper-passk": {"num_samples": 64, "k": "1,2,4,8,16,32,64", "temperature": 0.7, "top_p": 0.9},
+}
+
+
+@dataclass
+class EvalArguments:
+    """Arguments of `dsdr-trl eval`; see the module docstring."""
+
+    model: str | None = field(
+        default=None,
+        metadata={
+            "help": "Model to evaluate: a local directory (a full model or a LoRA adapter saved by dsdr-trl train), "
+            "a Hub id, or the pseudo-name tiny-random-qwen2."
+        },
+    )
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "Problems: a named adapter (math500, aime24, aime25, minerva, olympiadbench, gsm8k, "
+            "dapo-math-17k), a local .jsonl/.json/.parquet/.csv file, or a Hub dataset id."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub config of the dataset."})
+    split: str | None = field(default=None, metadata={"help": "Split; default: the adapter's, else 'train'."})
+    prompt_column: str | None = field(
+        default=None, metadata={"help": "Problem column; default: the first of prompt/problem/question."}
+    )
+    solution_column: str | None = field(
+        default=None, metadata={"help": "Reference-answer column; default: the first of answer/solution/final_answer."}
+    )
+    prompt_template: str | None = field(
+        default=None,
+        metadata={"help": "'answer-line', 'boxed', 'plain' or a text containing {problem}; default: the adapter's."},
+    )
+    conversational: bool = field(
+        default=True, metadata={"help": "Send prompts as chat messages, rendered by the tokenizer's chat template."}
+    )
+    system_prompt: str | None = field(default=None, metadata={"help": "System message for conversational prompts."})
+    limit: int | None = field(default=None, metadata={"help": "Evaluate the first N problems only."})
+    preset: str | None = field(
+        default=None,
+        metadata={
+            "help": "The paper's protocol: paper-pass1 (1 sample, T=0.1), paper-avg16 (16 samples, T=0.7), "
+            "paper-passk (64 samples, k=1..64, T=0.7); all top-p 0.9. Explicit flags override it.",
+            "choices": list(PRESETS),
+        },
+    )
+    num_samples: int = field(default=1, metadata={"help": "Samples per problem (N)."})
+    k: str = field(default="1", metadata={"help": "Comma-separated k of pass@k, e.g. 1,2,4,8; each <= num_samples."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature; 0 decodes greedily."})
+    top_p: float = field(default=0.9, metadata={"help": "Top-p (nucleus) sampling threshold."})
+    max_new_tokens: int = field(
+        default=4096, metadata={"help": "Completion length cap (the paper trains with 4096 or 8192)."}
+    )
+    batch_size: int = field(default=16, metadata={"help": "Sequences per generate call."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed."})
+    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, bfloat16, float16 or float32."})
+    device: str | None = field(default=None, metadata={"help": "Device; default: cuda if available, else cpu."})
+    use_vllm: bool = field(default=False, metadata={"help": "Generate with vLLM (must be installed)."})
+    diversity_encoder: str | None = field(
+        default="sentence-transformers/all-MiniLM-L6-v2",
+        metadata={
+            "help": "Sentence encoder for the semantic distance among correct samples (the default is bundled and "
+            "loads offline); 'none' skips it."
+        },
+    )
+    output: str | None = field(default=None, metadata={"help": "Write the results to this JSON file."})
+    save_samples: bool = field(
+        default=False, metadata={"help": "Also store every sample and its verdict in the JSON."}
+    )
+
+
+def make_parser():
+    from trl import TrlParser
+
+    return TrlParser((EvalArguments,), prog="dsdr-trl eval")
+
+
+def _preset_name(argv: list[str]) -> str | None:
+    for index, arg in enumerate(argv):
+        if arg == "--preset" and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith("--preset="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def parse_args(argv: list[str]) -> EvalArguments:
+    """Parses `argv`, applying a `--preset` first so that explicit flags win over it."""
+    parser = make_parser()
+    preset = _preset_name(argv)
+    if preset in PRESETS:
+        parser.set_defaults(**PRESETS[preset])
+    (args,) = parser.parse_args_and_config(argv)
+    if args.preset is not None and preset is None:  # the preset came from a --config file
+        raise UsageError("give --preset on the command line, not in the --config file, so its values apply.")
+    return args
+
+
+def _load_model(args: EvalArguments, device: str):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..data import looks_local
+    from ..tiny import resolve_model_path
+
+    path = resolve_model_path(args.model)
+    local = Path(path).expanduser()
+    if looks_local(path) and not local.exists():
+        raise FileNotFoundError(f"Model directory '{args.model}' does not exist.")
+    dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
+    try:
+        if (local / "adapter_config.json").exists():  # a LoRA run saves only the adapter
+            from peft import AutoPeftModelForCausalLM
+
+            model = AutoPeftModelForCausalLM.from_pretrained(str(local), dtype=dtype).merge_and_unload()
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as error:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+        reason = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else str(error).split("\n")[0]
+        raise FileNotFoundError(
+            f"Could not load the model '{args.model}' ({reason}). Pass a local directory with --model."
+        ) from error
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to(device), tokenizer
+
+
+def run(args: EvalArguments) -> int:
+    """Evaluates `args.model` on `args.dataset`; writes `args.output` and prints the table. Returns 0."""
+    from ..data import load_math_dataset
+    from ..evaluation import evaluate_policy, parse_ks
+
+    if not args.model:
+        raise UsageError("--model is required (a local directory, a Hub id or tiny-random-qwen2).")
+    if not args.dataset:
+        raise UsageError("--dataset is required (a named benchmark such as math500, or a local file).")
+    ks = parse_ks(args.k)
+    if max(ks) > args.num_samples:
+        raise ValueError(
+            f"pass@{max(ks)} needs at least {max(ks)} samples per problem, but --num_samples is {args.num_samples}. "
+            f"Lower --k or raise --num_samples to at least {max(ks)}."
+        )
+    if args.num_samples < 1 or args.batch_size < 1 or args.max_new_tokens < 1:
+        raise ValueError("--num_samples, --batch_size and --max_new_tokens must be positive.")
+    if args.output and not Path(args.output).parent.exists():
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+
+    dataset = load_math_dataset(
+        args.dataset,
+        config=args.dataset_config,
+        split=args.split,
+        prompt_column=args.prompt_column,
+        solution_column=args.solution_column,
+        prompt_template=args.prompt_template,
+        conversational=args.conversational,
+        system_prompt=args.system_prompt,
+        limit=args.limit,
+    )
+
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.use_vllm:  # vLLM loads the weights itself; only the tokenizer is needed here, for the chat template
+        from transformers import AutoTokenizer
+
+        from ..tiny import resolve_model_path
+
+        model = resolve_model_path(args.model)
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    else:
+        model, tokenizer = _load_model(args, device)
+    encoder = None
+    if args.diversity_encoder and args.diversity_encoder.lower() != "none":
+        from ..trainer import load_diversity_encoder
+
+        encoder = load_diversity_encoder(args.diversity_encoder, device, 256)
+
+    result = evaluate_policy(
+        model,
+        tokenizer,
+        dataset["prompt"],
+        dataset["solution"],
+        ks=ks,
+        num_samples=args.num_samples,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        encoder=encoder,
+        use_vllm=args.use_vllm,
+        metadata={key: value for key, value in asdict(args).items() if key != "output"},
+        keep_samples=args.save_samples,
+    )
+    for record, problem in zip(result.per_problem, dataset["problem"], strict=True):
+        record["problem"] = problem
+    print(f"\n{args.model} on {args.dataset} ({len(dataset)} problems, {args.num_samples} samples each)\n")
+    print(result.to_markdown())
+    if args.output:
+        with open(args.output, "w") as file:
+            json.dump(result.to_dict(), file, indent=2, ensure_ascii=False)
+        print(f"\nWrote {args.output}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `dsdr-trl eval`; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" not in argv and "--help" not in argv:
+        check_config_path(argv)
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    from ..cli import main as cli_main
+
+    sys.exit(cli_main(["eval", *sys.argv[1:]]))

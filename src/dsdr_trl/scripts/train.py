@@ -1,0 +1,352 @@
+"""`dsdr-trl train`: train a policy with DSDR (or a GRPO/DAPO baseline) from a YAML recipe.
+
+    dsdr-trl train --config configs/qwen3-1.7b/dsdr.yaml [--any_field value ...]
+    accelerate launch --config_file configs/accelerate/zero2.yaml -m dsdr_trl.scripts.train --config ...
+
+Arguments come from three dataclasses, all settable in the YAML file or as flags (flags win):
+[`DSDRScriptArguments`] (data, rewards, the pass@k callback, `--dry_run`), [`~dsdr_trl.DSDRConfig`] (every
+`GRPOConfig` field plus the DSDR coefficients) and TRL's `ModelConfig` (`model_name_or_path`, `dtype`,
+`--use_peft --lora_r ...`). An unknown key or flag is an error. `--dry_run` checks the arguments, the reward
+names and the dataset columns, and prints the plan without loading any model weights.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..cli import UsageError
+
+
+@dataclass
+class DSDRScriptArguments:
+    """
+    Data, reward and evaluation arguments of `dsdr-trl train`.
+
+    Args:
+        dataset_name (`str`):
+            A named adapter of [`dsdr_trl.data.DATASETS`] (e.g. `dapo-math-17k`), a local
+            `.jsonl`/`.json`/`.parquet`/`.csv` file, or a Hub id.
+        dataset_config (`str`, *optional*):
+            Hub config (e.g. `en` for DAPO-Math-17k); defaults to the adapter's.
+        dataset_train_split (`str`, *optional*):
+            Training split; defaults to the adapter's, else `train`.
+        dataset_test_split (`str`, *optional*):
+            Split for TRL's reward evaluation (`eval_strategy`); none by default.
+        prompt_column (`str`, *optional*), solution_column (`str`, *optional*):
+            Columns holding the problem and the reference answer, for files and Hub ids.
+        prompt_template (`str`, *optional*):
+            `answer-line`, `boxed`, `plain`, or a text with `{problem}`; defaults to the adapter's, else `plain`.
+        conversational (`bool`, *optional*, defaults to `True`):
+            Send prompts as chat messages (rendered with the tokenizer's chat template).
+        system_prompt (`str`, *optional*):
+            A system message for conversational prompts.
+        reward_funcs (`list[str]`, *optional*, defaults to `["accuracy"]`):
+            Names from `dsdr_trl.rewards.REWARD_FUNCS` or dotted import paths.
+        max_train_samples (`int`, *optional*), max_eval_samples (`int`, *optional*):
+            Keep only the first rows.
+        passk_eval_dataset (`str`, *optional*):
+            Dataset for [`~dsdr_trl.callbacks.PassAtKCallback`] (pass@k and diversity every `eval_steps`).
+        dry_run (`bool`, *optional*, defaults to `False`):
+            Validate everything and print the plan, without loading model weights.
+    """
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Training data: a named adapter (dapo-math-17k, math500, aime24, aime25, minerva, olympiadbench, "
+            "gsm8k), a local .jsonl/.json/.parquet/.csv file, or a Hub dataset id."
+        },
+    )
+    dataset_config: str | None = field(
+        default=None, metadata={"help": "Hub config of the dataset (e.g. 'en', 'cn' or 'all' for dapo-math-17k)."}
+    )
+    dataset_train_split: str | None = field(
+        default=None, metadata={"help": "Training split; defaults to the adapter's split, else 'train'."}
+    )
+    dataset_test_split: str | None = field(
+        default=None, metadata={"help": "Split used as TRL's eval_dataset (with eval_strategy); none by default."}
+    )
+    prompt_column: str | None = field(
+        default=None,
+        metadata={"help": "Problem column of the training data; default: the first of prompt/problem/question."},
+    )
+    solution_column: str | None = field(
+        default=None, metadata={"help": "Reference-answer column; default: the first of answer/solution/final_answer."}
+    )
+    prompt_template: str | None = field(
+        default=None,
+        metadata={"help": "'answer-line', 'boxed', 'plain' or a text containing {problem}; default: the adapter's."},
+    )
+    conversational: bool = field(
+        default=True, metadata={"help": "Send prompts as chat messages, rendered by the tokenizer's chat template."}
+    )
+    system_prompt: str | None = field(default=None, metadata={"help": "System message for conversational prompts."})
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy"],
+        metadata={
+            "help": "Reward functions: names from dsdr_trl.rewards.REWARD_FUNCS (e.g. 'accuracy') or dotted import "
+            "paths. DSDRConfig.correctness_reward picks the correctness one by function name (e.g. "
+            "'accuracy_reward'); default: the first."
+        },
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N eval rows."})
+    passk_eval_dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "Dataset (same forms as dataset_name, with its adapter's or the default columns and template) "
+            "on which pass@k, avg@N and the diversity of correct samples are measured every passk_eval_steps "
+            "(default: eval_steps) and logged as eval/*."
+        },
+    )
+    passk_eval_split: str | None = field(default=None, metadata={"help": "Split of passk_eval_dataset."})
+    passk_eval_limit: int | None = field(default=None, metadata={"help": "Evaluate on the first N problems only."})
+    passk_eval_num_samples: int = field(default=4, metadata={"help": "Samples per problem for the pass@k callback."})
+    passk_eval_k: str = field(default="1", metadata={"help": "Comma-separated k of pass@k, each <= num_samples."})
+    passk_eval_temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of the callback."})
+    passk_eval_top_p: float = field(default=0.9, metadata={"help": "Top-p of the callback (the paper's 0.9)."})
+    passk_eval_max_new_tokens: int | None = field(
+        default=None, metadata={"help": "Completion cap of the callback; default: max_completion_length."}
+    )
+    passk_eval_steps: int | None = field(
+        default=None, metadata={"help": "Run the pass@k callback every N steps; default: eval_steps."}
+    )
+    dry_run: bool = field(
+        default=False,
+        metadata={"help": "Check arguments, reward names and dataset columns, print the plan, load no weights."},
+    )
+
+
+def make_parser():
+    from trl import ModelConfig, TrlParser
+
+    from ..config import DSDRConfig
+
+    return TrlParser((DSDRScriptArguments, DSDRConfig, ModelConfig), prog="dsdr-trl train")
+
+
+def _say(message: str) -> None:
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"[dsdr-trl train] {message}", flush=True)
+
+
+def check_config_path(argv: list[str]) -> None:
+    """Fails with one clear line when `--config` lacks its value or names a missing file."""
+    if "--config" in argv:
+        index = argv.index("--config")
+        if index + 1 >= len(argv):
+            raise UsageError("--config needs a YAML file path.")
+        path = Path(argv[index + 1])
+        if not path.is_file():
+            raise FileNotFoundError(f"Config file '{path}' does not exist.")
+
+
+def _wants_dry_run(argv: list[str]) -> bool:
+    if "--dry_run" in argv:
+        index = argv.index("--dry_run")
+        return index + 1 >= len(argv) or argv[index + 1].lower() not in ("false", "0", "no")
+    return False
+
+
+def _resolve_rewards(names: list[str], correctness: str | None) -> list:
+    from ..rewards import get_reward_func
+
+    if not names:
+        raise ValueError("reward_funcs is empty; give at least one, e.g. --reward_funcs accuracy.")
+    funcs = [get_reward_func(name) for name in names]
+    func_names = [func.__name__ for func in funcs]
+    if correctness is not None and correctness not in func_names:
+        raise ValueError(
+            f"correctness_reward={correctness!r} is not one of the reward functions {func_names} (it names a "
+            "function by its __name__, e.g. 'accuracy_reward' for --reward_funcs accuracy)."
+        )
+    return funcs
+
+
+def _load(script_args: DSDRScriptArguments, name: str, split: str | None, limit: int | None, dry_run: bool):
+    """The dataset, or `None` in a dry run when a Hub dataset is out of reach (it cannot be checked offline).
+
+    The column, config and template flags describe the training dataset; the pass@k dataset uses its adapter's (or
+    the default column names), so a benchmark keeps its own prompt format.
+    """
+    from ..data import DatasetUnavailableError, load_math_dataset, looks_local
+
+    own = name == script_args.dataset_name
+    try:
+        return load_math_dataset(
+            name,
+            config=script_args.dataset_config if own else None,
+            split=split,
+            prompt_column=script_args.prompt_column if own else None,
+            solution_column=script_args.solution_column if own else None,
+            prompt_template=script_args.prompt_template if own else None,
+            conversational=script_args.conversational,
+            system_prompt=script_args.system_prompt,
+            limit=limit,
+        )
+    except DatasetUnavailableError as error:
+        if dry_run and not looks_local(name):
+            reason = str(error).split(". Download")[0]
+            _say(f"dataset '{name}': columns not checked: {reason}. A real run needs it (or a local file).")
+            return None
+        raise
+
+
+def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any) -> int:
+    """Validates the arguments, then (unless `dry_run`) trains, saves the model and closes the trainer."""
+    from ..evaluation import parse_ks
+    from ..tiny import TINY_MODEL_NAMES, resolve_model_path
+
+    dry_run = script_args.dry_run
+    if not script_args.dataset_name:
+        raise UsageError("no training data: set dataset_name in the recipe or pass --dataset_name NAME_OR_FILE.")
+    if not model_args.model_name_or_path:
+        raise UsageError("no model: set model_name_or_path in the recipe or pass --model_name_or_path.")
+    reward_funcs = _resolve_rewards(script_args.reward_funcs, training_args.correctness_reward)
+
+    ks = parse_ks(script_args.passk_eval_k)
+    if script_args.passk_eval_dataset and max(ks) > script_args.passk_eval_num_samples:
+        raise ValueError(
+            f"passk_eval_k asks for pass@{max(ks)} but passk_eval_num_samples is "
+            f"{script_args.passk_eval_num_samples}; every k must be <= the number of samples."
+        )
+
+    train_dataset = _load(
+        script_args,
+        script_args.dataset_name,
+        script_args.dataset_train_split,
+        script_args.max_train_samples,
+        dry_run,
+    )
+    eval_dataset = None
+    if script_args.dataset_test_split and training_args.eval_strategy != "no":
+        eval_dataset = _load(
+            script_args,
+            script_args.dataset_name,
+            script_args.dataset_test_split,
+            script_args.max_eval_samples,
+            dry_run,
+        )
+    passk_dataset = None
+    if script_args.passk_eval_dataset:
+        passk_dataset = _load(
+            script_args,
+            script_args.passk_eval_dataset,
+            script_args.passk_eval_split,
+            script_args.passk_eval_limit,
+            dry_run,
+        )
+
+    model_name = model_args.model_name_or_path
+    from ..data import looks_local
+
+    if model_name not in TINY_MODEL_NAMES and looks_local(model_name) and not Path(model_name).expanduser().exists():
+        raise FileNotFoundError(f"Model directory '{model_name}' does not exist.")
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    prompts_per_generation = training_args.generation_batch_size // training_args.num_generations
+    plan = [
+        f"model: {model_name}" + (" (built offline, random weights)" if model_name in TINY_MODEL_NAMES else ""),
+        f"data: {script_args.dataset_name}"
+        + ("" if train_dataset is None else f" ({len(train_dataset)} rows, columns prompt/solution)"),
+        f"rewards: {[func.__name__ for func in reward_funcs]}; correctness: "
+        f"{training_args.correctness_reward or reward_funcs[0].__name__}",
+        f"DSDR: diversity_coef={training_args.diversity_coef} local_entropy_coef={training_args.local_entropy_coef} "
+        f"coupling_temperature={training_args.coupling_temperature} epsilon={training_args.epsilon} "
+        f"epsilon_high={training_args.epsilon_high} advantage_epsilon={training_args.advantage_epsilon}",
+        f"batch on {world} process(es): {prompts_per_generation} prompts x {training_args.num_generations} "
+        f"generations = {training_args.generation_batch_size} completions per generation batch; "
+        f"{training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world} "
+        "completions per optimizer step",
+    ]
+    if script_args.passk_eval_dataset:
+        plan.append(
+            f"pass@k callback: {script_args.passk_eval_dataset}, k={ks}, {script_args.passk_eval_num_samples} "
+            f"samples, every {script_args.passk_eval_steps or training_args.eval_steps} steps"
+        )
+    if dry_run:
+        for line in plan:
+            _say(line)
+        _say("dry run: arguments valid; no weights loaded")
+        return 0
+
+    from trl import get_peft_config, get_quantization_config
+
+    from ..trainer import DSDRGRPOTrainer
+
+    model_path = resolve_model_path(model_name)
+    if training_args.model_init_kwargs is None:
+        init_kwargs: dict[str, Any] = {"revision": model_args.model_revision}
+        if model_args.dtype not in (None, "auto"):
+            init_kwargs["dtype"] = model_args.dtype
+        if model_args.attn_implementation is not None:
+            init_kwargs["attn_implementation"] = model_args.attn_implementation
+        quantization = get_quantization_config(model_args)
+        if quantization is not None:
+            from trl import get_kbit_device_map
+
+            init_kwargs.update(quantization_config=quantization, device_map=get_kbit_device_map())
+        training_args.model_init_kwargs = init_kwargs
+
+    for line in plan:
+        _say(line)
+    trainer = DSDRGRPOTrainer(
+        model=model_path,
+        reward_funcs=reward_funcs,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        peft_config=get_peft_config(model_args),
+    )
+    if passk_dataset is not None:
+        from ..callbacks import PassAtKCallback
+
+        trainer.add_callback(
+            PassAtKCallback(
+                trainer,
+                passk_dataset["prompt"],
+                passk_dataset["solution"],
+                ks=ks,
+                num_samples=script_args.passk_eval_num_samples,
+                eval_steps=script_args.passk_eval_steps,
+                temperature=script_args.passk_eval_temperature,
+                top_p=script_args.passk_eval_top_p,
+                max_new_tokens=script_args.passk_eval_max_new_tokens or training_args.max_completion_length,
+                batch_size=training_args.per_device_eval_batch_size,
+                seed=training_args.seed,
+            )
+        )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    _say(f"saved the model to {training_args.output_dir}")
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    if hasattr(trainer, "end"):  # transformers >= 5.18 closes trackers and background pushes here
+        trainer.end()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `dsdr-trl train`; returns the exit status. See the module docstring."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" not in argv and "--help" not in argv:
+        check_config_path(argv)
+        if _wants_dry_run(argv):
+            import torch
+
+            # Recipes written for GPUs set bf16, which TrainingArguments refuses on a CPU-only machine; a dry run
+            # loads no weights, so it validates them as CPU runs there.
+            if not torch.cuda.is_available() and "--use_cpu" not in argv:
+                argv += ["--use_cpu", "true"]
+    script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
+    return run(script_args, training_args, model_args)
+
+
+if __name__ == "__main__":
+    from ..cli import main as cli_main
+
+    sys.exit(cli_main(["train", *sys.argv[1:]]))

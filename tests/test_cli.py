@@ -1,0 +1,197 @@
+"""`dsdr-trl train` and `dsdr-trl eval`: help, clear errors without tracebacks, and the tiny recipe end to end."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dsdr_trl import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+TINY = "configs/tiny/dsdr.yaml"
+
+
+@pytest.fixture(autouse=True)
+def repository_root(monkeypatch, tmp_path_factory):
+    monkeypatch.chdir(ROOT)  # recipes name their data files relative to the repository root
+    # The tiny model is built once per test session, outside the user's cache.
+    monkeypatch.setenv("DSDR_TRL_CACHE", str(tmp_path_factory.getbasetemp() / "dsdr_trl_cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def fails_clearly(capsys, argv: list[str], *fragments: str) -> str:
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 2, (out, err)
+    assert "Traceback" not in out + err
+    assert err.startswith(f"dsdr-trl {argv[0]}: error: ")
+    assert len(err.strip().splitlines()) == 1  # one line, not a dump
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+def test_top_level_help(capsys):
+    status, out, _ = run_cli(capsys, "--help")
+    assert status == 0 and "train" in out and "eval" in out
+
+
+def test_unknown_command(capsys):
+    status, _, err = run_cli(capsys, "fly")
+    assert status == 2 and "unknown command 'fly'" in err
+
+
+def test_train_help_lists_every_field_with_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    for flag, help_text in [
+        ("--dataset_name", "named adapter"),
+        ("--reward_funcs", "REWARD_FUNCS"),
+        ("--diversity_coef", "λ_d (Eq. 10)"),
+        ("--coupling_temperature", "τ (Eq. 11)"),
+        ("--lora_r", "LoRA"),
+        ("--use_vllm", "vLLM"),
+        ("--dry_run", "no weights"),
+    ]:
+        assert flag in out and help_text in out, flag
+
+
+def test_eval_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["eval", "--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    for flag in ("--model", "--dataset", "--num_samples", "--k", "--temperature", "--top_p", "--output", "--preset"):
+        assert flag in out
+    assert "paper-avg16" in out
+
+
+def test_missing_config_file(capsys):
+    fails_clearly(capsys, ["train", "--config", "configs/nope.yaml"], "Config file 'configs/nope.yaml' does not exist")
+    fails_clearly(capsys, ["eval", "--config", "nope.yaml"], "does not exist")
+
+
+def test_unknown_yaml_key(capsys, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text((ROOT / TINY).read_text() + "\ndiversity_coeff: 0.1\n")  # misspelt
+    fails_clearly(capsys, ["train", "--config", str(recipe), "--dry_run"], "diversity_coeff")
+
+
+def test_unknown_flag(capsys):
+    fails_clearly(capsys, ["train", "--config", TINY, "--dry_run", "--lambda_d", "0.1"], "--lambda_d")
+    fails_clearly(capsys, ["eval", "--model", "m", "--dataset", "d", "--samples", "4"], "--samples")
+
+
+def test_unknown_reward_name(capsys):
+    fails_clearly(
+        capsys, ["train", "--config", TINY, "--dry_run", "--reward_funcs", "accuracy", "vibes"], "'vibes'", "accuracy"
+    )
+
+
+def test_correctness_reward_must_name_a_reward_function(capsys):
+    fails_clearly(
+        capsys, ["train", "--config", TINY, "--dry_run", "--correctness_reward", "accuracy"], "accuracy_reward"
+    )
+
+
+def test_dataset_without_needed_columns(capsys):
+    missing = str(DATA / "no_solution.jsonl")
+    fails_clearly(capsys, ["train", "--config", TINY, "--dry_run", "--dataset_name", missing], "--solution_column")
+    fails_clearly(capsys, ["eval", "--model", "tiny-random-qwen2", "--dataset", missing], "'explanation'")
+
+
+def test_k_above_num_samples(capsys):
+    fails_clearly(
+        capsys,
+        ["eval", "--model", "tiny-random-qwen2", "--dataset", TINY, "--num_samples", "4", "--k", "1,8"],
+        "pass@8 needs at least 8 samples",
+    )
+    fails_clearly(capsys, ["train", "--config", TINY, "--dry_run", "--passk_eval_k", "1,8"], "passk_eval_num_samples")
+
+
+def test_unreachable_hub_names_the_local_alternative(capsys):
+    fails_clearly(
+        capsys, ["train", "--config", TINY, "--dataset_name", "some-org/missing"], "HF_HUB_OFFLINE", "local file"
+    )
+    fails_clearly(
+        capsys,
+        ["eval", "--model", "tiny-random-qwen2", "--dataset", "aime24"],
+        "HuggingFaceH4/aime_2024",
+        "local file",
+    )
+    fails_clearly(
+        capsys, ["eval", "--model", "some-org/no-model", "--dataset", "configs/tiny/eval.jsonl"], "local directory"
+    )
+
+
+def test_preset_sets_the_paper_protocol_and_flags_override_it():
+    from dsdr_trl.scripts.evaluate import parse_args
+
+    args = parse_args(["--model", "m", "--dataset", "d", "--preset", "paper-avg16"])
+    assert (args.num_samples, args.temperature, args.top_p) == (16, 0.7, 0.9)
+    args = parse_args(["--model", "m", "--dataset", "d", "--preset", "paper-pass1", "--top_p", "1.0"])
+    assert (args.num_samples, args.k, args.temperature, args.top_p) == (1, "1", 0.1, 1.0)
+    assert parse_args(["--preset", "paper-passk"]).k.endswith(",64")
+
+
+def test_console_process_prints_no_traceback():
+    # The real entry point, in a fresh process: the error path must not depend on pytest's capture.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "dsdr_trl", "train", "--config", "missing.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "missing.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_tiny_recipe_trains_then_evaluates(capsys, tmp_path):
+    output_dir = tmp_path / "tiny-dsdr"
+    # 2 steps instead of the recipe's 4 keep the test short; the pass@k callback still runs once (every 2 steps).
+    status, out, err = run_cli(capsys, "train", "--config", TINY, "--output_dir", str(output_dir), "--max_steps", "2")
+    assert status == 0, err
+    assert (output_dir / "model.safetensors").is_file() and (output_dir / "tokenizer.json").is_file()
+    assert "'eval/pass@1'" in out + err  # the callback's numbers were logged with TRL's metrics
+
+    result_file = tmp_path / "eval.json"
+    status, out, err = run_cli(
+        capsys,
+        "eval",
+        "--model",
+        str(output_dir),
+        "--dataset",
+        "configs/tiny/eval.jsonl",
+        "--num_samples",
+        "2",
+        "--k",
+        "1,2",
+        "--max_new_tokens",
+        "8",
+        "--limit",
+        "3",
+        "--output",
+        str(result_file),
+    )
+    assert status == 0, err
+    assert "| problems | pass@1 | pass@2 | avg@2 |" in out
+    result = json.loads(result_file.read_text())
+    assert set(result["pass@k"]) == {"1", "2"} and 0.0 <= result["avg@2"] <= 1.0
+    assert result["num_problems"] == 3 and result["config"]["num_samples"] == 2
+    assert [(p["num_samples"], 0 <= p["num_correct"] <= 2) for p in result["per_problem"]] == [(2, True)] * 3
+    assert {"distinct_answers", "semantic_distance", "formula_unique_ratio"} <= set(result["per_problem"][0])

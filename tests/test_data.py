@@ -1,0 +1,133 @@
+"""Dataset adapters and local files of `dsdr_trl.data`, on the small sample files under tests/data/."""
+
+from pathlib import Path
+
+import pytest
+
+from dsdr_trl import data
+from dsdr_trl.data import (
+    DATASETS,
+    PROMPT_TEMPLATES,
+    DatasetUnavailableError,
+    gsm8k_answer,
+    load_math_dataset,
+    looks_local,
+    resolve_prompt_template,
+)
+
+DATA = Path(__file__).parent / "data"
+
+# Each named adapter, with a local sample file in the layout of its Hub copy and the answers expected from it.
+ADAPTER_SAMPLES = {
+    "dapo-math-17k": ("dapo_sample.jsonl", ["14", "5", "6"]),
+    "math500": ("math500_sample.jsonl", ["14", "5", "6"]),
+    "aime24": ("aime_sample.jsonl", ["24", "20"]),
+    "aime25": ("aime_sample.jsonl", ["24", "20"]),
+    "minerva": ("minerva_sample.parquet", ["\\frac{3}{4}", "49"]),
+    "olympiadbench": ("olympiadbench_sample.json", ["$13$", "$5$"]),
+    "gsm8k": ("gsm8k_sample.csv", ["1234", "10"]),
+}
+
+
+def test_every_adapter_has_a_sample():
+    assert set(ADAPTER_SAMPLES) == set(DATASETS)
+
+
+@pytest.mark.parametrize("name", sorted(ADAPTER_SAMPLES))
+def test_adapter_maps_its_schema(name, monkeypatch):
+    file, answers = ADAPTER_SAMPLES[name]
+    requested = {}
+
+    def fake_hub(path, config, split):
+        requested.update(path=path, config=config, split=split)
+        return data._load_local(str(DATA / file), split)
+
+    monkeypatch.setattr(data, "_load_hub", fake_hub)
+    dataset = load_math_dataset(name)
+    spec = DATASETS[name]
+    assert requested == {"path": spec.path, "config": spec.config, "split": spec.split}
+    assert dataset.column_names == ["prompt", "solution", "problem"]
+    assert dataset["solution"] == answers
+    first = dataset[0]
+    assert first["prompt"][0]["role"] == "user"
+    assert first["problem"] in first["prompt"][0]["content"]
+    if spec.template == "answer-line":
+        assert first["prompt"][0]["content"].rstrip().endswith('after "Answer:".')
+
+
+def test_dapo_prompts_are_used_as_they_are(monkeypatch):
+    monkeypatch.setattr(
+        data,
+        "_load_hub",
+        lambda path, config, split: data._load_local(str(DATA / ADAPTER_SAMPLES["dapo-math-17k"][0]), split),
+    )
+    row = load_math_dataset("dapo-math-17k")[0]
+    # The DAPO prompt already asks for an `Answer:` line; the adapter must not wrap it in a second instruction.
+    assert row["prompt"][0]["content"] == row["problem"]
+    assert row["prompt"][0]["content"].count("Answer:") == 2
+
+
+def test_local_file_with_column_flags_and_template():
+    dataset = load_math_dataset(
+        str(DATA / "math500_sample.jsonl"), prompt_template="boxed", conversational=False, system_prompt="ignored"
+    )
+    assert dataset["solution"] == ["14", "5", "6"]  # `answer` wins over the worked `solution`
+    assert dataset[0]["prompt"].endswith("within \\boxed{}.")
+    worked = load_math_dataset(str(DATA / "math500_sample.jsonl"), solution_column="solution", limit=1)
+    assert len(worked) == 1 and "\\boxed{14}" in worked[0]["solution"]
+
+
+def test_system_prompt_and_custom_template():
+    dataset = load_math_dataset(
+        str(DATA / "gsm8k_sample.csv"), prompt_template="Q: {problem}\nA:", system_prompt="Be brief."
+    )
+    prompt = dataset[1]["prompt"]
+    assert [m["role"] for m in prompt] == ["system", "user"]
+    assert prompt[1]["content"] == "Q: A pen costs $2. How much do 5 pens cost?\nA:"
+
+
+def test_missing_column_names_the_columns_and_the_flag():
+    with pytest.raises(ValueError, match=r"no solution column.*\['question', 'explanation'\].*--solution_column"):
+        load_math_dataset(str(DATA / "no_solution.jsonl"))
+    with pytest.raises(ValueError, match="no prompt column 'problem'"):
+        load_math_dataset(str(DATA / "no_solution.jsonl"), prompt_column="problem", solution_column="explanation")
+
+
+def test_missing_file():
+    with pytest.raises(DatasetUnavailableError, match="does not exist"):
+        load_math_dataset(str(DATA / "nope.jsonl"))
+
+
+def test_offline_hub_fails_fast_naming_the_local_alternative(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DatasetUnavailableError, match="HF_HUB_OFFLINE.*pass that local file"):
+        load_math_dataset("some-org/not-a-dataset")
+    with pytest.raises(DatasetUnavailableError, match="HuggingFaceH4/MATH-500"):
+        load_math_dataset("math500")
+
+
+def test_unreachable_hub_is_checked_before_datasets_retries(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")  # `.invalid` never resolves (RFC 2606)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("load_dataset should not be reached")
+
+    monkeypatch.setattr("datasets.load_dataset", must_not_run)
+    with pytest.raises(DatasetUnavailableError, match="hub.invalid cannot be reached"):
+        load_math_dataset("some-org/not-a-dataset")
+
+
+def test_prompt_templates():
+    assert resolve_prompt_template("plain") == "{problem}"
+    assert resolve_prompt_template(None, "boxed") == PROMPT_TEMPLATES["boxed"]
+    with pytest.raises(ValueError, match="containing '\\{problem\\}'"):
+        resolve_prompt_template("no placeholder")
+
+
+def test_gsm8k_answer_and_local_detection(tmp_path):
+    assert gsm8k_answer("so 3 + 4 = 7\n#### 1,007") == "1007"
+    assert looks_local("data/file.jsonl") and looks_local("./dir") and looks_local(str(tmp_path))
+    assert not looks_local("openai/gsm8k") and not looks_local("math500")

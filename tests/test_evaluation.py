@@ -1,0 +1,202 @@
+"""pass@k, aggregation and diversity numbers of `dsdr_trl.evaluation` on hand-made samples."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from dsdr_trl.evaluation import (
+    diversity_of_samples,
+    evaluate_policy,
+    generate_samples,
+    parse_ks,
+    pass_at_k,
+    score_samples,
+    summarize,
+)
+
+
+def closed_form(n: int, c: int, k: int) -> float:
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+@pytest.mark.parametrize(
+    ("n", "c", "k"),
+    [(1, 0, 1), (1, 1, 1), (4, 1, 2), (10, 3, 4), (16, 0, 16), (16, 16, 16), (16, 5, 16), (64, 1, 1), (64, 7, 32)],
+)
+def test_pass_at_k_matches_closed_form(n, c, k):
+    assert pass_at_k(n, c, k) == pytest.approx(closed_form(n, c, k), abs=1e-12)
+
+
+def test_pass_at_k_edge_values():
+    assert pass_at_k(8, 0, 3) == 0.0  # c = 0: no draw can succeed
+    assert pass_at_k(8, 8, 3) == 1.0  # c = n: every draw succeeds
+    assert pass_at_k(8, 2, 1) == pytest.approx(2 / 8)  # pass@1 is the plain accuracy
+
+
+@pytest.mark.parametrize(("n", "c", "k"), [(4, 1, 5), (4, 1, 0), (4, 5, 2), (4, -1, 2)])
+def test_pass_at_k_rejects_bad_counts(n, c, k):
+    with pytest.raises(ValueError):
+        pass_at_k(n, c, k)
+
+
+def test_parse_ks():
+    assert parse_ks("4, 1,2,2") == [1, 2, 4]
+    assert parse_ks(8) == [8]
+    with pytest.raises(ValueError, match="positive integers"):
+        parse_ks("1,x")
+    with pytest.raises(ValueError, match="at least 1"):
+        parse_ks("0,1")
+
+
+def test_summarize_aggregates_hand_made_counts():
+    samples = [["a"] * 4, ["b"] * 4, ["c"] * 4]
+    correct = [[True, False, False, False], [True, True, True, True], [False] * 4]
+    result = summarize(samples, correct, ks=[1, 2, 4])
+    expected = {k: (closed_form(4, 1, k) + 1.0 + 0.0) / 3 for k in (1, 2, 4)}
+    assert result.pass_at_k == pytest.approx(expected)
+    assert result.avg_accuracy == pytest.approx(5 / 12)
+    data = json.loads(json.dumps(result.to_dict()))  # JSON-ready
+    assert data["avg@4"] == pytest.approx(5 / 12)
+    assert data["pass@k"]["2"] == pytest.approx(expected[2])
+    assert [(p["num_samples"], p["num_correct"]) for p in data["per_problem"]] == [(4, 1), (4, 4), (4, 0)]
+    table = result.to_markdown()
+    assert "pass@4" in table and "avg@4" in table and f"{100 * expected[2]:.2f}" in table
+
+
+def test_summarize_refuses_k_above_num_samples():
+    with pytest.raises(ValueError, match="pass@8 needs at least 8 samples"):
+        summarize([["a", "b"]], [[True, False]], ks=[1, 8])
+
+
+def test_score_samples_one_batched_call():
+    calls = []
+
+    def reward(completions, solution, **kwargs):
+        calls.append(len(completions))
+        return [
+            1.0 if text == gold else (None if gold == "?" else 0.0)
+            for text, gold in zip(completions, solution, strict=True)
+        ]
+
+    flags = score_samples([["4", "5"], ["x", "y", "z"]], ["4", "?"], reward_func=reward)
+    assert flags == [[True, False], [False, False, False]]  # None counts as incorrect
+    assert calls == [5]
+
+
+def test_score_samples_with_accuracy_reward():
+    flags = score_samples([["so \\boxed{4}", "Answer: 5"]], ["4"])
+    assert flags == [[True, False]]
+
+
+class FixedEncoder:
+    """Maps each known text to a fixed unit vector, so distances are known exactly."""
+
+    vectors = {"A": [1.0, 0.0], "B": [0.0, 1.0], "C": [-1.0, 0.0]}
+
+    def encode(self, texts, **kwargs):
+        return torch.tensor([self.vectors[text.split("|")[0]] for text in texts])
+
+
+def test_diversity_of_samples_hand_made():
+    samples = [
+        ["A| $x=1$ \\boxed{2}", "B| $y=2$ \\boxed{2}", "C| $x=1$ \\boxed{3}", "A| \\boxed{2}"],
+        ["A| no math, answer 7", "B| nothing"],
+    ]
+    correct = [[True, True, False, True], [True, False]]
+    problem, single = diversity_of_samples(samples, correct, FixedEncoder())
+    # Correct texts A, B, A: distances (1-0)/2, (1-1)/2, (1-0)/2 -> mean over the 3 pairs = 1/3.
+    assert problem["semantic_distance"] == pytest.approx(1 / 3)
+    # Formula sets {x=1, 2}, {y=2, 2}, {x=1, 3}, {2}: 4 distinct of 7 in total.
+    assert problem["formula_unique_ratio"] == pytest.approx(4 / 7)
+    assert problem["distinct_answers"] == 2  # "2" and "3"
+    assert problem["distinct_correct"] == 3  # {x=1, 2}, {y=2, 2}, {2}
+    assert single["semantic_distance"] is None  # fewer than 2 correct samples
+    assert single["formula_unique_ratio"] is None  # no formulas at all
+    assert single["distinct_correct"] == 1
+
+
+def test_diversity_aggregates_skip_undefined():
+    samples = [["A| \\boxed{1}", "C| \\boxed{1}"], ["A| \\boxed{1}", "B| \\boxed{2}"]]
+    correct = [[True, True], [False, True]]
+    result = summarize(samples, correct, [1], diversity=diversity_of_samples(samples, correct, FixedEncoder()))
+    assert result.diversity["semantic_distance"] == pytest.approx(1.0)  # only the first problem is defined
+    assert result.metrics()["semantic_distance"] == pytest.approx(1.0)
+    assert result.to_dict()["per_problem"][1]["semantic_distance"] is None
+
+
+def test_diversity_with_real_encoder():
+    from dsdr_trl.trainer import load_diversity_encoder
+
+    encoder = load_diversity_encoder("sentence-transformers/all-MiniLM-L6-v2", "cpu", 256)
+    same = "Add the two numbers to get 4."
+    other = "The derivative of a cubic polynomial is a quadratic."
+    (identical,) = diversity_of_samples([[same, same]], [[True, True]], encoder)
+    (different,) = diversity_of_samples([[same, other]], [[True, True]], encoder)
+    assert identical["semantic_distance"] == pytest.approx(0.0, abs=1e-5)
+    assert different["semantic_distance"] > 0.2
+
+
+def test_generate_samples_shapes_and_seed(tiny_model, tiny_tokenizer):
+    prompts = ["Solve 2x = 4.", [{"role": "user", "content": "What is 2 + 2?"}]]
+    # 3 samples of 6 tokens in batches of 4: batches cross problem boundaries, which must not mix samples up.
+    kwargs = dict(num_samples=3, temperature=1.0, top_p=0.9, max_new_tokens=6, batch_size=4, show_progress=False)
+    first = generate_samples(tiny_model, tiny_tokenizer, prompts, seed=1, **kwargs)
+    again = generate_samples(tiny_model, tiny_tokenizer, prompts, seed=1, **kwargs)
+    assert [len(group) for group in first] == [3, 3]
+    assert first == again
+    assert tiny_tokenizer.padding_side == "left"
+
+
+def test_evaluate_policy_refuses_k_before_generating(tiny_model, tiny_tokenizer):
+    with pytest.raises(ValueError, match="num_samples"):
+        evaluate_policy(tiny_model, tiny_tokenizer, ["2+2?"], ["4"], ks="1,4", num_samples=2)
+
+
+@pytest.mark.slow
+def test_pass_at_k_callback_logs_next_to_trl_metrics(tiny_model, tiny_tokenizer, tmp_path):
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from dsdr_trl.callbacks import PassAtKCallback
+
+    def length_reward(completions, **kwargs):
+        return [float(len(text) % 2) for text in completions]
+
+    config = GRPOConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        bf16=False,
+        activation_checkpointing=False,
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=4,  # the callback is under test, not the policy
+        max_steps=2,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+    )
+    dataset = Dataset.from_dict({"prompt": ["What is 2 + 2?", "Solve 3x = 6."]})
+    trainer = GRPOTrainer(
+        tiny_model, length_reward, args=config, train_dataset=dataset, processing_class=tiny_tokenizer
+    )
+    callback = PassAtKCallback(
+        trainer,
+        ["What is 2 + 2?", "Solve 3x = 6."],
+        ["4", "2"],
+        ks="1,2",
+        num_samples=2,
+        eval_steps=2,
+        max_new_tokens=4,
+        encoder=None,
+    )
+    trainer.add_callback(callback)
+    trainer.train()
+
+    assert [step for step, _ in callback.history] == [2]
+    logged = [entry for entry in trainer.state.log_history if "eval/pass@2" in entry]
+    assert len(logged) == 1 and logged[0]["step"] == 2
+    assert "reward" in logged[0]  # on the same log line as TRL's own metrics
+    assert 0.0 <= logged[0]["eval/pass@1"] <= logged[0]["eval/pass@2"] <= 1.0
+    assert "eval/avg@2" in logged[0] and "eval/distinct_answers" in logged[0]
