@@ -155,19 +155,28 @@ class _Worker:
 
 
 class _WorkerPool:
-    """The active worker plus, once an item has overrun, a pre-started spare so the next overrun does not wait for
-    a cold start."""
+    """The active worker plus a pre-started, pre-warmed spare, so that the call after an overrun does not wait for a
+    cold start (importing sympy and math-verify takes about a second)."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.active: _Worker | None = None
         self.spare: _Worker | None = None
 
-    def _take_worker(self) -> _Worker:
+    def _take_worker(self, fn_bytes: bytes) -> _Worker:
         if self.active is None or not self.active.alive():
             if self.active is not None:
                 self.active.kill()
-            self.active = _Worker()
+            # A live spare is already warm: promote it rather than start another cold worker.
+            if self.spare is not None and self.spare.alive():
+                self.active, self.spare = self.spare, None
+            else:
+                self.active = _Worker()
+        if self.spare is None or not self.spare.alive():
+            if self.spare is not None:
+                self.spare.kill()
+            # Started now, it loads `fn` while the active worker runs, and is ready when the first overrun happens.
+            self.spare = _Worker(warm_fn=fn_bytes)
         return self.active
 
     def _discard_active(self, fn_bytes: bytes) -> None:
@@ -176,12 +185,15 @@ class _WorkerPool:
         if self.active is not None:
             self.active.kill()
         self.active = self.spare
+        self.spare = None
+        if self.active is None or not self.active.alive():
+            self.active = _Worker(warm_fn=fn_bytes)
         self.spare = _Worker(warm_fn=fn_bytes)
 
     def _start_batch(self, fn_bytes: bytes, item_bytes: list[bytes]) -> _Worker:
         """Sends a batch and waits for the worker to acknowledge it; retries once on a worker that died idle."""
         for attempt in range(2):
-            worker = self._take_worker()
+            worker = self._take_worker(fn_bytes)
             try:
                 worker.conn.send(("run", fn_bytes, item_bytes, WORKER_MEMORY_HEADROOM_BYTES))
                 if not worker.conn.poll(STARTUP_TIMEOUT_SECONDS):

@@ -24,7 +24,8 @@ __all__ = ["REWARD_FUNCS", "accuracy_reward", "extract_answer", "get_reward_func
 
 # Wall-time limit for parsing and verifying one completion (and for parsing one gold answer). Ordinary answers take
 # a few milliseconds; an answer that overruns (e.g. a tower of powers that sympy tries to evaluate) scores 0.0.
-VERIFY_TIME_LIMIT_SECONDS = 2.0
+# 1.5 s plus the kill and the switch to the pre-warmed spare worker keeps a hostile completion's cost under 2 s.
+VERIFY_TIME_LIMIT_SECONDS = 1.5
 
 # An extracted answer longer than this is scored 0.0 without being parsed: no legitimate final answer is that long,
 # and sympy's cost grows quickly with the size of the expression.

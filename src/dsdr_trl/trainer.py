@@ -1,10 +1,11 @@
-"""`DSDRGRPOTrainer`: DSDR on top of TRL's `GRPOTrainer`, by wrapping five of its hooks.
+"""`DSDRGRPOTrainer`: DSDR on top of TRL's `GRPOTrainer`, by wrapping six of its hooks.
 
 How a generation batch flows (rows of a group are consecutive; a group may straddle processes):
 
 1. `_calculate_rewards` (after `super()` gathered the rewards to every process): each process extracts formulas
-   from and embeds only its own completions, and only those of groups with at least one correct completion;
-   embeddings and formula sets are gathered, so every process computes the same g, bonus and ω on the whole batch.
+   from and embeds only its own completions, and only those of groups where g can matter (with a correct completion;
+   with two when the bonus is off); embeddings and formula sets are gathered, so every process computes the same g,
+   bonus and ω on the whole batch.
    The bonus is written into an extra reward column, `dsdr_diversity`, so TRL's own reward sum, logging and
    completions table include it.
 2. `_generate_and_score_completions`: replaces TRL's advantages by the group z-score of the shaped reward with
@@ -16,13 +17,14 @@ How a generation batch flows (rows of a group are consecutive; a group may strad
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from accelerate.utils import gather, gather_object
 from trl import GRPOTrainer
+from trl.trainer.utils import RepeatSampler
 
 from . import diversity
 from .config import DEFAULT_DIVERSITY_ENCODER, DSDRConfig
@@ -48,6 +50,21 @@ def completion_text(completion: Any) -> str:
     if isinstance(completion, list):  # multimodal content parts
         completion = " ".join(part.get("text", "") for part in completion if isinstance(part, dict))
     return completion if isinstance(completion, str) else ""
+
+
+# Characters kept per encoder token before tokenizing. A word piece spans at most ~100 characters (a longer word is one
+# [UNK]) and natural text averages about 4, so 32 keeps the encoder's input unchanged for any real completion while a
+# runaway one (megabytes) is not tokenized in full only to be truncated to `max_length` pieces.
+ENCODER_CHARS_PER_TOKEN = 32
+
+
+def encoder_text(text: str, max_length: int) -> str:
+    """The part of a completion's text that the sentence encoder can see, safe to tokenize."""
+    text = text[: max_length * ENCODER_CHARS_PER_TOKEN]
+    if not text.isascii():
+        # Lone surrogates (from text that did not come out of a tokenizer's decode) make fast tokenizers raise.
+        text = text.encode("utf-8", errors="replace").decode("utf-8")
+    return text
 
 
 def load_diversity_encoder(name_or_path: str, device: torch.device | str, max_length: int):
@@ -76,6 +93,50 @@ def load_diversity_encoder(name_or_path: str, device: torch.device | str, max_le
     return encoder
 
 
+@contextmanager
+def zero3_init_disabled() -> Iterator[None]:
+    """Within this block, `from_pretrained` builds plain modules even when a DeepSpeed ZeRO-3 config is active.
+
+    The sentence encoder must stay a whole local module that every process runs on its own rows; partitioned by
+    `zero.Init`, its weights would be empty shards outside the DeepSpeed engine. transformers decides on
+    `zero.Init` through the global config that `is_deepspeed_zero3_enabled()` reads, which accelerate's
+    `zero3_init_context_manager(enable=False)` leaves in place (it only flips accelerate's own flag), so the global
+    config is unset here and restored afterwards.
+    """
+    try:
+        from transformers.integrations import deepspeed as hf_deepspeed
+    except ImportError:  # transformers without its DeepSpeed integration: nothing can partition the encoder
+        yield
+        return
+    weak_ref = hf_deepspeed._hf_deepspeed_config_weak_ref
+    config = weak_ref() if weak_ref is not None else None  # a strong reference keeps it alive during the block
+    if config is None:
+        yield
+        return
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(config)
+
+
+class EpochSeededRepeatSampler(RepeatSampler):
+    """TRL's `RepeatSampler` whose order in epoch e does not depend on how many epochs this process iterated before.
+
+    `RepeatSampler` draws each epoch's permutation from one generator seeded once, so a run resumed from a checkpoint
+    (a new sampler) replays epoch 0's order in every later epoch. `set_epoch(e)`, which the trainer calls before each
+    epoch, reseeds the generator and skips e draws: an uninterrupted run gets exactly `RepeatSampler`'s orders, and a
+    resumed run gets the same ones.
+    """
+
+    def set_epoch(self, epoch: int) -> None:
+        if not self.shuffle or self.seed is None:
+            return  # an unseeded order cannot be reproduced anyway
+        self.generator.manual_seed(self.seed)
+        for _ in range(epoch):
+            torch.randperm(self.num_samples, generator=self.generator)
+
+
 class DSDRGRPOTrainer(GRPOTrainer):
     """
     Trainer for DSDR (Dual-Scale Diversity Regularization, arXiv 2602.19895): GRPO whose correct completions get a
@@ -91,7 +152,9 @@ class DSDRGRPOTrainer(GRPOTrainer):
     - `_generate_and_score_completions`: advantages of the shaped reward with `advantage_epsilon`; adds the per-row
       `dsdr_weight` (ω) and `dsdr_correct` (c) to the batch;
     - `_get_per_token_logps_and_entropies`: keeps the loss forward's log-probs and entropies;
-    - `_compute_loss`: subtracts `local_entropy_coef · L_loc`.
+    - `_compute_loss`: subtracts `local_entropy_coef · L_loc`;
+    - `_get_train_sampler`: makes the prompt order of each epoch reproducible after resuming from a checkpoint
+      ([`EpochSeededRepeatSampler`]; identical to TRL's order in an uninterrupted run).
 
     Args:
         diversity_encoder (`SentenceTransformer`, *optional*):
@@ -157,14 +220,23 @@ class DSDRGRPOTrainer(GRPOTrainer):
         self._dsdr_forward: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     def _load_diversity_encoder(self):
-        # Under ZeRO-3, `from_pretrained` would partition the encoder through `zero.Init`; it must stay a plain local
-        # module that every process runs on its own rows.
-        plugin = self.accelerator.state.deepspeed_plugin
-        context = plugin.zero3_init_context_manager(enable=False) if plugin is not None else nullcontext()
-        with context:
+        with zero3_init_disabled():
             return load_diversity_encoder(
                 self.args.diversity_encoder, self.accelerator.device, self.args.diversity_encoder_max_length
             )
+
+    def _get_train_sampler(self, dataset=None):
+        sampler = super()._get_train_sampler(dataset)
+        if type(sampler) is not RepeatSampler:
+            return sampler
+        return EpochSeededRepeatSampler(
+            data_source=sampler.data_source,
+            mini_repeat_count=sampler.mini_repeat_count,
+            batch_size=sampler.batch_size,
+            repeat_count=sampler.repeat_count,
+            shuffle=sampler.shuffle,
+            seed=sampler.seed,
+        )
 
     # ------------------------------------------------------------------------------------------------------------
     # Global scale and coupling
@@ -181,7 +253,10 @@ class DSDRGRPOTrainer(GRPOTrainer):
 
         user_rewards = rewards_per_func[:, :-1]
         correct = user_rewards[:, self._correctness_index] > self.args.correctness_threshold  # NaN -> False
-        scored = correct.view(-1, group_size).any(dim=1).repeat_interleave(group_size)  # groups with a correct row
+        # g matters only in groups with a correct row (bonus and ω are 0 elsewhere). With the bonus off it only shapes
+        # ω, and a lone correct row gets ω = 1 whatever its score, so such groups need at least two correct rows.
+        min_correct = 1 if self.args.diversity_coef > 0 else 2
+        scored = (correct.view(-1, group_size).sum(dim=1) >= min_correct).repeat_interleave(group_size)
 
         scores = self._diversity_scores(completions, scored, process_slice, group_size)
         clipped = diversity.clip_score(scores["diversity"], self.args.diversity_clip)
@@ -217,8 +292,9 @@ class DSDRGRPOTrainer(GRPOTrainer):
     ) -> dict[str, torch.Tensor]:
         """g_i, S_i and U_i of every row of the gathered batch, identical on every process; 0 outside `scored`.
 
-        Each process embeds and extracts formulas from its own completions only, and only the rows of groups with a
-        correct completion (elsewhere no bonus or weight depends on g). The gathers below are collectives, so every
+        Each process embeds and extracts formulas from its own completions only, and only the rows of `scored` groups
+        (elsewhere no bonus or weight depends on g). Every row of such a group is needed, incorrect ones included:
+        S_i and U_i of a correct row compare it with all other members. The gathers below are collectives, so every
         process runs them whatever its rows.
         """
         num_rows = scored.shape[0]
@@ -231,12 +307,16 @@ class DSDRGRPOTrainer(GRPOTrainer):
         local_scored = scored[process_slice].tolist()
         texts = [completion_text(c) for c, keep in zip(completions, local_scored, strict=True) if keep]
         device = self.accelerator.device
-        dim = self.diversity_encoder.get_sentence_embedding_dimension()
+        encoder = self.diversity_encoder
+        # sentence-transformers 6 renamed the method; older releases (>= 3.0 is supported) only have the old name.
+        dim = getattr(encoder, "get_embedding_dimension", encoder.get_sentence_embedding_dimension)()
         local_embeddings = torch.zeros(len(local_scored), dim, device=device)
         if texts:
+            max_length = self.args.diversity_encoder_max_length
             with torch.inference_mode():
-                encoded = self.diversity_encoder.encode(
-                    texts,
+                # encode() sorts the texts by length and batches them, so padding stays small.
+                encoded = encoder.encode(
+                    [encoder_text(text, max_length) for text in texts],
                     batch_size=self.args.diversity_encoder_batch_size,
                     convert_to_tensor=True,
                     normalize_embeddings=True,

@@ -1,0 +1,425 @@
+"""DSDR's cost on top of GRPO, as ratios measured side by side: `make bench` (or `python benchmarks/run.py`).
+
+Writes `outputs/bench/bench.json` and `outputs/bench/bench.md`. Every figure is a ratio of two measurements taken in
+the same run, in interleaved repetitions (the order alternates), summarised by the median, so that a busy machine
+slows both sides alike. The machine it ran on is recorded with the figures.
+
+- `step_time_ratio`: DSDR over GRPO wall time per optimizer step (same model, data, seed and generation length; every
+  completion is forced to the full length), at the test suite's tiny config and at 256-token completions with G = 8.
+  Each run is a fresh process (`benchmarks/step_worker.py`); its first step is a warm-up and is not counted.
+- `peak_memory_ratio`: DSDR over GRPO peak memory of those same processes (RSS on CPU, max allocated on CUDA).
+- `scoring_over_encoder`: the whole DSDR scoring of one generation batch (everything `_calculate_rewards` adds to
+  TRL's: gathering, formula extraction, embedding, group math, metrics) over the bare `SentenceTransformer.encode` of
+  exactly the texts the math needs, with a fresh batch of texts per repetition so no cache is warm.
+- `verifier`: completions per second of `accuracy_reward` on ordinary completions, and its worst-case latency per
+  hostile completion (each scored in its own call, so the latency includes killing an overrunning worker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the tiny tokenizer and model live with the tests
+
+STEP_CONFIGS = {"tiny": 5, "long": 3}  # config -> repetitions per method on CPU (each one a fresh process)
+
+HOSTILE_COMPLETIONS = {
+    "power_tower": r"\boxed{9^{9^{9^{9}}}}",
+    "huge_power": r"\boxed{10^{10^{10}}}",
+    "huge_power_answer_line": "Answer: 10^{10^{10}}",
+    "huge_factorial": r"\boxed{(10^{9})!}",
+    "huge_binomial": r"\boxed{\binom{100000000}{50000000}}",
+    "open_braces": "{" * 100_000,
+    "repeated_boxed": "\\boxed{" * 10_000,
+    "dollars": "$" * 100_000,
+    "digits": "7" * 100_000,
+    "one_megabyte": "We have $x=1$. " * 70_000 + r"\boxed{34}",
+    "lone_surrogates": "\udcff\udcfe \\boxed{\udcff}",
+    "empty": "",
+}
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3, 1),
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "load_average_at_start": os.getloadavg(),
+    }
+    for package in ("trl", "transformers", "sentence-transformers", "math-verify", "deepspeed"):
+        try:
+            info[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            info[package] = None
+    return info
+
+
+def median_ratio(numerators: list[float], denominators: list[float]) -> float:
+    return statistics.median(n / d for n, d in zip(numerators, denominators, strict=True))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Step time and peak memory
+
+
+def run_worker(method: str, config: str, steps: int, out_dir: Path, tag: str) -> dict:
+    out = out_dir / f"{config}-{method}-{tag}.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "step_worker.py")]
+    command += ["--method", method, "--config", config, "--steps", str(steps), "--out", str(out)]
+    subprocess.run(command, check=True, capture_output=True, text=True, timeout=900)
+    return json.loads(out.read_text())
+
+
+def bench_steps(configs: dict[str, int], steps: int, out_dir: Path) -> dict:
+    results = {}
+    for config, repetitions in configs.items():
+        runs: dict[str, list[dict]] = {"grpo": [], "dsdr": []}
+        for repetition in range(repetitions):
+            order = ("grpo", "dsdr") if repetition % 2 == 0 else ("dsdr", "grpo")
+            for method in order:
+                runs[method].append(run_worker(method, config, steps, out_dir, str(repetition)))
+                print(f"  {config} {method} #{repetition}: {runs[method][-1]['step_times']}", flush=True)
+        # Per repetition: the median of its timed steps (the first step is a warm-up).
+        per_run = {m: [statistics.median(r["step_times"][1:]) for r in rs] for m, rs in runs.items()}
+        memory_key = "peak_cuda_bytes" if runs["dsdr"][0]["peak_cuda_bytes"] is not None else "peak_rss_bytes"
+        memory = {m: [r[memory_key] for r in rs] for m, rs in runs.items()}
+        results[config] = {
+            "step_time_ratio": median_ratio(per_run["dsdr"], per_run["grpo"]),
+            "grpo_step_seconds": statistics.median(per_run["grpo"]),
+            "dsdr_step_seconds": statistics.median(per_run["dsdr"]),
+            "peak_memory_ratio": median_ratio(memory["dsdr"], memory["grpo"]),
+            "peak_memory_kind": "cuda_max_allocated" if memory_key == "peak_cuda_bytes" else "rss",
+            "grpo_peak_memory_mb": statistics.median(memory["grpo"]) / 1024**2,
+            "dsdr_peak_memory_mb": statistics.median(memory["dsdr"]) / 1024**2,
+            "policy_parameters": runs["grpo"][0]["policy_parameters"],
+            "rows_per_step": runs["grpo"][0]["rows_per_step"],
+            "completion_tokens": runs["grpo"][0]["completion_tokens"],
+            "repetitions": repetitions,
+            "timed_steps_per_run": steps - 1,
+        }
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Scoring over encoder
+
+_WORDS = "so we find that hence the value of then since gives therefore thus substituting back checking".split()
+
+
+def synthetic_completion(rng: random.Random, target_chars: int, answer: str) -> str:
+    """A math-like completion: prose with inline and display formulas, ending in a boxed answer."""
+    parts: list[str] = []
+    length = 0
+    while length < target_chars:
+        a, b, c = rng.randint(2, 99), rng.randint(2, 99), rng.randint(2, 9)
+        choice = rng.random()
+        if choice < 0.4:
+            piece = f"{' '.join(rng.choices(_WORDS, k=rng.randint(4, 12)))} $x_{{{c}}} = {a} + {b}k$."
+        elif choice < 0.7:
+            piece = f"Then $$\\frac{{{a}}}{{{b}}} \\cdot {c} = \\frac{{{a * c}}}{{{b}}}$$ as required."
+        else:
+            piece = f"{' '.join(rng.choices(_WORDS, k=rng.randint(6, 16)))}, which is {a * b}."
+        parts.append(piece)
+        length += len(piece) + 1
+    parts.append(f"Answer: \\boxed{{{answer}}}")
+    return " ".join(parts)
+
+
+def scoring_batch(seed: int, prompts: int, group: int, chars: int) -> tuple[list[dict], list[str], list[bool]]:
+    """One generation batch: per group, a correctness pattern among all-wrong, mixed and all-correct."""
+    rng = random.Random(seed)
+    inputs, completions, correct = [], [], []
+    for prompt in range(prompts):
+        pattern = ("none", "mixed", "mixed", "all")[prompt % 4]
+        for _ in range(group):
+            is_correct = pattern == "all" or (pattern == "mixed" and rng.random() < 0.5)
+            completions.append(synthetic_completion(rng, chars, "34" if is_correct else str(rng.randint(35, 99))))
+            inputs.append({"prompt": f"Problem {prompt}", "flag": float(is_correct)})
+            correct.append(is_correct)
+    return inputs, completions, correct
+
+
+def flag_reward(completions, flag, **kwargs):
+    """The batch's own correctness labels, so that the verifier's cost stays out of the scoring figure."""
+    return list(flag)
+
+
+def _time(fn, *args, **kwargs) -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn(*args, **kwargs)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def _scoring_repetition(trainer, batch: tuple, group: int, reverse: bool) -> dict[str, float]:
+    """Times, on one fresh batch: DSDR's `_calculate_rewards`, TRL's alone, and the bare encode of the needed texts."""
+    from trl import GRPOTrainer
+
+    from dsdr_trl.formulas import _extract_cached, extract_formulas_batch
+    from dsdr_trl.trainer import completion_text, encoder_text
+
+    inputs, completions, correct = batch
+    prompts = [x["prompt"] for x in inputs]
+    ids = [[0]] * len(completions)
+    group_has_correct = [any(correct[i : i + group]) for i in range(0, len(correct), group)]
+    texts = [completion_text(c) for i, c in enumerate(completions) if group_has_correct[i // group]]
+    needed = [encoder_text(text, trainer.args.diversity_encoder_max_length) for text in texts]
+    encode_kwargs = dict(
+        batch_size=trainer.args.diversity_encoder_batch_size,
+        convert_to_tensor=True,
+        normalize_embeddings=True,
+        show_progress_bar=False,
+    )
+    calls = [
+        ("dsdr", trainer._calculate_rewards, (inputs, prompts, completions, ids)),
+        ("grpo", GRPOTrainer._calculate_rewards, (trainer, inputs, prompts, completions, ids)),
+        ("encode", trainer.diversity_encoder.encode, (needed,)),
+    ]
+    times = {}
+    for key, fn, args in reversed(calls) if reverse else calls:
+        _extract_cached.cache_clear()  # a new generation batch: no completion was seen before
+        times[key] = _time(fn, *args, **(encode_kwargs if key == "encode" else {}))
+    _extract_cached.cache_clear()
+    times["extract"] = _time(extract_formulas_batch, texts)
+    times["rows_embedded"] = len(needed)
+    trainer._dsdr_pending = None
+    trainer._metrics["train"].clear()
+    return times
+
+
+def bench_scoring(configs: dict[str, dict], repetitions: int, out_dir: Path) -> dict:
+    import torch
+    from datasets import Dataset
+    from tiny_models import build_tiny_model, build_tiny_tokenizer
+
+    from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
+
+    cuda = torch.cuda.is_available()
+    results = {}
+    for name, spec in configs.items():
+        tokenizer = build_tiny_tokenizer()
+        config = DSDRConfig(
+            output_dir=str(out_dir / f"scoring-{name}"),
+            use_cpu=not cuda,
+            bf16=cuda,
+            activation_checkpointing=False,
+            per_device_train_batch_size=spec["group"],
+            num_generations=spec["group"],
+            report_to="none",
+            save_strategy="no",
+        )
+        trainer = DSDRGRPOTrainer(
+            model=build_tiny_model(tokenizer),
+            reward_funcs=flag_reward,
+            args=config,
+            train_dataset=Dataset.from_dict({"prompt": ["p"], "flag": [1.0]}),
+            processing_class=tokenizer,
+        )
+        trainer.model.train()
+        samples: dict[str, list[float]] = {"dsdr": [], "grpo": [], "encode": [], "extract": [], "rows_embedded": []}
+        # Repetition 0 is untimed: it loads every lazy piece (encoder kernels, regexes, the formulas module).
+        for repetition in range(repetitions + 1):
+            batch = scoring_batch(repetition, spec["prompts"], spec["group"], spec["chars"])
+            times = _scoring_repetition(trainer, batch, spec["group"], reverse=repetition % 2 == 1)
+            if repetition > 0:
+                for key, value in times.items():
+                    samples[key].append(value)
+        scoring = [d - g for d, g in zip(samples["dsdr"], samples["grpo"], strict=True)]
+        results[name] = {
+            "scoring_over_encoder": median_ratio(scoring, samples["encode"]),
+            "scoring_seconds": statistics.median(scoring),
+            "encode_seconds": statistics.median(samples["encode"]),
+            "encoder_texts_per_second": statistics.median(
+                n / t for n, t in zip(samples["rows_embedded"], samples["encode"], strict=True)
+            ),
+            "formula_extraction_seconds": statistics.median(samples["extract"]),
+            "trl_rewards_seconds": statistics.median(samples["grpo"]),
+            "rows": spec["prompts"] * spec["group"],
+            "rows_embedded": statistics.median(samples["rows_embedded"]),
+            "group_size": spec["group"],
+            "completion_chars": spec["chars"],
+            "repetitions": repetitions,
+        }
+        print(f"  scoring {name}: {results[name]}", flush=True)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Verifier
+
+
+def bench_verifier(ordinary: int, repetitions: int) -> dict:
+    from dsdr_trl import rewards
+    from dsdr_trl.formulas import extract_formulas
+
+    def answer(rng: random.Random) -> str:
+        a, b = rng.randint(1, 999), rng.randint(2, 99)
+        return rng.choice((str(a), f"\\frac{{{a}}}{{{b}}}", f"{a}.{b}", f"{a}\\sqrt{{{b}}}", f"x^2+{a}x+{b}"))
+
+    rewards.accuracy_reward(["\\boxed{1}"], solution=["1"])  # starts and warms the worker
+    throughput = []
+    for repetition in range(repetitions):
+        # Fresh answers and golds each time, so that no parse cache (ours or math-verify's) is warm.
+        rng = random.Random(repetition)
+        solutions = [answer(rng) for _ in range(ordinary // 8) for _ in range(8)]
+        completions = [
+            synthetic_completion(rng, 600, gold if rng.random() < 0.5 else answer(rng)) for gold in solutions
+        ]
+        start = time.perf_counter()
+        rewards.accuracy_reward(completions, solution=solutions)
+        throughput.append(len(completions) / (time.perf_counter() - start))
+
+    latency, parser_latency, timeouts = {}, {}, 0
+    for name, text in HOSTILE_COMPLETIONS.items():
+        logged: list[float] = []
+        start = time.perf_counter()
+        reward = rewards.accuracy_reward(
+            [text], solution=["34"], log_metric=lambda _name, value, logged=logged: logged.append(value)
+        )
+        latency[name] = time.perf_counter() - start
+        timeouts += int(logged[0])
+        start = time.perf_counter()
+        extract_formulas(text)
+        parser_latency[name] = time.perf_counter() - start
+        print(f"  hostile {name}: reward {reward}, {latency[name]:.3f} s", flush=True)
+    return {
+        "completions_per_second": statistics.median(throughput),
+        "ordinary_completions": ordinary,
+        "time_limit_seconds": rewards.VERIFY_TIME_LIMIT_SECONDS,
+        "worst_case_seconds": max(latency.values()),
+        "worst_case_input": max(latency, key=latency.get),
+        "hostile_latency_seconds": latency,
+        "hostile_timeouts": timeouts,
+        "formula_parser_worst_case_seconds": max(parser_latency.values()),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Report
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = [
+        "# DSDR over GRPO: benchmark",
+        "",
+        f"Machine: {m['cpu']} ({m['cpu_count']} cores, {m['memory_gb']} GB), device `{m['device']}`, torch "
+        f"{m['torch']}, trl {m['trl']}; load average at start {m['load_average_at_start'][0]:.1f}. "
+        f"Wall time {report['wall_seconds']:.0f} s. Ratios are medians of interleaved repetitions.",
+        "",
+        "| config | policy params | rows × tokens | GRPO s/step | DSDR s/step | step_time_ratio | peak_memory_ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in report["step_time"].items():
+        lines.append(
+            f"| {name} | {r['policy_parameters'] / 1e6:.2f}M | {r['rows_per_step']} × {r['completion_tokens']} | "
+            f"{r['grpo_step_seconds']:.3f} | {r['dsdr_step_seconds']:.3f} | {r['step_time_ratio']:.3f} | "
+            f"{r['peak_memory_ratio']:.3f} ({r['peak_memory_kind']}) |"
+        )
+    lines += [
+        "",
+        "| scoring config | rows (embedded) | chars | DSDR scoring s | encode s | formulas s | scoring_over_encoder |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in report["scoring"].items():
+        lines.append(
+            f"| {name} | {r['rows']} ({r['rows_embedded']}) | {r['completion_chars']} | {r['scoring_seconds']:.4f} | "
+            f"{r['encode_seconds']:.4f} | {r['formula_extraction_seconds']:.4f} | {r['scoring_over_encoder']:.3f} |"
+        )
+    v = report["verifier"]
+    lines += [
+        "",
+        f"Verifier: {v['completions_per_second']:.0f} completions/s on ordinary completions; worst case on "
+        f"{len(v['hostile_latency_seconds'])} hostile completions {v['worst_case_seconds']:.2f} s "
+        f"(`{v['worst_case_input']}`, per-item limit {v['time_limit_seconds']} s, {v['hostile_timeouts']} timeouts); "
+        f"formula parser worst case {v['formula_parser_worst_case_seconds'] * 1000:.1f} ms.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Benchmark DSDR against GRPO; writes outputs/bench/bench.json.")
+    parser.add_argument("--out-dir", default=str(ROOT / "outputs" / "bench"))
+    parser.add_argument(
+        "--step-configs",
+        default=",".join(f"{name}:{reps}" for name, reps in STEP_CONFIGS.items()),
+        help="comma-separated config:repetitions (configs in benchmarks/step_worker.py: tiny, long, policy)",
+    )
+    parser.add_argument("--steps", type=int, default=3, help="optimizer steps per run, the first a warm-up")
+    parser.add_argument("--scoring-repetitions", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke run")
+    args = parser.parse_args()
+
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    step_configs = {
+        name: int(reps) for name, _, reps in (item.partition(":") for item in args.step_configs.split(","))
+    }
+    scoring_repetitions = args.scoring_repetitions
+    if args.quick:
+        step_configs = {name: 1 for name in step_configs}
+        scoring_repetitions = 2
+
+    start = time.perf_counter()
+    report = {"machine": machine()}
+    print("step time and peak memory", flush=True)
+    report["step_time"] = bench_steps(step_configs, args.steps, out_dir / "runs")
+    print("scoring over encoder", flush=True)
+    report["scoring"] = bench_scoring(
+        {
+            "tiny": {"prompts": 4, "group": 4, "chars": 200},
+            "long": {"prompts": 8, "group": 8, "chars": 1_100},  # about 256 policy tokens of math text per row
+        },
+        scoring_repetitions,
+        out_dir / "runs",
+    )
+    print("verifier", flush=True)
+    report["verifier"] = bench_verifier(ordinary=128, repetitions=3)
+    report["wall_seconds"] = time.perf_counter() - start
+    report["figures"] = {
+        "step_time_ratio": {name: r["step_time_ratio"] for name, r in report["step_time"].items()},
+        "peak_memory_ratio": {name: r["peak_memory_ratio"] for name, r in report["step_time"].items()},
+        "scoring_over_encoder": {name: r["scoring_over_encoder"] for name, r in report["scoring"].items()},
+        "verifier_completions_per_second": report["verifier"]["completions_per_second"],
+        "verifier_worst_case_seconds": report["verifier"]["worst_case_seconds"],
+    }
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
+    (out_dir / "bench.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
