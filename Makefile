@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast style quality clean
+.PHONY: install test test-fast demo style quality clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -24,13 +24,20 @@ test:
 test-fast:
 	$(BIN)/python -m pytest -q -m "not slow and not distributed"
 
+demo:
+	$(BIN)/dsdr-trl demo
+
+# DSDR over GRPO, measured side by side; writes outputs/bench/bench.json and bench.md (not part of `make test`).
+bench:
+	$(BIN)/python benchmarks/run.py
+
 style:
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
 
 quality:
-	$(BIN)/ruff format --check src tests
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache .ruff_cache outputs

@@ -34,7 +34,6 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the tiny tokenizer and model live with the tests
 
 STEP_CONFIGS = {"tiny": 5, "long": 3}  # config -> repetitions per method on CPU (each one a fresh process)
 
@@ -222,9 +221,9 @@ def _scoring_repetition(trainer, batch: tuple, group: int, reverse: bool) -> dic
 def bench_scoring(configs: dict[str, dict], repetitions: int, out_dir: Path) -> dict:
     import torch
     from datasets import Dataset
-    from tiny_models import build_tiny_model, build_tiny_tokenizer
 
     from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
+    from dsdr_trl.tiny import build_tiny_model, build_tiny_tokenizer
 
     cuda = torch.cuda.is_available()
     results = {}

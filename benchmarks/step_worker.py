@@ -13,14 +13,12 @@ import argparse
 import json
 import os
 import resource
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the tiny tokenizer lives with the tests
 
 # name -> (policy hidden size, layers, intermediate size, heads, KV heads, G, prompts per optimizer step, tokens).
 # "tiny" is the test-suite model; "long" keeps it but generates 256 tokens for G = 8; "policy" is a policy a few times
@@ -48,31 +46,6 @@ def parity_reward(completions, **kwargs):
     return [float(len(c) % 2 == 0) for c in completions]
 
 
-def build_model(tokenizer, spec: dict):
-    import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=spec["hidden"],
-        intermediate_size=spec["intermediate"],
-        num_hidden_layers=spec["layers"],
-        num_attention_heads=spec["heads"],
-        num_key_value_heads=spec["kv_heads"],
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
-    model = Qwen2ForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id
-    )
-    return model
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=("grpo", "dsdr"), required=True)
@@ -83,13 +56,21 @@ def main() -> None:
 
     import torch
     from datasets import Dataset
-    from tiny_models import build_tiny_tokenizer
     from transformers import TrainerCallback
+
+    from dsdr_trl.tiny import build_tiny_model, build_tiny_tokenizer
 
     spec = CONFIGS[args.config]
     cuda = torch.cuda.is_available()
     tokenizer = build_tiny_tokenizer()
-    model = build_model(tokenizer, spec)
+    model = build_tiny_model(
+        tokenizer,
+        hidden_size=spec["hidden"],
+        intermediate_size=spec["intermediate"],
+        num_layers=spec["layers"],
+        num_heads=spec["heads"],
+        num_kv_heads=spec["kv_heads"],
+    )
     dataset = Dataset.from_dict({"prompt": PROMPTS})
     rows = spec["prompts"] * spec["group"]
     common = dict(

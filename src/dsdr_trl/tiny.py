@@ -53,19 +53,28 @@ def build_tiny_tokenizer(vocab_size: int = 384):
     return wrapped
 
 
-def build_tiny_model(tokenizer, seed: int = 0):
-    """A 2-layer Qwen2 causal LM with hidden size 16 (about 17k parameters), randomly initialised from `seed`."""
+def build_tiny_model(
+    tokenizer,
+    seed: int = 0,
+    hidden_size: int = 16,
+    intermediate_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    num_kv_heads: int = 1,
+):
+    """A Qwen2 causal LM randomly initialised from `seed`; the defaults (2 layers, hidden size 16) give about 17k
+    parameters, enough for every attention and MLP code path in seconds-long CPU runs."""
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
         max_position_embeddings=512,
         tie_word_embeddings=False,
         pad_token_id=tokenizer.pad_token_id,
