@@ -1,0 +1,74 @@
+"""`dsdr-trl demo` end to end with tiny settings: the report's shape, both methods' training signals, determinism."""
+
+import json
+
+import pytest
+
+from dsdr_trl.cli import main as cli_main
+from dsdr_trl.demo import build_parser, make_mode_monitor, settings_from_args
+from dsdr_trl.toy import Problem, worked_solution
+
+# Two RL steps of 2 problems × G = 4 and 4 held-out problems × 4 samples: every stage of the demo runs, in seconds.
+TINY = [
+    "--max-steps", "2", "--prompts-per-step", "2", "--num-generations", "4",
+    "--num-eval-problems", "4", "--num-samples", "4",
+]  # fmt: skip
+
+
+def _numbers(report: dict) -> dict:
+    """Everything in report.json that must not depend on the run: all but the wall time and the output path."""
+    return {"seeds": report["seeds"], "methods": report["methods"]}
+
+
+@pytest.mark.slow
+def test_tiny_demo_writes_report_and_is_deterministic(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert cli_main(["demo", *TINY, "--output-dir", str(first)]) == 0
+    assert cli_main(["demo", *TINY, "--output-dir", str(second), "--no-plots"]) == 0
+
+    report = json.loads((first / "report.json").read_text())
+    assert report["seeds"] == [0] and report["wall_seconds"] > 0
+    assert set(report["methods"]) == {"warmstart", "grpo", "dsdr"}
+    for method in report["methods"].values():
+        assert list(method["pass@k"]) == ["1", "2", "3", "4"]
+        assert 0.0 <= method["pass@k"]["1"] <= method["pass@k"]["4"] <= 1.0
+        assert method["avg@4"] == pytest.approx(method["pass@k"]["1"])  # with n = 4 samples, pass@1 is avg@4
+        assert method["distinct_correct"] is not None
+    assert (first / "pass_at_k.png").stat().st_size > 0 and (first / "training_curves.png").stat().st_size > 0
+    assert "| GRPO |" in (first / "report.md").read_text()
+
+    # Only DSDR shapes rewards; the warm start solves enough problems that some group has a correct completion.
+    grpo_log = json.loads((first / "runs" / "grpo-seed0" / "log_history.json").read_text())
+    dsdr_log = json.loads((first / "runs" / "dsdr-seed0" / "log_history.json").read_text())
+    assert all(entry["dsdr/bonus_max"] == 0 for entry in grpo_log)
+    assert any(entry["dsdr/bonus_max"] > 0 for entry in dsdr_log)
+    assert all("toy/modes_per_group" in entry for entry in grpo_log + dsdr_log)
+
+    assert _numbers(json.loads((second / "report.json").read_text())) == _numbers(report)
+
+    # The report can be re-rendered from the run's JSON and logs alone.
+    (first / "report.md").unlink()
+    assert cli_main(["demo", "--rebuild-report", "--output-dir", str(first)]) == 0
+    assert "| DSDR |" in (first / "report.md").read_text()
+
+
+def test_mode_monitor_counts_strategies_among_correct_completions():
+    logged = {}
+    monitor = make_mode_monitor(group_size=3)
+    a, b = Problem(47, 6), Problem(23, 4)
+    completions = [worked_solution(a, "split"), worked_solution(a, "carry"), "$7*6=42$ \\boxed{1}"]
+    completions += [worked_solution(b, "round")] * 2 + ["junk"]
+    rewards = monitor(completions, [a.answer] * 3 + [b.answer] * 3, log_metric=logged.__setitem__)
+    assert rewards == [0.0] * 6  # it must never change the reward
+    assert logged["toy/modes_per_group"] == pytest.approx((2 + 1) / 2)
+    assert logged["toy/share_round"] == pytest.approx(0.5)
+    assert logged["toy/share_split"] == logged["toy/share_carry"] == pytest.approx(0.25)
+
+
+def test_demo_options_are_validated():
+    parser = build_parser()
+    assert settings_from_args(parser.parse_args(["--seeds", "3"])).seeds == [0, 1, 2]
+    assert settings_from_args(parser.parse_args(["--seed-list", "4,7"])).seeds == [4, 7]
+    with pytest.raises(ValueError, match="num-generations"):
+        settings_from_args(parser.parse_args(["--num-generations", "1"]))
+    assert cli_main(["demo", "--num-eval-problems", "1000"]) == 2

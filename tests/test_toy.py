@@ -1,0 +1,76 @@
+"""The toy task: every worked solution is correct for the package's own verifier, strategies differ by formula set,
+the held-out split is disjoint, and the tokenizer round-trips."""
+
+import pytest
+
+from dsdr_trl.formulas import extract_formulas
+from dsdr_trl.rewards import accuracy_reward
+from dsdr_trl.toy import (
+    ASSET_DIR,
+    STRATEGIES,
+    Problem,
+    all_problems,
+    build_model,
+    build_tokenizer,
+    load_policy,
+    sft_dataset,
+    solution_strategy,
+    split_problems,
+    worked_solution,
+)
+
+
+def test_every_worked_solution_is_correct_and_classified():
+    problems = all_problems()
+    assert len(problems) == 648
+    texts = [worked_solution(p, s) for p in problems for s in STRATEGIES]
+    rewards = accuracy_reward(texts, solution=[p.answer for p in problems for _ in STRATEGIES])
+    assert rewards == [1.0] * len(texts)
+    assert [solution_strategy(t) for t in texts] == list(STRATEGIES) * len(problems)
+
+
+def test_strategies_have_distinct_formula_sets():
+    problem = Problem(47, 6)
+    assert worked_solution(problem, "carry") == r"$7*6=42$ $4*6+4=28$ \boxed{282}"
+    sets = [frozenset(extract_formulas(worked_solution(problem, s))) for s in STRATEGIES]
+    assert len(set(sets)) == len(STRATEGIES)
+    # A wrong or unstructured answer is classified as no strategy.
+    assert solution_strategy(r"\boxed{282}") is None
+    with pytest.raises(ValueError, match="Unknown strategy"):
+        worked_solution(problem, "guess")
+
+
+def test_split_is_disjoint_and_seeded():
+    splits = split_problems(seed=0)
+    sft, rl, held_out = set(splits.sft), set(splits.rl), set(splits.held_out)
+    assert (len(sft), len(rl), len(held_out)) == (352, 200, 96)
+    assert sft | rl | held_out == set(all_problems())  # disjoint, since the sizes add up to 648
+    assert split_problems(seed=0) == splits
+    assert split_problems(seed=1).held_out != splits.held_out
+    dataset = sft_dataset(splits.sft[:5])
+    assert len(dataset) == 5 * len(STRATEGIES)
+    assert {solution_strategy(c) for c in dataset["completion"]} == set(STRATEGIES)
+
+
+def test_tokenizer_round_trips_and_model_is_small():
+    tokenizer = build_tokenizer()
+    text = worked_solution(Problem(99, 9), "round")
+    ids = tokenizer(text)["input_ids"]
+    assert tokenizer.decode(ids) == text
+    assert len(ids) < len(text)  # `\boxed{` is a single token
+    assert tokenizer.unk_token_id not in ids
+    model = build_model(tokenizer)
+    assert 0.5e6 < sum(p.numel() for p in model.parameters()) < 1.5e6
+
+
+def test_shipped_warmstart_loads_and_solves_a_training_problem():
+    assert (ASSET_DIR / "model.safetensors").stat().st_size < 10 * 2**20
+    model, tokenizer = load_policy()
+    train = split_problems().sft
+    encoded = tokenizer([p.prompt for p in train[:8]], return_tensors="pt", padding=True)
+    generated = model.generate(**encoded, max_new_tokens=48, do_sample=False)
+    texts = tokenizer.batch_decode(generated[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
+    rewards = accuracy_reward(texts, solution=[p.answer for p in train[:8]])
+    # Greedy decoding of problems seen in SFT: the warm start must have learned the format and most of the arithmetic.
+    assert sum(rewards) >= 4, texts
+    assert all(solution_strategy(t) is not None for t in texts), texts
