@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +153,26 @@ def resolve_prompt_template(template: str | None, default: str = "plain") -> str
             f"got {template!r}."
         )
     return template
+
+
+@dataclass
+class PromptArguments:
+    """How dataset rows become prompts; shared by `dsdr-trl train` and `dsdr-trl eval`."""
+
+    prompt_column: str | None = field(
+        default=None, metadata={"help": "Problem column; default: the first of prompt/problem/question."}
+    )
+    solution_column: str | None = field(
+        default=None, metadata={"help": "Reference-answer column; default: the first of answer/solution/final_answer."}
+    )
+    prompt_template: str | None = field(
+        default=None,
+        metadata={"help": "'answer-line', 'boxed', 'plain' or a text containing {problem}; default: the adapter's."},
+    )
+    conversational: bool = field(
+        default=True, metadata={"help": "Send prompts as chat messages, rendered by the tokenizer's chat template."}
+    )
+    system_prompt: str | None = field(default=None, metadata={"help": "System message for conversational prompts."})
 
 
 def looks_local(name: str) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import UsageError
+from ..data import PromptArguments
 from .train import check_config_path
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -30,7 +31,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class EvalArguments:
+class EvalArguments(PromptArguments):
     """Arguments of `dsdr-trl eval`; see the module docstring."""
 
     model: str | None = field(
@@ -49,20 +50,6 @@ class EvalArguments:
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub config of the dataset."})
     split: str | None = field(default=None, metadata={"help": "Split; default: the adapter's, else 'train'."})
-    prompt_column: str | None = field(
-        default=None, metadata={"help": "Problem column; default: the first of prompt/problem/question."}
-    )
-    solution_column: str | None = field(
-        default=None, metadata={"help": "Reference-answer column; default: the first of answer/solution/final_answer."}
-    )
-    prompt_template: str | None = field(
-        default=None,
-        metadata={"help": "'answer-line', 'boxed', 'plain' or a text containing {problem}; default: the adapter's."},
-    )
-    conversational: bool = field(
-        default=True, metadata={"help": "Send prompts as chat messages, rendered by the tokenizer's chat template."}
-    )
-    system_prompt: str | None = field(default=None, metadata={"help": "System message for conversational prompts."})
     limit: int | None = field(default=None, metadata={"help": "Evaluate the first N problems only."})
     preset: str | None = field(
         default=None,

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import UsageError
+from ..data import PromptArguments
 
 
 @dataclass
-class DSDRScriptArguments:
+class DSDRScriptArguments(PromptArguments):
     """
     Data, reward and evaluation arguments of `dsdr-trl train`.
 
@@ -70,21 +71,6 @@ class DSDRScriptArguments:
     dataset_test_split: str | None = field(
         default=None, metadata={"help": "Split used as TRL's eval_dataset (with eval_strategy); none by default."}
     )
-    prompt_column: str | None = field(
-        default=None,
-        metadata={"help": "Problem column of the training data; default: the first of prompt/problem/question."},
-    )
-    solution_column: str | None = field(
-        default=None, metadata={"help": "Reference-answer column; default: the first of answer/solution/final_answer."}
-    )
-    prompt_template: str | None = field(
-        default=None,
-        metadata={"help": "'answer-line', 'boxed', 'plain' or a text containing {problem}; default: the adapter's."},
-    )
-    conversational: bool = field(
-        default=True, metadata={"help": "Send prompts as chat messages, rendered by the tokenizer's chat template."}
-    )
-    system_prompt: str | None = field(default=None, metadata={"help": "System message for conversational prompts."})
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy"],
         metadata={
