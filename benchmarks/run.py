@@ -187,13 +187,14 @@ def _scoring_repetition(trainer, batch: tuple, group: int, reverse: bool) -> dic
     from trl import GRPOTrainer
 
     from dsdr_trl.formulas import _extract_cached, extract_formulas_batch
-    from dsdr_trl.trainer import completion_text, encoder_text
+    from dsdr_trl.rewards import completion_text
+    from dsdr_trl.trainer import encoder_text
 
     inputs, completions, correct = batch
     prompts = [x["prompt"] for x in inputs]
     ids = [[0]] * len(completions)
     group_has_correct = [any(correct[i : i + group]) for i in range(0, len(correct), group)]
-    texts = [completion_text(c) for i, c in enumerate(completions) if group_has_correct[i // group]]
+    texts = [completion_text(c) or "" for i, c in enumerate(completions) if group_has_correct[i // group]]
     needed = [encoder_text(text, trainer.args.diversity_encoder_max_length) for text in texts]
     encode_kwargs = dict(
         batch_size=trainer.args.diversity_encoder_batch_size,

@@ -156,8 +156,9 @@ def extract_answer(text: str) -> str | None:
     return _clean_answer(max(candidates)[1]) or None
 
 
-def _completion_text(completion: Any) -> str | None:
-    """Text of a standard (`str`) or conversational (list of messages, last one scored) completion."""
+def completion_text(completion: Any) -> str | None:
+    """Text of a standard (`str`) or conversational (list of messages, last one scored) completion; `None` if it has
+    no text."""
     if isinstance(completion, str):
         return completion
     if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
@@ -291,7 +292,7 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
             continue
         rewards[index] = 0.0
         try:
-            text = _completion_text(completion)
+            text = completion_text(completion)
             answer = extract_answer(text) if text is not None else None
         except Exception:
             answer = None

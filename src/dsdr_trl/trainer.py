@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
 
 import torch
 from accelerate.utils import gather, gather_object
@@ -28,6 +27,7 @@ from trl.trainer.utils import RepeatSampler
 
 from . import diversity
 from .config import DEFAULT_DIVERSITY_ENCODER, DSDRConfig
+from .rewards import completion_text
 
 DIVERSITY_REWARD_NAME = "dsdr_diversity"
 
@@ -41,15 +41,6 @@ def _dsdr_diversity(completions: list, **kwargs) -> list[float | None]:
 
 
 _dsdr_diversity.__name__ = DIVERSITY_REWARD_NAME
-
-
-def completion_text(completion: Any) -> str:
-    """The text of a completion: a string, or the content of the last message of a conversational completion."""
-    if isinstance(completion, list):
-        completion = completion[-1].get("content") if completion else ""
-    if isinstance(completion, list):  # multimodal content parts
-        completion = " ".join(part.get("text", "") for part in completion if isinstance(part, dict))
-    return completion if isinstance(completion, str) else ""
 
 
 # Characters kept per encoder token before tokenizing. A word piece spans at most ~100 characters (a longer word is one
@@ -305,7 +296,7 @@ class DSDRGRPOTrainer(GRPOTrainer):
         from .formulas import extract_formulas_batch
 
         local_scored = scored[process_slice].tolist()
-        texts = [completion_text(c) for c, keep in zip(completions, local_scored, strict=True) if keep]
+        texts = [completion_text(c) or "" for c, keep in zip(completions, local_scored, strict=True) if keep]
         device = self.accelerator.device
         encoder = self.diversity_encoder
         # sentence-transformers 6 renamed the method; older releases (>= 3.0 is supported) only have the old name.
