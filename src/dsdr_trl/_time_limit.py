@@ -88,7 +88,7 @@ def _serve(conn: Connection) -> None:
         except EOFError:
             return
         try:
-            fn = pickle.loads(message[1])
+            fn = pickle.loads(message[1])  # noqa: S301 - bytes this package's parent process pickled itself
         except Exception:
             if message[0] == "run":
                 conn.send(("fail", traceback.format_exc()))
@@ -103,7 +103,7 @@ def _serve(conn: Connection) -> None:
         conn.send(("ack", None))
         for pickled_item in item_bytes:
             try:
-                reply = ("ok", fn(pickle.loads(pickled_item)))
+                reply = ("ok", fn(pickle.loads(pickled_item)))  # noqa: S301 - pickled by the parent, as above
             except BaseException:
                 reply = ("err", None)
             try:
@@ -122,7 +122,7 @@ class _Worker:
             raise RuntimeError("map_with_time_limit needs `sys.executable` to start its worker process.")
         parent_sock, child_sock = socket.socketpair()
         try:
-            self.process = subprocess.Popen(
+            self.process = subprocess.Popen(  # noqa: S603 - this interpreter with a constant bootstrap
                 [sys.executable, "-c", _BOOTSTRAP, str(child_sock.fileno())],
                 pass_fds=(child_sock.fileno(),),
                 stdin=subprocess.DEVNULL,

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-from .formulas import CANONICALIZE_MODES as FORMULA_CANONICALIZATIONS
-
 DEFAULT_DIVERSITY_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 ENTROPY_ESTIMATORS = ("sampled", "full")
+# The modes of `dsdr_trl.formulas.extract_formulas_batch(canonicalize=...)`; a test keeps the two in step.
+FORMULA_CANONICALIZATIONS = ("none", "sympy")
 
 
 @dataclass

