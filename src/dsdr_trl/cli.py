@@ -9,20 +9,16 @@ traceback anyway.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 from . import __version__
+from .scripts.common import run_command
 
 COMMANDS = {
     "train": ("dsdr_trl.scripts.train", "Train with DSDR (or a GRPO/DAPO baseline) from a YAML recipe."),
     "eval": ("dsdr_trl.scripts.evaluate", "Sample N completions per problem and report pass@k, avg@N and diversity."),
-    "demo": ("dsdr_trl.demo", "DSDR against GRPO on an embedded toy task, on CPU, in minutes."),
+    "demo": ("dsdr_trl.scripts.demo", "DSDR against GRPO on an embedded toy task, on CPU, in minutes."),
 }
-
-
-class UsageError(Exception):
-    """An error in what the user asked for; the CLI prints its message and exits with status 2."""
 
 
 def _usage() -> str:
@@ -50,14 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"dsdr-trl: error: unknown command '{command}'; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[command][0])
-    try:
-        return int(module.main(rest) or 0)
-    except (UsageError, ValueError, FileNotFoundError) as error:
-        if os.environ.get("DSDR_TRL_DEBUG"):
-            raise
-        print(f"dsdr-trl {command}: error: {error}", file=sys.stderr)
-        return 2
+    return run_command(command, importlib.import_module(COMMANDS[command][0]).main, rest)
 
 
 if __name__ == "__main__":

@@ -1,1 +1,1 @@
-"""Entry points of the `dsdr-trl` subcommands: `train` and `eval` (each a `main(argv) -> int`)."""
+"""Entry points of the `dsdr-trl` subcommands: `train`, `eval` and `demo` (each a `main(argv) -> int`)."""

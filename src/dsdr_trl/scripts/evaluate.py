@@ -13,15 +13,13 @@ next to a preset overrides it. Arguments can also come from a YAML file with `--
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cli import UsageError
 from ..data import PromptArguments
-from .train import check_config_path
+from .common import UsageError, check_config_path, run_command
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-pass1": {"num_samples": 1, "k": "1", "temperature": 0.1, "top_p": 0.9},
@@ -38,7 +36,7 @@ class EvalArguments(PromptArguments):
         default=None,
         metadata={
             "help": "Model to evaluate: a local directory (a full model or a LoRA adapter saved by dsdr-trl train), "
-            "a Hub id, or the pseudo-name tiny-random-qwen2."
+            "or a Hub id."
         },
     )
     dataset: str | None = field(
@@ -113,12 +111,12 @@ def parse_args(argv: list[str]) -> EvalArguments:
 
 def _load_model(args: EvalArguments, device: str):
     import torch
+    from huggingface_hub import is_offline_mode
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..data import looks_local
-    from ..tiny import resolve_model_path
 
-    path = resolve_model_path(args.model)
+    path = args.model
     local = Path(path).expanduser()
     if looks_local(path) and not local.exists():
         raise FileNotFoundError(f"Model directory '{args.model}' does not exist.")
@@ -132,8 +130,11 @@ def _load_model(args: EvalArguments, device: str):
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as error:
-        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
-        reason = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else str(error).split("\n")[0]
+        reason = (
+            "HF_HUB_OFFLINE is set and it is not in the local cache"
+            if is_offline_mode()
+            else str(error).split("\n")[0]
+        )
         raise FileNotFoundError(
             f"Could not load the model '{args.model}' ({reason}). Pass a local directory with --model."
         ) from error
@@ -148,7 +149,7 @@ def run(args: EvalArguments) -> int:
     from ..evaluation import evaluate_policy, parse_ks
 
     if not args.model:
-        raise UsageError("--model is required (a local directory, a Hub id or tiny-random-qwen2).")
+        raise UsageError("--model is required (a local model directory or a Hub id).")
     if not args.dataset:
         raise UsageError("--dataset is required (a named benchmark such as math500, or a local file).")
     ks = parse_ks(args.k)
@@ -180,15 +181,13 @@ def run(args: EvalArguments) -> int:
     if args.use_vllm:  # vLLM loads the weights itself; only the tokenizer is needed here, for the chat template
         from transformers import AutoTokenizer
 
-        from ..tiny import resolve_model_path
-
-        model = resolve_model_path(args.model)
+        model = args.model
         tokenizer = AutoTokenizer.from_pretrained(model)
     else:
         model, tokenizer = _load_model(args, device)
     encoder = None
     if args.diversity_encoder and args.diversity_encoder.lower() != "none":
-        from ..trainer import load_diversity_encoder
+        from ..encoder import load_diversity_encoder
 
         encoder = load_diversity_encoder(args.diversity_encoder, device, 256)
 
@@ -229,6 +228,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ..cli import main as cli_main
-
-    sys.exit(cli_main(["eval", *sys.argv[1:]]))
+    sys.exit(run_command("eval", main))

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cli import UsageError
 from ..data import PromptArguments
+from .common import UsageError, check_config_path, run_command
 
 
 @dataclass
@@ -120,17 +120,6 @@ def _say(message: str) -> None:
         print(f"[dsdr-trl train] {message}", flush=True)
 
 
-def check_config_path(argv: list[str]) -> None:
-    """Fails with one clear line when `--config` lacks its value or names a missing file."""
-    if "--config" in argv:
-        index = argv.index("--config")
-        if index + 1 >= len(argv):
-            raise UsageError("--config needs a YAML file path.")
-        path = Path(argv[index + 1])
-        if not path.is_file():
-            raise FileNotFoundError(f"Config file '{path}' does not exist.")
-
-
 def _wants_dry_run(argv: list[str]) -> bool:
     if "--dry_run" in argv:
         index = argv.index("--dry_run")
@@ -185,7 +174,6 @@ def _load(script_args: DSDRScriptArguments, name: str, split: str | None, limit:
 def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any) -> int:
     """Validates the arguments, then (unless `dry_run`) trains, saves the model and closes the trainer."""
     from ..evaluation import parse_ks
-    from ..tiny import TINY_MODEL_NAMES, resolve_model_path
 
     dry_run = script_args.dry_run
     if not script_args.dataset_name:
@@ -230,13 +218,13 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any) -
     model_name = model_args.model_name_or_path
     from ..data import looks_local
 
-    if model_name not in TINY_MODEL_NAMES and looks_local(model_name) and not Path(model_name).expanduser().exists():
+    if looks_local(model_name) and not Path(model_name).expanduser().exists():
         raise FileNotFoundError(f"Model directory '{model_name}' does not exist.")
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     prompts_per_generation = training_args.generation_batch_size // training_args.num_generations
     plan = [
-        f"model: {model_name}" + (" (built offline, random weights)" if model_name in TINY_MODEL_NAMES else ""),
+        f"model: {model_name}",
         f"data: {script_args.dataset_name}"
         + ("" if train_dataset is None else f" ({len(train_dataset)} rows, columns prompt/solution)"),
         f"rewards: {[func.__name__ for func in reward_funcs]}; correctness: "
@@ -264,7 +252,6 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any) -
 
     from ..trainer import DSDRGRPOTrainer
 
-    model_path = resolve_model_path(model_name)
     if training_args.model_init_kwargs is None:
         init_kwargs: dict[str, Any] = {"revision": model_args.model_revision}
         if model_args.dtype not in (None, "auto"):
@@ -281,7 +268,7 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any) -
     for line in plan:
         _say(line)
     trainer = DSDRGRPOTrainer(
-        model=model_path,
+        model=model_name,
         reward_funcs=reward_funcs,
         args=training_args,
         train_dataset=train_dataset,
@@ -333,6 +320,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ..cli import main as cli_main
-
-    sys.exit(cli_main(["train", *sys.argv[1:]]))
+    sys.exit(run_command("train", main))

@@ -1,0 +1,52 @@
+"""`dsdr-trl demo`: GRPO against DSDR on the embedded toy task, on CPU, in minutes (see `dsdr_trl.toy.demo`).
+
+    dsdr-trl demo                                # one seed, writes outputs/demo/{report.md,report.json,*.png}
+    dsdr-trl demo --seeds 0 1 2                  # three seeds; the report gives mean ± std
+    dsdr-trl demo --regenerate_warmstart DIR     # retrain the SFT warm start from its seed into DIR, then exit
+    dsdr-trl demo --rebuild_report               # rewrite report.md and plots from a finished run's JSON and logs
+
+Every field of [`~dsdr_trl.toy.demo.DemoArguments`] is a flag (`--help` lists them) or a key of a `--config` YAML.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .common import check_config_path, run_command
+
+
+def make_parser():
+    from trl import TrlParser
+
+    from ..toy.demo import DemoArguments
+
+    return TrlParser((DemoArguments,), prog="dsdr-trl demo")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `dsdr-trl demo`; returns the exit status."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" not in argv and "--help" not in argv:
+        check_config_path(argv)
+    (settings,) = make_parser().parse_args_and_config(argv)
+
+    from ..toy.demo import regenerate_warmstart, run_demo
+    from ..toy.report import rebuild_report, results_table
+
+    if settings.regenerate_warmstart:
+        return regenerate_warmstart(settings.regenerate_warmstart)
+    if settings.rebuild_report:
+        print(results_table(rebuild_report(settings.output_dir)))
+        return 0
+    report = run_demo(settings)
+    print()
+    print(results_table(report))
+    print(f"\nWrote {settings.output_dir}/report.md, report.json and plots in {report['wall_seconds'] / 60:.1f} min.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_command("demo", main))
