@@ -186,9 +186,9 @@ def _scoring_repetition(trainer, batch: tuple, group: int, reverse: bool) -> dic
     """Times, on one fresh batch: DSDR's `_calculate_rewards`, TRL's alone, and the bare encode of the needed texts."""
     from trl import GRPOTrainer
 
+    from dsdr_trl.encoder import encoder_text
     from dsdr_trl.formulas import _extract_cached, extract_formulas_batch
     from dsdr_trl.rewards import completion_text
-    from dsdr_trl.trainer import encoder_text
 
     inputs, completions, correct = batch
     prompts = [x["prompt"] for x in inputs]
@@ -224,7 +224,8 @@ def bench_scoring(configs: dict[str, dict], repetitions: int, out_dir: Path) -> 
     from datasets import Dataset
 
     from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
-    from dsdr_trl.tiny import build_tiny_model, build_tiny_tokenizer
+    from dsdr_trl.toy.models import build_model as build_tiny_model
+    from dsdr_trl.toy.models import build_tiny_tokenizer
 
     cuda = torch.cuda.is_available()
     results = {}

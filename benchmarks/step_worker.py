@@ -58,7 +58,8 @@ def main() -> None:
     from datasets import Dataset
     from transformers import TrainerCallback
 
-    from dsdr_trl.tiny import build_tiny_model, build_tiny_tokenizer
+    from dsdr_trl.toy.models import build_model as build_tiny_model
+    from dsdr_trl.toy.models import build_tiny_tokenizer
 
     spec = CONFIGS[args.config]
     cuda = torch.cuda.is_available()

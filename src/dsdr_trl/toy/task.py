@@ -1,0 +1,127 @@
+r"""
+A toy reasoning task with several correct solution strategies.
+
+The task is two-digit × one-digit multiplication. A prompt is just `47*6=`; a worked solution writes its steps as
+formulas in `$…$` and ends with the answer in `\boxed{}`, so the package's own `accuracy_reward` checks it and
+`extract_formulas` sees each strategy as a different formula set. Three strategies solve every problem:
+
+    split   $40*6=240$ $7*6=42$ $240+42=282$ \boxed{282}     tens and ones, then add
+    round   $50*6=300$ $3*6=18$ $300-18=282$ \boxed{282}     round up to the next ten, then subtract
+    carry   $7*6=42$ $4*6+4=28$ \boxed{282}                  column multiplication with a carry
+
+The 648 problems are split by a seed into 352 for SFT, 200 for RL and 96 held out for evaluation. The policy that
+knows the three strategies is in `dsdr_trl.toy.warmstart`.
+
+The task was fixed before GRPO and DSDR were compared on it; nothing here is tuned to favour either.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+STRATEGIES = ("split", "round", "carry")
+WARMSTART_SEED = 0
+NUM_EVAL_PROBLEMS = 96
+NUM_RL_PROBLEMS = 200
+
+_BOXED = "\\boxed{"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One multiplication problem `a*b` with `a` in 11…99 (not a multiple of 10) and `b` in 2…9."""
+
+    a: int
+    b: int
+
+    @property
+    def prompt(self) -> str:
+        return f"{self.a}*{self.b}="
+
+    @property
+    def answer(self) -> str:
+        return str(self.a * self.b)
+
+
+def all_problems() -> list[Problem]:
+    """The 648 problems of the task. Multiples of 10 are left out: every strategy would degenerate to one step."""
+    return [Problem(a, b) for a in range(11, 100) if a % 10 for b in range(2, 10)]
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Three disjoint sets of problems: for SFT, for RL, and held out for evaluation.
+
+    RL gets problems the warm start never saw: on its own SFT problems the policy is near-perfect, every group would
+    be all-correct, and GRPO would have nothing to learn from.
+    """
+
+    sft: list[Problem]
+    rl: list[Problem]
+    held_out: list[Problem]
+
+
+def split_problems(
+    seed: int = WARMSTART_SEED, num_eval: int = NUM_EVAL_PROBLEMS, num_rl: int = NUM_RL_PROBLEMS
+) -> Splits:
+    """Disjoint SFT, RL and held-out problems, shuffled with `seed`."""
+    problems = all_problems()
+    random.Random(seed).shuffle(problems)
+    return Splits(
+        sft=problems[num_eval + num_rl :], rl=problems[num_eval : num_eval + num_rl], held_out=problems[:num_eval]
+    )
+
+
+def worked_solution(problem: Problem, strategy: str) -> str:
+    """A worked solution of `problem` with one of the `STRATEGIES`, formulas in `$…$` and the answer boxed."""
+    a, b = problem.a, problem.b
+    tens, ones = divmod(a, 10)
+    if strategy == "split":
+        steps = [f"{tens * 10}*{b}={tens * 10 * b}", f"{ones}*{b}={ones * b}", f"{tens * 10 * b}+{ones * b}={a * b}"]
+    elif strategy == "round":
+        up, gap = (tens + 1) * 10, (tens + 1) * 10 - a
+        steps = [f"{up}*{b}={up * b}", f"{gap}*{b}={gap * b}", f"{up * b}-{gap * b}={a * b}"]
+    elif strategy == "carry":
+        carry, digit = divmod(ones * b, 10)
+        steps = [f"{ones}*{b}={ones * b}", f"{tens}*{b}+{carry}={tens * b + carry}"]
+        del digit  # the last digit of the answer is written straight into the box
+    else:
+        raise ValueError(f"Unknown strategy '{strategy}'; choose one of {STRATEGIES}.")
+    return " ".join(f"${step}$" for step in steps) + f" {_BOXED}{a * b}}}"
+
+
+_STRATEGY_PATTERNS = {
+    "split": re.compile(r"^\$\d0\*\d=\d+\$ \$\d\*\d=\d+\$ \$\d+\+\d+=\d+\$"),
+    "round": re.compile(r"^\$\d+0\*\d=\d+\$ \$\d\*\d=\d+\$ \$\d+-\d+=\d+\$"),
+    "carry": re.compile(r"^\$\d\*\d=\d+\$ \$\d\*\d\+\d=\d+\$"),
+}
+
+
+def solution_strategy(text: str) -> str | None:
+    """The strategy a completion follows (by the shape of its steps), or `None` if it follows none of them."""
+    for name, pattern in _STRATEGY_PATTERNS.items():
+        if pattern.match(text):
+            return name
+    return None
+
+
+def sft_dataset(problems: list[Problem], seed: int = WARMSTART_SEED):
+    """A prompt–completion `Dataset` with every problem solved once by each strategy, shuffled with `seed`."""
+    from datasets import Dataset
+
+    rows = [
+        {"prompt": problem.prompt, "completion": worked_solution(problem, strategy)}
+        for problem in problems
+        for strategy in STRATEGIES
+    ]
+    random.Random(seed).shuffle(rows)
+    return Dataset.from_list(rows)
+
+
+def rl_dataset(problems: list[Problem]):
+    """A `Dataset` with the `prompt` and `solution` columns `GRPOTrainer` and `accuracy_reward` expect."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({"prompt": [p.prompt for p in problems], "solution": [p.answer for p in problems]})
