@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
-from tiny_models import build_tiny_model, build_tiny_tokenizer  # noqa: E402
+from helpers import TINY_CPU, build_tiny_model, build_tiny_tokenizer  # noqa: E402
 
 from dsdr_trl import DSDRConfig, DSDRGRPOTrainer  # noqa: E402
 from dsdr_trl.rewards import accuracy_reward  # noqa: E402
@@ -54,16 +54,11 @@ def main(out_path: str) -> None:
     )
     config = DSDRConfig(
         output_dir=os.path.join(os.path.dirname(out_path), f"run-{world_size}"),
-        use_cpu=True,
-        bf16=False,
-        activation_checkpointing=False,
+        **TINY_CPU,
         per_device_train_batch_size=rows_per_process,
         num_generations=GROUP_SIZE,
         max_completion_length=8,
         max_steps=2,
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
         seed=3,
         diversity_coef=0.1,  # large enough that bonuses differ visibly between rows
     )

@@ -77,3 +77,12 @@ def test_zero_coefficients_turn_dsdr_off():
 def test_invalid_values_are_refused_with_a_fix(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make(**kwargs)
+
+
+def test_formula_canonicalization_choices_are_the_extractors_modes():
+    from dsdr_trl.config import FORMULA_CANONICALIZATIONS
+    from dsdr_trl.formulas import CANONICALIZE_MODES
+
+    assert FORMULA_CANONICALIZATIONS == CANONICALIZE_MODES
+    for mode in CANONICALIZE_MODES:
+        assert make(formula_canonicalization=mode).formula_canonicalization == mode

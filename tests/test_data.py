@@ -99,7 +99,7 @@ def test_missing_file():
 
 
 def test_offline_hub_fails_fast_naming_the_local_alternative(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # huggingface_hub's own offline flag
     with pytest.raises(DatasetUnavailableError, match="HF_HUB_OFFLINE.*pass that local file"):
         load_math_dataset("some-org/not-a-dataset")
     with pytest.raises(DatasetUnavailableError, match="HuggingFaceH4/MATH-500"):
@@ -107,7 +107,7 @@ def test_offline_hub_fails_fast_naming_the_local_alternative(monkeypatch):
 
 
 def test_unreachable_hub_is_checked_before_datasets_retries(monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")  # `.invalid` never resolves (RFC 2606)

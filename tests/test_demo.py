@@ -5,13 +5,13 @@ import json
 import pytest
 
 from dsdr_trl.cli import main as cli_main
-from dsdr_trl.demo import build_parser, make_mode_monitor, settings_from_args
-from dsdr_trl.toy import Problem, worked_solution
+from dsdr_trl.toy.demo import DemoArguments, make_mode_monitor
+from dsdr_trl.toy.task import Problem, worked_solution
 
 # Two RL steps of 2 problems × G = 4 and 4 held-out problems × 4 samples: every stage of the demo runs, in seconds.
 TINY = [
-    "--max-steps", "2", "--prompts-per-step", "2", "--num-generations", "4",
-    "--num-eval-problems", "4", "--num-samples", "4",
+    "--max_steps", "2", "--prompts_per_step", "2", "--num_generations", "4",
+    "--num_eval_problems", "4", "--num_samples", "4",
 ]  # fmt: skip
 
 
@@ -23,8 +23,8 @@ def _numbers(report: dict) -> dict:
 @pytest.mark.slow
 def test_tiny_demo_writes_report_and_is_deterministic(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
-    assert cli_main(["demo", *TINY, "--output-dir", str(first)]) == 0
-    assert cli_main(["demo", *TINY, "--output-dir", str(second), "--no-plots"]) == 0
+    assert cli_main(["demo", *TINY, "--output_dir", str(first)]) == 0
+    assert cli_main(["demo", *TINY, "--output_dir", str(second), "--plots", "false"]) == 0
 
     report = json.loads((first / "report.json").read_text())
     assert report["seeds"] == [0] and report["wall_seconds"] > 0
@@ -48,7 +48,7 @@ def test_tiny_demo_writes_report_and_is_deterministic(tmp_path):
 
     # The report can be re-rendered from the run's JSON and logs alone.
     (first / "report.md").unlink()
-    assert cli_main(["demo", "--rebuild-report", "--output-dir", str(first)]) == 0
+    assert cli_main(["demo", "--rebuild_report", "--output_dir", str(first)]) == 0
     assert "| DSDR |" in (first / "report.md").read_text()
 
 
@@ -65,10 +65,23 @@ def test_mode_monitor_counts_strategies_among_correct_completions():
     assert logged["toy/share_split"] == logged["toy/share_carry"] == pytest.approx(0.25)
 
 
-def test_demo_options_are_validated():
-    parser = build_parser()
-    assert settings_from_args(parser.parse_args(["--seeds", "3"])).seeds == [0, 1, 2]
-    assert settings_from_args(parser.parse_args(["--seed-list", "4,7"])).seeds == [4, 7]
-    with pytest.raises(ValueError, match="num-generations"):
-        settings_from_args(parser.parse_args(["--num-generations", "1"]))
-    assert cli_main(["demo", "--num-eval-problems", "1000"]) == 2
+def test_demo_options_are_parsed_like_train_and_validated(tmp_path, capsys):
+    from dsdr_trl.scripts.demo import make_parser
+
+    (settings,) = make_parser().parse_args_and_config(["--seeds", "4", "7", "--max_steps", "3"])
+    assert settings.seeds == [4, 7] and settings.max_steps == 3
+    config = tmp_path / "demo.yaml"
+    config.write_text("seeds: [1, 2]\nlearning_rate: 1.0e-4\n")
+    (settings,) = make_parser().parse_args_and_config(["--config", str(config), "--learning_rate", "5e-5"])
+    assert settings.seeds == [1, 2] and settings.learning_rate == 5e-5  # the flag wins over the file
+    with pytest.raises(ValueError, match="num_generations"):
+        DemoArguments(num_generations=1)
+    assert cli_main(["demo", "--num_eval_problems", "1000"]) == 2
+    assert "--num_eval_problems must lie in [1, 96]" in capsys.readouterr().err
+
+
+def test_regenerate_warmstart_refuses_the_installed_package(capsys):
+    from dsdr_trl.toy import WARMSTART_DIR
+
+    assert cli_main(["demo", "--regenerate_warmstart", str(WARMSTART_DIR)]) == 2
+    assert "outside the installed package" in capsys.readouterr().err

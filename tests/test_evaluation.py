@@ -127,9 +127,9 @@ def test_diversity_aggregates_skip_undefined():
 
 
 def test_diversity_with_real_encoder():
-    from dsdr_trl.trainer import load_diversity_encoder
+    from dsdr_trl.encoder import load_diversity_encoder
 
-    encoder = load_diversity_encoder("sentence-transformers/all-MiniLM-L6-v2", "cpu", 256)
+    encoder = load_diversity_encoder()
     same = "Add the two numbers to get 4."
     other = "The derivative of a cubic polynomial is a quadratic."
     (identical,) = diversity_of_samples([[same, same]], [[True, True]], encoder)
@@ -156,35 +156,27 @@ def test_evaluate_policy_refuses_k_before_generating(tiny_model, tiny_tokenizer)
 
 @pytest.mark.slow
 def test_pass_at_k_callback_logs_next_to_trl_metrics(tiny_model, tiny_tokenizer, tmp_path):
-    from datasets import Dataset
+    from helpers import TINY_CPU, even_length_reward, prompt_dataset
     from trl import GRPOConfig, GRPOTrainer
 
     from dsdr_trl.callbacks import PassAtKCallback
 
-    def length_reward(completions, **kwargs):
-        return [float(len(text) % 2) for text in completions]
-
     config = GRPOConfig(
         output_dir=str(tmp_path),
-        use_cpu=True,
-        bf16=False,
-        activation_checkpointing=False,
+        **TINY_CPU,
         per_device_train_batch_size=4,
         num_generations=4,
         max_completion_length=4,  # the callback is under test, not the policy
         max_steps=2,
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
     )
-    dataset = Dataset.from_dict({"prompt": ["What is 2 + 2?", "Solve 3x = 6."]})
+    dataset = prompt_dataset(2)
     trainer = GRPOTrainer(
-        tiny_model, length_reward, args=config, train_dataset=dataset, processing_class=tiny_tokenizer
+        tiny_model, even_length_reward, args=config, train_dataset=dataset, processing_class=tiny_tokenizer
     )
     callback = PassAtKCallback(
         trainer,
-        ["What is 2 + 2?", "Solve 3x = 6."],
-        ["4", "2"],
+        dataset["prompt"],
+        dataset["solution"],
         ks="1,2",
         num_samples=2,
         eval_steps=2,

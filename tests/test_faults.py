@@ -1,20 +1,19 @@
 """Bad input reaching DSDR's scoring: each case drives `DSDRGRPOTrainer._calculate_rewards` with crafted completions
-(one process) and states the outcome. Also: nothing from a completion is executed, and no remote code is trusted."""
+(one process) and states the outcome. Also: no remote code is trusted (`make quality`'s ruff `S` rules review the
+source for eval, exec, unsafe loads and shell commands)."""
 
 import math
-import re
-from pathlib import Path
 
 import pytest
 import torch
 from datasets import Dataset
+from helpers import TINY_CPU, build_tiny_model
 
 from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
 from dsdr_trl.rewards import accuracy_reward
 
 pytestmark = pytest.mark.slow
 
-SRC = Path(__file__).resolve().parent.parent / "src" / "dsdr_trl"
 CORRECT = "We get $2x = 68$, so $x = 34$. \\boxed{34}"
 CORRECT_OTHER_ROUTE = "Since $30 + 4 = 34$, the answer is \\boxed{34}."
 WRONG = "I think $x = 35$. \\boxed{35}"
@@ -35,17 +34,11 @@ class CountingEncoder:
 
 
 def make_trainer(tmp_path, tokenizer, group_size, reward_funcs=accuracy_reward, encoder=None, **dsdr):
-    from tiny_models import build_tiny_model
-
     config = DSDRConfig(
         output_dir=str(tmp_path / f"g{group_size}"),
-        use_cpu=True,
-        bf16=False,
-        activation_checkpointing=False,
+        **TINY_CPU,
         per_device_train_batch_size=group_size,
         num_generations=group_size,
-        report_to="none",
-        save_strategy="no",
         diversity_coef=dsdr.pop("diversity_coef", 0.1),  # large enough that bonuses differ visibly between rows
         **dsdr,
     )
@@ -184,36 +177,13 @@ def test_bonus_off_skips_groups_with_a_single_correct_completion(tmp_path, tiny_
     assert sum(weights[4:6]) == pytest.approx(1.0, abs=1e-6) and weights[4] != pytest.approx(0.5, abs=1e-4)
 
 
-# --- nothing from a completion is executed ---------------------------------------------------------------------------
-
-DANGEROUS = re.compile(
-    r"(?<![\w.])(eval|exec|compile)\(|pickle\.loads?\(|marshal\.|yaml\.load\(|torch\.load\(|shell=True"
-    r"|trust_remote_code=True|sympify\(|parse_expr\("
-)
-
-
-def test_no_code_path_executes_completion_text():
-    """A review in code: the only unpickling is the time-limit worker's, of bytes the parent pickled itself.
-
-    Completion text reaches sympy only through math-verify (`parse`, whose expression fallback accepts only digits and
-    arithmetic operators) and latex2sympy (a grammar parser), never through `eval`, `sympify` or `parse_expr` here.
-    """
-    found = {}
-    for path in sorted(SRC.rglob("*.py")):
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if DANGEROUS.search(line.split("#")[0]):
-                found.setdefault(path.name, []).append((number, line.strip()))
-    assert set(found) <= {"_time_limit.py"}, found
-    assert [line for _, line in found.get("_time_limit.py", [])] == [
-        "fn = pickle.loads(message[1])",
-        'reply = ("ok", fn(pickle.loads(pickled_item)))',
-    ]
+# --- no remote code ---------------------------------------------------------------------------------------------------
 
 
 def test_encoder_never_trusts_remote_code(monkeypatch):
     import sentence_transformers
 
-    from dsdr_trl.trainer import load_diversity_encoder
+    from dsdr_trl.encoder import load_diversity_encoder
 
     seen = {}
 

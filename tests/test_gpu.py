@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from datasets import Dataset
+from helpers import build_tiny_model, even_length_reward, prompt_dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
@@ -21,13 +21,6 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
-
-PROMPTS = ["Solve 2+2.", "What is 3*3?", "Compute 1/2+1/3.", "Find x if 2x=4."]
-
-
-def parity_reward(completions, **kwargs):
-    """A deterministic stand-in verifier for random-weight models: about half of the completions are 'correct'."""
-    return [float(len(c) % 2 == 0) for c in completions]
 
 
 def common(tmp_path, name):
@@ -49,21 +42,20 @@ def common(tmp_path, name):
 
 
 def test_bf16_dsdr_and_grpo_train_on_gpu(tmp_path, tiny_tokenizer):
-    from tiny_models import build_tiny_model
 
     grpo = GRPOTrainer(
         model=build_tiny_model(tiny_tokenizer),
-        reward_funcs=parity_reward,
+        reward_funcs=even_length_reward,
         args=GRPOConfig(epsilon_high=0.28, beta=0.0, loss_type="grpo", **common(tmp_path, "grpo")),
-        train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+        train_dataset=prompt_dataset(4),
         processing_class=tiny_tokenizer,
     )
     grpo.train()
     dsdr = DSDRGRPOTrainer(
         model=build_tiny_model(tiny_tokenizer),
-        reward_funcs=parity_reward,
+        reward_funcs=even_length_reward,
         args=DSDRConfig(**common(tmp_path, "dsdr")),
-        train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+        train_dataset=prompt_dataset(4),
         processing_class=tiny_tokenizer,
     )
     dsdr.train()

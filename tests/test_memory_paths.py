@@ -20,18 +20,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from datasets import Dataset
+from helpers import build_tiny_model, build_tiny_tokenizer, even_length_reward, prompt_dataset
 
 from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
-
-PROMPTS = ["Solve 2+2.", "What is 3*3?", "Compute 1/2+1/3.", "Find x if 2x=4."]
-SOLUTIONS = ["4", "9", "\\frac{5}{6}", "2"]
-
-
-def parity_reward(completions, **kwargs):
-    """A deterministic stand-in verifier for random-weight models: about half of the completions are 'correct'."""
-    return [float(len(c) % 2 == 0) for c in completions]
-
 
 # --- LoRA + activation checkpointing ---------------------------------------------------------------------------------
 
@@ -60,9 +51,9 @@ def test_lora_with_activation_checkpointing(tmp_path, tiny_tokenizer, tiny_model
     base = {name: p.detach().clone() for name, p in tiny_model.named_parameters()}
     trainer = DSDRGRPOTrainer(
         model=tiny_model,
-        reward_funcs=parity_reward,
+        reward_funcs=even_length_reward,
         args=config,
-        train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+        train_dataset=prompt_dataset(4),
         processing_class=tiny_tokenizer,
         peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0),
     )
@@ -112,7 +103,7 @@ def test_encoder_is_loaded_whole_under_a_zero3_config():
     from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
     from dsdr_trl.config import DEFAULT_DIVERSITY_ENCODER
-    from dsdr_trl.trainer import load_diversity_encoder, zero3_init_disabled
+    from dsdr_trl.encoder import load_diversity_encoder, zero3_init_disabled
 
     ds_config = HfDeepSpeedConfig({"zero_optimization": {"stage": 3}, "train_micro_batch_size_per_gpu": 1})
     try:
@@ -184,7 +175,6 @@ def _deepspeed_worker(stage: int, out_path: str) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
     from accelerate import PartialState
-    from tiny_models import build_tiny_model, build_tiny_tokenizer
 
     from dsdr_trl.rewards import accuracy_reward
 
@@ -213,13 +203,13 @@ def _deepspeed_worker(stage: int, out_path: str) -> None:
         report_to="none",
         save_strategy="no",
         seed=3,
-        correctness_reward="parity_reward",
+        correctness_reward="even_length_reward",
     )
     trainer = DSDRGRPOTrainer(
         model=build_tiny_model(tokenizer),
-        reward_funcs=[parity_reward, accuracy_reward],  # the verifier runs in every rank's training step
+        reward_funcs=[even_length_reward, accuracy_reward],  # the verifier runs in every rank's training step
         args=config,
-        train_dataset=Dataset.from_dict({"prompt": PROMPTS, "solution": SOLUTIONS}),
+        train_dataset=prompt_dataset(4),
         processing_class=tokenizer,
     )
     trainer.train()

@@ -2,28 +2,17 @@
 
 import pytest
 import torch
-from datasets import Dataset
+from helpers import TINY_CPU, build_tiny_model, even_length_reward, prompt_dataset
 
 from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
 
 pytestmark = pytest.mark.slow
 
-PROMPTS = ["Solve 2+2.", "What is 3*3?", "Compute 1/2+1/3.", "Find x if 2x=4.", "Add 5 and 7.", "Halve 10."]
-
-
-def even_length_reward(completions, **kwargs):
-    """A deterministic stand-in verifier: about half of the completions are 'correct'."""
-    return [float(len(c) % 2 == 0) for c in completions]
-
 
 def run(output_dir, tokenizer, num_prompts, resume_from=None):
-    from tiny_models import build_tiny_model
-
     config = DSDRConfig(
         output_dir=str(output_dir),
-        use_cpu=True,
-        bf16=False,
-        activation_checkpointing=False,
+        **TINY_CPU | dict(save_strategy="steps", save_steps=2),
         # 2 prompts x G=4 per optimizer step, split into 2 micro-batches: TRL generates once per optimizer step
         # (steps_per_generation = gradient_accumulation_steps), so a checkpoint never holds half-used completions.
         per_device_train_batch_size=4,
@@ -32,10 +21,6 @@ def run(output_dir, tokenizer, num_prompts, resume_from=None):
         max_completion_length=8,
         max_steps=4,
         learning_rate=0.1,  # large, so that a wrong restored state shows up in the later steps' numbers
-        logging_steps=1,
-        report_to="none",
-        save_strategy="steps",
-        save_steps=2,
         seed=11,
         local_entropy_coef=0.01,
         diversity_coef=0.01,
@@ -44,7 +29,7 @@ def run(output_dir, tokenizer, num_prompts, resume_from=None):
         model=build_tiny_model(tokenizer, seed=5),
         reward_funcs=even_length_reward,
         args=config,
-        train_dataset=Dataset.from_dict({"prompt": PROMPTS[:num_prompts]}),
+        train_dataset=prompt_dataset(num_prompts),
         processing_class=tokenizer,
     )
     trainer.train(resume_from_checkpoint=resume_from)

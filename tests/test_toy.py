@@ -5,14 +5,12 @@ import pytest
 
 from dsdr_trl.formulas import extract_formulas
 from dsdr_trl.rewards import accuracy_reward
-from dsdr_trl.toy import (
-    ASSET_DIR,
+from dsdr_trl.toy import WARMSTART_DIR, load_policy
+from dsdr_trl.toy.models import build_policy, build_task_tokenizer
+from dsdr_trl.toy.task import (
     STRATEGIES,
     Problem,
     all_problems,
-    build_model,
-    build_tokenizer,
-    load_policy,
     sft_dataset,
     solution_strategy,
     split_problems,
@@ -53,18 +51,18 @@ def test_split_is_disjoint_and_seeded():
 
 
 def test_tokenizer_round_trips_and_model_is_small():
-    tokenizer = build_tokenizer()
+    tokenizer = build_task_tokenizer()
     text = worked_solution(Problem(99, 9), "round")
     ids = tokenizer(text)["input_ids"]
     assert tokenizer.decode(ids) == text
     assert len(ids) < len(text)  # `\boxed{` is a single token
     assert tokenizer.unk_token_id not in ids
-    model = build_model(tokenizer)
+    model = build_policy(tokenizer)
     assert 0.5e6 < sum(p.numel() for p in model.parameters()) < 1.5e6
 
 
 def test_shipped_warmstart_loads_and_solves_a_training_problem():
-    assert (ASSET_DIR / "model.safetensors").stat().st_size < 10 * 2**20
+    assert (WARMSTART_DIR / "model.safetensors").stat().st_size < 10 * 2**20
     model, tokenizer = load_policy()
     train = split_problems().sft
     encoded = tokenizer([p.prompt for p in train[:8]], return_tensors="pt", padding=True)
@@ -74,3 +72,25 @@ def test_shipped_warmstart_loads_and_solves_a_training_problem():
     # Greedy decoding of problems seen in SFT: the warm start must have learned the format and most of the arithmetic.
     assert sum(rewards) >= 4, texts
     assert all(solution_strategy(t) is not None for t in texts), texts
+
+
+def test_shipped_warmstart_is_a_model_directory_with_its_own_tokenizer():
+    """`from_pretrained` on the shipped directory (as `dsdr-trl train` and `eval` do) gives the task's tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = AutoTokenizer.from_pretrained(str(WARMSTART_DIR))
+    built = build_task_tokenizer()
+    text = "47*6=" + worked_solution(Problem(47, 6), "split")
+    assert loaded(text)["input_ids"] == built(text)["input_ids"]
+    assert (loaded.pad_token, loaded.eos_token, loaded.padding_side) == ("<pad>", "<eos>", "left")
+    model = AutoModelForCausalLM.from_pretrained(str(WARMSTART_DIR))
+    assert model.config.vocab_size == len(built)
+
+
+def test_one_builder_makes_the_tiny_test_model_and_the_policy():
+    from dsdr_trl.toy.models import build_model, build_tiny_tokenizer
+
+    tiny = build_model(build_tiny_tokenizer())
+    policy = build_policy()
+    assert type(tiny) is type(policy)
+    assert sum(p.numel() for p in tiny.parameters()) < 50_000 < sum(p.numel() for p in policy.parameters())

@@ -2,46 +2,28 @@
 
 import pytest
 import torch
-from datasets import Dataset
+from helpers import TINY_CPU, build_tiny_model, even_length_reward
 from trl import GRPOConfig, GRPOTrainer
 
 from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
 
 pytestmark = pytest.mark.slow
 
-PROMPTS = ["Solve 2+2.", "What is 3*3?", "Compute 1/2+1/3.", "Find x if 2x=4."]
-SOLUTIONS = ["4", "9", "\\frac{5}{6}", "2"]
-
 # Tiny settings: 4 prompts x G=4, 8 new tokens, so a step takes well under a second on CPU. The high learning rate
 # makes the weights move between steps, so a divergence between two trainers shows up in later steps' numbers.
 COMMON = dict(
-    use_cpu=True,
-    bf16=False,
-    activation_checkpointing=False,
+    **TINY_CPU,
     per_device_train_batch_size=4,
     gradient_accumulation_steps=2,
     num_generations=4,
     max_completion_length=8,
     learning_rate=0.1,
-    logging_steps=1,
-    report_to="none",
-    save_strategy="no",
     seed=7,
 )
 
 
-def even_length_reward(completions, **kwargs):
-    """A deterministic stand-in verifier for random-weight models: about half of the completions are 'correct'."""
-    return [float(len(c) % 2 == 0) for c in completions]
-
-
 def always_correct(completions, **kwargs):
     return [1.0] * len(completions)
-
-
-@pytest.fixture
-def dataset():
-    return Dataset.from_dict({"prompt": PROMPTS, "solution": SOLUTIONS})
 
 
 def train(trainer_cls, config, model, tokenizer, dataset, reward_funcs):
@@ -54,8 +36,6 @@ def train(trainer_cls, config, model, tokenizer, dataset, reward_funcs):
 
 
 def test_zero_coefficients_reproduce_grpo_step_for_step(tmp_path, tiny_tokenizer, dataset):
-    from tiny_models import build_tiny_model
-
     grpo_config = GRPOConfig(
         output_dir=str(tmp_path / "grpo"), max_steps=3, epsilon_high=0.28, beta=0.0, loss_type="grpo", **COMMON
     )
@@ -150,7 +130,6 @@ def test_end_to_end_with_real_encoder_logs_every_dsdr_metric(tmp_path, tiny_toke
 
 def test_all_correct_groups_are_revived(tmp_path, tiny_tokenizer, dataset):
     """Every completion correct: GRPO has zero advantages and no gradient; DSDR ranks them by diversity."""
-    from tiny_models import build_tiny_model
 
     def run(**dsdr):
         config = DSDRConfig(

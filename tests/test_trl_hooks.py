@@ -5,13 +5,7 @@ TRL is pinned to a minor version because these are not public API; this test fai
 
 import inspect
 
-import trl
-from packaging.version import Version
 from trl import GRPOTrainer
-
-
-def test_trl_minor_version_is_the_pinned_one():
-    assert Version("1.16") <= Version(trl.__version__) < Version("1.17")
 
 
 def parameters(name):

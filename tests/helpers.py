@@ -1,0 +1,44 @@
+"""Shared by the tests and the scripts they launch with torchrun: the tiny model, a stand-in verifier, CPU settings.
+
+`conftest.py` turns these into fixtures; a torchrun script imports them directly (it puts this folder on `sys.path`).
+"""
+
+from datasets import Dataset
+
+from dsdr_trl.toy.models import build_model as build_tiny_model
+from dsdr_trl.toy.models import build_tiny_tokenizer, save_tiny_model
+
+__all__ = [
+    "PROMPTS",
+    "SOLUTIONS",
+    "TINY_CPU",
+    "build_tiny_model",
+    "build_tiny_tokenizer",
+    "even_length_reward",
+    "prompt_dataset",
+    "save_tiny_model",
+]
+
+PROMPTS = ["Solve 2+2.", "What is 3*3?", "Compute 1/2+1/3.", "Find x if 2x=4.", "Add 5 and 7.", "Halve 10."]
+SOLUTIONS = ["4", "9", "\\frac{5}{6}", "2", "12", "5"]
+
+# What every tiny CPU run sets: fp32 on the CPU (bf16 autocast is slower there and adds noise), no activation
+# checkpointing (nothing to save on a 17k-parameter model), a log line per step, nothing written but the logs.
+TINY_CPU = dict(
+    use_cpu=True,
+    bf16=False,
+    activation_checkpointing=False,
+    logging_steps=1,
+    report_to="none",
+    save_strategy="no",
+)
+
+
+def even_length_reward(completions, **kwargs):
+    """A deterministic stand-in verifier for random-weight models: about half of the completions are 'correct'."""
+    return [float(len(c) % 2 == 0) for c in completions]
+
+
+def prompt_dataset(num_prompts: int = 4) -> Dataset:
+    """The first `num_prompts` stand-in prompts with their `solution` column."""
+    return Dataset.from_dict({"prompt": PROMPTS[:num_prompts], "solution": SOLUTIONS[:num_prompts]})
