@@ -1,41 +1,50 @@
-# A GPU user overrides the torch build, e.g.:
+# `make demo` and `make test` create the virtual environment on first use and refresh it when pyproject.toml changes.
+# A GPU user picks the torch build, e.g.:
 #   make install TORCH_SPEC="torch==2.13.0" TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu128"
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
 
 export HF_HUB_OFFLINE ?= 1
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast demo style quality clean
+.PHONY: install test test-fast demo bench style quality clean
 
-install:
+# torch first, from $(TORCH_SPEC), so that the package's `torch>=2.4` never pulls a second build.
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install "$(TORCH_SPEC)" $(TORCH_INDEX)
 	$(BIN)/python -m pip install -e ".[dev]"
+	touch $@
 
-test:
+# Reinstalls even when the environment is up to date (e.g. to switch the torch build).
+install:
+	rm -f $(STAMP)
+	$(MAKE) $(STAMP)
+
+test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test-fast:
+test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not distributed"
 
-demo:
+demo: $(STAMP)
 	$(BIN)/dsdr-trl demo
 
 # DSDR over GRPO, measured side by side; writes outputs/bench/bench.json and bench.md (not part of `make test`).
-bench:
+bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
-style:
+style: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-quality:
+quality: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/ruff check src tests benchmarks
 
