@@ -54,7 +54,7 @@ def test_tiny_demo_writes_report_and_is_deterministic(tmp_path):
 
 def test_mode_monitor_counts_strategies_among_correct_completions():
     logged = {}
-    monitor = make_mode_monitor(group_size=3)
+    monitor = make_mode_monitor(group_size=3, strategies=("split", "round", "carry"))
     a, b = Problem(47, 6), Problem(23, 4)
     completions = [worked_solution(a, "split"), worked_solution(a, "carry"), "$7*6=42$ \\boxed{1}"]
     completions += [worked_solution(b, "round")] * 2 + ["junk"]
@@ -63,16 +63,20 @@ def test_mode_monitor_counts_strategies_among_correct_completions():
     assert logged["toy/modes_per_group"] == pytest.approx((2 + 1) / 2)
     assert logged["toy/share_round"] == pytest.approx(0.5)
     assert logged["toy/share_split"] == logged["toy/share_carry"] == pytest.approx(0.25)
+    assert logged["toy/frac_all_correct"] == 0.0
+    monitor([worked_solution(a, "split")] * 3 + ["junk"] * 3, [a.answer] * 6, log_metric=logged.__setitem__)
+    assert logged["toy/frac_all_correct"] == pytest.approx(0.5)
 
 
 def test_demo_options_are_parsed_like_train_and_validated(tmp_path, capsys):
     from dsdr_trl.scripts.demo import make_parser
 
-    (settings,) = make_parser().parse_args_and_config(["--seeds", "4", "7", "--max_steps", "3"])
+    settings, study = make_parser().parse_args_and_config(["--seeds", "4", "7", "--max_steps", "3"])
+    assert not study.study
     assert settings.seeds == [4, 7] and settings.max_steps == 3
     config = tmp_path / "demo.yaml"
     config.write_text("seeds: [1, 2]\nlearning_rate: 1.0e-4\n")
-    (settings,) = make_parser().parse_args_and_config(["--config", str(config), "--learning_rate", "5e-5"])
+    settings, _ = make_parser().parse_args_and_config(["--config", str(config), "--learning_rate", "5e-5"])
     assert settings.seeds == [1, 2] and settings.learning_rate == 5e-5  # the flag wins over the file
     with pytest.raises(ValueError, match="num_generations"):
         DemoArguments(num_generations=1)
@@ -85,3 +89,20 @@ def test_regenerate_warmstart_refuses_the_installed_package(capsys):
 
     assert cli_main(["demo", "--regenerate_warmstart", str(WARMSTART_DIR)]) == 2
     assert "outside the installed package" in capsys.readouterr().err
+
+
+def test_regime_sets_defaults_that_flags_override(tmp_path, monkeypatch, capsys):
+    from dsdr_trl.scripts.demo import parse_args
+    from dsdr_trl.toy import demo
+
+    monkeypatch.setitem(demo.REGIMES, "test-regime", {"strategies": "balanced", "max_steps": 7})
+    settings, _ = parse_args(["--regime", "test-regime"])
+    assert (settings.strategies, settings.max_steps) == ("balanced", 7)
+    settings, _ = parse_args(["--regime", "test-regime", "--max_steps", "3"])
+    assert (settings.strategies, settings.max_steps) == ("balanced", 3)
+    config = tmp_path / "demo.yaml"
+    config.write_text("regime: test-regime\n")
+    assert cli_main(["demo", "--config", str(config)]) == 2
+    assert "give --regime on the command line" in capsys.readouterr().err
+    assert cli_main(["demo", "--regime", "no-such-regime"]) == 2
+    assert "--regime must be one of" in capsys.readouterr().err

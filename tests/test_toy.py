@@ -94,3 +94,28 @@ def test_one_builder_makes_the_tiny_test_model_and_the_policy():
     policy = build_policy()
     assert type(tiny) is type(policy)
     assert sum(p.numel() for p in tiny.parameters()) < 50_000 < sum(p.numel() for p in policy.parameters())
+
+
+def test_balanced_strategies_have_three_steps_each_and_are_told_apart():
+    from dsdr_trl.toy.task import STRATEGY_SETS
+
+    problems = all_problems()
+    balanced = STRATEGY_SETS["balanced"]
+    texts = [worked_solution(p, s) for p in problems for s in balanced]
+    assert accuracy_reward(texts, solution=[p.answer for p in problems for _ in balanced]) == [1.0] * len(texts)
+    assert [solution_strategy(t) for t in texts] == list(balanced) * len(problems)
+    assert {text.count("$") for text in texts} == {6}  # three `$…$` steps each
+    assert worked_solution(Problem(47, 6), "carry3") == r"$7*6=42$ $4*6=24$ $24+4=28$ \boxed{282}"
+
+
+def test_hard_family_is_held_out_from_rl_and_mostly_from_sft():
+    splits = split_problems(hard_multipliers=(8, 9), hard_sft_fraction=0.2)
+    family = [p for p in all_problems() if p.b in (8, 9)]
+    assert len(splits.held_out) == 96 and all(p.b in (8, 9) for p in splits.held_out)
+    assert not any(p.b in (8, 9) for p in splits.rl)
+    seen = [p for p in splits.sft if p.b in (8, 9)]
+    assert len(seen) == round(0.2 * (len(family) - 96))
+    assert not set(seen) & set(splits.held_out) and not set(splits.sft) & set(splits.rl)
+    assert split_problems(hard_multipliers=(8, 9), hard_sft_fraction=0.0).sft == [
+        p for p in splits.sft if p.b not in (8, 9)
+    ]

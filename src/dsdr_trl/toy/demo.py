@@ -23,6 +23,8 @@ busy 2-core machine two threads contend and a step can get many times slower.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -30,7 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from .report import LABELS, METHODS, aggregate, make_plots, write_report
-from .task import NUM_EVAL_PROBLEMS
+from .task import NUM_EVAL_PROBLEMS, NUM_RL_PROBLEMS, STRATEGY_SETS, Splits, split_problems
+from .warmstart import SFT_MAX_STEPS
+
+# Named regimes: presets of `DemoArguments` fields (`--regime NAME`; explicit flags override them). `collapse` is the
+# setting of the shipped warm start, where RL collapses both methods onto the most accurate strategy.
+REGIMES: dict[str, dict[str, Any]] = {
+    "collapse": {},
+}
+DEFAULT_REGIME = "collapse"
 
 
 @dataclass
@@ -38,10 +48,52 @@ class DemoArguments:
     """Everything that defines a demo run; stored in `report.json` so that a run can be repeated."""
 
     output_dir: str = field(default="outputs/demo", metadata={"help": "Where the report, JSON and plots go."})
+    regime: str = field(
+        default=DEFAULT_REGIME,
+        metadata={
+            "help": "A named set of the settings below (task variant, warm start, RL and DSDR settings); flags given "
+            "next to it override it. One of: " + ", ".join(REGIMES) + ".",
+        },
+    )
     seeds: list[int] = field(
         default_factory=lambda: [0],
         metadata={"help": "Seeds to run, e.g. --seeds 0 1 2; the report gives mean ± std."},
     )
+    strategies: str = field(
+        default="original",
+        metadata={
+            "help": "The task's strategy set: 'original' (split, round, carry) or 'balanced' (carry written in three "
+            "steps like the others).",
+            "choices": list(STRATEGY_SETS),
+        },
+    )
+    hard_multipliers: list[int] = field(
+        default_factory=list,
+        metadata={
+            "help": "Hold out a hard problem family: evaluate on problems a*b with b in this list (e.g. 8 9), of "
+            "which SFT sees only hard_sft_fraction and RL none. Empty: the standard held-out split."
+        },
+    )
+    hard_sft_fraction: float = field(
+        default=0.2, metadata={"help": "Share of the hard family's other problems in SFT."}
+    )
+    sft_steps: int = field(
+        default=SFT_MAX_STEPS,
+        metadata={
+            "help": "SFT steps of the warm start. The shipped warm start is the original task's with 600 steps; any "
+            "other warm start is trained once into warmstart_cache."
+        },
+    )
+    sft_includes_rl: bool = field(
+        default=False,
+        metadata={
+            "help": "Also SFT on the RL problems, so that the warm start has memorised them (most groups correct)."
+        },
+    )
+    warmstart_cache: str = field(
+        default="outputs/warmstarts", metadata={"help": "Where warm starts other than the shipped one are kept."}
+    )
+    num_rl_problems: int = field(default=NUM_RL_PROBLEMS, metadata={"help": "Problems in the RL split."})
     max_steps: int = field(default=100, metadata={"help": "RL steps per method and seed."})
     prompts_per_step: int = field(default=8, metadata={"help": "Problems per RL step."})
     num_generations: int = field(default=8, metadata={"help": "G, completions per problem."})
@@ -59,7 +111,8 @@ class DemoArguments:
     local_entropy_coef: float = field(default=0.01, metadata={"help": "DSDR's λ_ℓ (Eq. 16); GRPO uses 0."})
     coupling_temperature: float = field(default=5.0, metadata={"help": "DSDR's τ (Eq. 11)."})
     warmstart: str | None = field(
-        default=None, metadata={"help": "A directory with warm-start weights (default: the ones in the package)."}
+        default=None,
+        metadata={"help": "A directory with warm-start weights; overrides the one strategies and sft_steps name."},
     )
     regenerate_warmstart: str | None = field(
         default=None,
@@ -76,6 +129,10 @@ class DemoArguments:
     plots: bool = field(default=True, metadata={"help": "Draw the PNG plots."})
 
     def __post_init__(self):
+        if self.regime not in REGIMES:
+            raise ValueError(f"--regime must be one of {sorted(REGIMES)}, got '{self.regime}'.")
+        if self.strategies not in STRATEGY_SETS:
+            raise ValueError(f"--strategies must be one of {sorted(STRATEGY_SETS)}, got '{self.strategies}'.")
         if not self.seeds:
             raise ValueError("--seeds needs at least one seed, e.g. --seeds 0 1 2.")
         if not 1 <= self.num_eval_problems <= NUM_EVAL_PROBLEMS:
@@ -86,38 +143,81 @@ class DemoArguments:
             raise ValueError(
                 f"--num_generations must be at least 2 (GRPO compares a group), got {self.num_generations}."
             )
-        for name in ("max_steps", "prompts_per_step", "num_samples", "max_completion_length", "num_threads"):
+        if not set(self.hard_multipliers) <= set(range(2, 10)):
+            raise ValueError(f"--hard_multipliers must lie in 2…9, got {self.hard_multipliers}.")
+        if not 0.0 <= self.hard_sft_fraction <= 1.0:
+            raise ValueError(f"--hard_sft_fraction must lie in [0, 1], got {self.hard_sft_fraction}.")
+        for name in (
+            "max_steps",
+            "prompts_per_step",
+            "num_samples",
+            "max_completion_length",
+            "num_threads",
+            "sft_steps",
+            "num_rl_problems",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
+
+    @property
+    def strategy_names(self) -> tuple[str, ...]:
+        return STRATEGY_SETS[self.strategies]
+
+    def splits(self) -> Splits:
+        """The SFT, RL and held-out problems of this setting."""
+        return split_problems(
+            num_rl=self.num_rl_problems,
+            hard_multipliers=tuple(self.hard_multipliers),
+            hard_sft_fraction=self.hard_sft_fraction,
+        )
+
+    @property
+    def warmstart_name(self) -> str:
+        """The name of the warm start these settings train from, unique per strategy set, SFT steps and split."""
+        name = f"{self.strategies}-sft{self.sft_steps}" + ("-memorised" if self.sft_includes_rl else "")
+        if self.hard_multipliers:
+            family = "".join(map(str, sorted(self.hard_multipliers)))
+            name += f"-hard{family}-{self.hard_sft_fraction:g}"
+        return name + (f"-rl{self.num_rl_problems}" if self.num_rl_problems != NUM_RL_PROBLEMS else "")
+
+
+def regime_defaults(argv: list[str]) -> dict[str, Any]:
+    """The preset of the `--regime` named in `argv` (or of the default regime), to apply before parsing the flags."""
+    for index, arg in enumerate(argv):
+        if arg == "--regime" and index + 1 < len(argv):
+            return REGIMES.get(argv[index + 1], {})
+        if arg.startswith("--regime="):
+            return REGIMES.get(arg.split("=", 1)[1], {})
+    return REGIMES[DEFAULT_REGIME]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Training
 
 
-def make_mode_monitor(group_size: int):
+def make_mode_monitor(group_size: int, strategies: tuple[str, ...]):
     """A zero-weight reward function that logs which strategies the correct completions of each step use.
 
     It logs `toy/modes_per_group` (distinct strategies among the correct completions of a group, averaged over groups
-    with a correct one) and `toy/share_<strategy>` (the share of correct completions using each strategy), so the
+    with a correct one), `toy/share_<strategy>` (the share of correct completions using each strategy) and
+    `toy/frac_all_correct` (groups whose every completion is correct: where DSDR's bonus is the only signal), so the
     mode collapse can be watched for GRPO too, which computes no diversity scores. Correctness here is an exact match
     of the boxed integer, which is what `accuracy_reward` decides on this task, without a second verifier call.
     """
     from ..rewards import extract_answer
-    from .task import STRATEGIES, solution_strategy
+    from .task import solution_strategy
 
     def toy_modes(completions: list[str], solution: list[str], log_metric=None, **kwargs) -> list[float]:
-        strategies = [
-            solution_strategy(text) if extract_answer(text) == gold else None
-            for text, gold in zip(completions, solution, strict=True)
-        ]
+        correct = [extract_answer(text) == gold for text, gold in zip(completions, solution, strict=True)]
+        used = [solution_strategy(text) if ok else None for text, ok in zip(completions, correct, strict=True)]
         if log_metric is not None:
-            groups = [strategies[i : i + group_size] for i in range(0, len(strategies), group_size)]
-            modes = [len({s for s in group if s}) for group in groups if any(group)]
-            counts = Counter(s for s in strategies if s)
+            groups = [range(i, i + group_size) for i in range(0, len(completions), group_size)]
+            modes = [len({used[i] for i in group} - {None}) for group in groups if any(correct[i] for i in group)]
+            counts = Counter(name for name in used if name)
             total = sum(counts.values())
             log_metric("toy/modes_per_group", sum(modes) / len(modes) if modes else 0.0)
-            for name in STRATEGIES:
+            log_metric("toy/frac_all_correct", sum(all(correct[i] for i in group) for group in groups) / len(groups))
+            for name in strategies:
                 log_metric(f"toy/share_{name}", counts[name] / total if total else 0.0)
         return [0.0] * len(completions)
 
@@ -165,7 +265,7 @@ def train_method(
     )
     trainer = DSDRGRPOTrainer(
         model=model,
-        reward_funcs=[accuracy_reward, make_mode_monitor(settings.num_generations)],
+        reward_funcs=[accuracy_reward, make_mode_monitor(settings.num_generations, settings.strategy_names)],
         args=args,
         train_dataset=train_dataset,
         processing_class=tokenizer,
@@ -185,7 +285,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Samples `num_samples` completions per held-out problem and returns pass@k, avg@N and the diversity numbers."""
     from ..evaluation import diversity_of_samples, generate_samples, score_samples, summarize
-    from .task import STRATEGIES, solution_strategy
+    from .task import solution_strategy
 
     samples = generate_samples(
         model,
@@ -218,7 +318,7 @@ def evaluate(
         "distinct_correct": result.diversity.get("distinct_correct"),
         "semantic_distance": result.diversity.get("semantic_distance"),
         "strategies_per_problem": sum(modes) / len(modes),
-        "strategy_share": {name: used[name] / total if total else 0.0 for name in (*STRATEGIES, "other")},
+        "strategy_share": {name: used[name] / total if total else 0.0 for name in (*settings.strategy_names, "other")},
         "examples": {p.prompt: group[:4] for p, group in list(zip(problems, samples, strict=True))[:3]},
     }
 
@@ -227,16 +327,47 @@ def evaluate(
 # Entry points
 
 
-def resolve_warmstart(settings: DemoArguments) -> Path:
-    """The warm start to use: `--warmstart`, else the weights shipped in the package."""
-    from .warmstart import WARMSTART_DIR
+def resolve_warmstart(settings: DemoArguments, quiet: bool = False) -> Path:
+    """The warm start of `settings`: `--warmstart`, else a shipped one, else one trained once into the cache."""
+    from .warmstart import shipped_warmstart
 
-    path = Path(settings.warmstart) if settings.warmstart else WARMSTART_DIR
+    if settings.warmstart:
+        path = Path(settings.warmstart)
+        if not (path / "model.safetensors").exists():
+            raise FileNotFoundError(
+                f"No warm-start weights (model.safetensors) in {path}; train some with --regenerate_warmstart {path}."
+            )
+        return path
+    name = settings.warmstart_name
+    shipped = shipped_warmstart(name)
+    if shipped is not None:
+        return shipped
+    path = Path(settings.warmstart_cache) / name
     if not (path / "model.safetensors").exists():
-        raise FileNotFoundError(
-            f"No warm-start weights (model.safetensors) in {path}; train some with --regenerate_warmstart {path}."
-        )
+        if not quiet:
+            print(f"[demo] training the warm start {name} ({settings.sft_steps} SFT steps) into {path}, once")
+        # Trained next to the target and renamed, so that a concurrent run never reads a half-written directory.
+        staging = path.parent / f".{name}.{os.getpid()}"
+        train_settings_warmstart(settings, staging, disable_tqdm=quiet)
+        try:
+            staging.rename(path)
+        except OSError:  # another run got there first
+            shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+def train_settings_warmstart(settings: DemoArguments, directory: Path, disable_tqdm: bool = False) -> Path:
+    """SFT of the policy on the SFT problems of `settings` (strategy set, split, steps) into `directory`."""
+    from .warmstart import train_warmstart
+
+    splits = settings.splits()
+    return train_warmstart(
+        directory,
+        max_steps=settings.sft_steps,
+        problems=splits.sft + splits.rl if settings.sft_includes_rl else splits.sft,
+        strategies=settings.strategy_names,
+        disable_tqdm=disable_tqdm,
+    )
 
 
 def run_demo(settings: DemoArguments) -> dict[str, Any]:
@@ -244,7 +375,7 @@ def run_demo(settings: DemoArguments) -> dict[str, Any]:
     import torch
 
     from ..encoder import load_diversity_encoder
-    from .task import rl_dataset, split_problems
+    from .task import rl_dataset
     from .warmstart import load_policy
 
     torch.set_num_threads(settings.num_threads)
@@ -252,7 +383,7 @@ def run_demo(settings: DemoArguments) -> dict[str, Any]:
     output_dir = Path(settings.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     warmstart = resolve_warmstart(settings)
-    splits = split_problems()
+    splits = settings.splits()
     eval_problems = splits.held_out[: settings.num_eval_problems]
     train_dataset = rl_dataset(splits.rl)
     encoder = load_diversity_encoder()
@@ -283,28 +414,31 @@ def run_demo(settings: DemoArguments) -> dict[str, Any]:
     }
     plots = make_plots(report, histories, output_dir) if settings.plots else []
     report["wall_seconds"] = time.time() - start
+    for method in report["methods"].values():
+        method.update(seeds=settings.seeds, wall_seconds=report["wall_seconds"])
     (output_dir / "report.json").write_text(json.dumps(report, indent=1))
     write_report(report, output_dir, plots)
     return report
 
 
-def regenerate_warmstart(directory: str) -> int:
-    """Retrains the warm start from its seed into `directory` and prints its held-out pass@1 and pass@16."""
+def regenerate_warmstart(settings: DemoArguments) -> int:
+    """Retrains the warm start of `settings` from its seed into `settings.regenerate_warmstart` and prints its held-out
+    pass@1 and pass@16."""
     import torch
 
     from ..encoder import load_diversity_encoder
-    from .task import split_problems
-    from .warmstart import load_policy, train_warmstart
+    from .warmstart import ASSETS_DIR, load_policy
 
-    target = Path(directory)
-    if target.resolve() == Path(__file__).parent.resolve() / "assets" / "warmstart":
+    target = Path(settings.regenerate_warmstart)
+    if target.resolve().is_relative_to(ASSETS_DIR.resolve()):
         raise ValueError("--regenerate_warmstart must name a directory outside the installed package.")
-    torch.set_num_threads(1)
-    train_warmstart(target)
+    torch.set_num_threads(settings.num_threads)
+    train_settings_warmstart(settings, target)
     model, tokenizer = load_policy(target)
-    result = evaluate(model, tokenizer, split_problems().held_out, DemoArguments(), 0, load_diversity_encoder())
+    result = evaluate(model, tokenizer, settings.splits().held_out, settings, 0, load_diversity_encoder())
     print(
         f"warm start in {target}: held-out pass@1 {100 * result['pass@k']['1']:.1f} %, "
-        f"pass@16 {100 * result['pass@k']['16']:.1f} %, strategies {result['strategy_share']}"
+        f"pass@{settings.num_samples} {100 * result['pass@k'][str(settings.num_samples)]:.1f} %, strategies "
+        f"{result['strategy_share']}"
     )
     return 0

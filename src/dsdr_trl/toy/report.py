@@ -67,15 +67,27 @@ def results_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def paired_difference(grpo: list[float], dsdr: list[float]) -> tuple[float, float | None]:
+    """Mean over seeds of DSDR − GRPO, and its standard error (`None` for one seed).
+
+    Both methods run with the same seeds from the same warm start, so the differences are paired by seed: the
+    standard error is `stdev(d) / sqrt(n)` over the per-seed differences `d`.
+    """
+    differences = [b - a for a, b in zip(grpo, dsdr, strict=True)]
+    mean = statistics.fmean(differences)
+    if len(differences) < 2:
+        return mean, None
+    return mean, statistics.stdev(differences) / math.sqrt(len(differences))
+
+
+def _per_seed(method: dict[str, Any], key: str, k: str | None) -> list[float]:
+    return [run["pass@k"][k] if k is not None else run[key] for run in method["per_seed"]]
+
+
 def _difference(report: dict[str, Any], key: str, k: str | None = None) -> tuple[float, float | None]:
-    """DSDR minus GRPO on one number, and the standard error of that difference over seeds (`None` for one seed)."""
+    """DSDR minus GRPO on one number, with its paired standard error over seeds (`None` for one seed)."""
     grpo, dsdr = report["methods"]["grpo"], report["methods"]["dsdr"]
-    if k is not None:
-        delta, stds = dsdr["pass@k"][k] - grpo["pass@k"][k], (grpo["pass@k_std"][k], dsdr["pass@k_std"][k])
-    else:
-        delta, stds = dsdr[key] - grpo[key], (grpo[f"{key}_std"], dsdr[f"{key}_std"])
-    seeds = len(report["seeds"])
-    return delta, math.sqrt((stds[0] ** 2 + stds[1] ** 2) / seeds) if seeds > 1 else None
+    return paired_difference(_per_seed(grpo, key, k), _per_seed(dsdr, key, k))
 
 
 def _verdict(report: dict[str, Any]) -> str:
@@ -97,18 +109,23 @@ def _verdict(report: dict[str, Any]) -> str:
             f"{end['distinct_correct']:.2f}."
         )
     for label, delta, error, scale, unit in rows:
-        line = f"- {label}: DSDR {scale * delta:+.{1 if scale == 100 else 2}f} {unit} against GRPO".replace("  ", " ")
+        digits = 1 if scale == 100 else 2
+        line = f"- {label}: DSDR {scale * delta:+.{digits}f} {unit} against GRPO".replace("  ", " ")
         if error is not None:
-            line += f" (standard error {scale * error:.{1 if scale == 100 else 2}f})"
+            exceeds = abs(delta) > 2 * error
+            line += f", standard error {scale * error:.{digits}f}: "
+            line += "**exceeds** twice its standard error" if exceeds else "within twice its standard error"
             clear_wins += delta > 2 * error
             clear_losses += delta < -2 * error
         lines.append(line + ".")
     if len(report["seeds"]) == 1:
-        lines.append("\nOne seed cannot separate the methods from run-to-run noise: run `--seeds 3` for mean ± std.")
+        lines.append("\nOne seed cannot separate the methods from run-to-run noise: run `--seeds 0 1 2` or more.")
     elif clear_wins and not clear_losses:
         lines.append("\nDSDR is ahead of GRPO by more than twice the standard error on at least one of these numbers.")
     elif clear_losses and not clear_wins:
         lines.append("\nGRPO is ahead of DSDR by more than twice the standard error on at least one of these numbers.")
+    elif clear_wins and clear_losses:
+        lines.append("\nEach method is ahead on some number by more than twice its standard error.")
     else:
         lines.append(
             "\nNone of these gaps exceeds twice its standard error: with these settings the demo does **not** show "
@@ -124,24 +141,34 @@ def write_report(report: dict[str, Any], output_dir: Path, plots: list[str]) -> 
         for name, method in report["methods"].items()
     )
     share_header = " | ".join(report["methods"]["grpo"]["strategy_share"])
+    names = ", ".join(name for name in report["methods"]["grpo"]["strategy_share"] if name != "other")
+    family = settings.get("hard_multipliers") or []
+    held_out = (
+        f"problems a*b with b in {{{', '.join(map(str, family))}}}, a family SFT saw "
+        f"{100 * settings['hard_sft_fraction']:.0f} % of and RL none of"
+        if family
+        else "held-out problems (disjoint from the SFT and RL problems)"
+    )
     text = f"""# DSDR vs GRPO on the toy multiplication task
 
-- Seeds: {", ".join(map(str, report["seeds"]))}. Wall time: {report["wall_seconds"] / 60:.1f} min.
+- Regime `{settings.get("regime", "collapse")}`. Seeds: {", ".join(map(str, report["seeds"]))}. Wall time: \
+{report["wall_seconds"] / 60:.1f} min.
+- Task: strategies {names}; warm start `{settings["warmstart"]}` ({settings.get("sft_steps", 600)} SFT steps).
 - RL: {settings["max_steps"]} steps per method and seed, {settings["prompts_per_step"]} problems × G = \
 {settings["num_generations"]} completions per step, learning rate {settings["learning_rate"]}, temperature \
 {settings["temperature"]}; clip-higher ε = (0.2, 0.28), no KL, for both methods.
 - DSDR: λ_d = {settings["diversity_coef"]}, λ_ℓ = {settings["local_entropy_coef"]}, \
 τ = {settings["coupling_temperature"]}, chosen for the toy scale before the comparison (the paper's \
 λ_d = λ_ℓ = 0.001 are for real LLMs). GRPO is the same trainer with λ_d = λ_ℓ = 0.
-- Evaluation: {settings["num_eval_problems"]} held-out problems (disjoint from the SFT and RL problems) × \
-{settings["num_samples"]} samples at temperature {settings["eval_temperature"]}.
+- Evaluation: {settings["num_eval_problems"]} {held_out} × {settings["num_samples"]} samples at temperature \
+{settings["eval_temperature"]}.
 
 ## Held-out results{" (mean ± std over seeds)" if len(report["seeds"]) > 1 else ""}
 
 {results_table(report)}
 
-*distinct correct*: distinct formula sets among a problem's correct samples; *strategies*: how many of the three
-strategies (split, round, carry) the correct samples of a problem use; *sem. dist.*: mean pairwise semantic distance
+*distinct correct*: distinct formula sets among a problem's correct samples; *strategies*: how many of the
+strategies ({names}) the correct samples of a problem use; *sem. dist.*: mean pairwise semantic distance
 `(1 − cos)/2` among correct samples (all-MiniLM-L6-v2). pass@k is the unbiased estimator, averaged over problems.
 
 {_verdict(report)}
@@ -199,27 +226,52 @@ def make_plots(report: dict[str, Any], histories: dict[str, list[list[dict]]], o
     fig.savefig(output_dir / "pass_at_k.png", dpi=120)
     plt.close(fig)
 
-    panels = [
+    def curves(ax, runs: list[list[dict]], key: str, color: str, label: str | None, style: str = "-") -> None:
+        """Every seed's curve faint, under the running mean of their average (a step sees only a few problems)."""
+        per_seed = [[entry[key] for entry in history if entry.get(key) is not None] for history in runs]
+        per_seed = [values for values in per_seed if values]
+        if not per_seed:
+            return
+        length = min(map(len, per_seed))
+        for values in per_seed:
+            ax.plot(range(1, len(values) + 1), values, color=color, alpha=0.15, lw=0.8, ls=style)
+        mean = [statistics.fmean(values[i] for values in per_seed) for i in range(length)]
+        ax.plot(range(1, length + 1), _running_mean(mean, SMOOTHING_STEPS), color=color, lw=1.5, ls=style, label=label)
+
+    strategies = [name for name in report["methods"]["grpo"]["strategy_share"] if name != "other"]
+    shade = dict(zip(strategies, ("tab:green", "tab:orange", "tab:purple"), strict=False))
+    fig, axes = plt.subplots(2, 4, figsize=(16, 6.8))
+    top = [
         ("reward", "accuracy (train reward)"),
         ("entropy", "policy entropy (nats/token)"),
         ("toy/modes_per_group", "strategies among correct, per group"),
-        ("dsdr/frac_zero_std_after", "groups with zero advantage"),
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
-    for ax, (key, title) in zip(axes, panels, strict=True):
+    for ax, (key, title) in zip(axes[0], top, strict=False):
         for name, runs in histories.items():
-            for index, history in enumerate(runs):
-                steps = [entry["step"] for entry in history if key in entry]
-                values = [entry[key] for entry in history if key in entry]
-                # A step sees only a few problems, so the raw curves are noisy: draw them faint under a running mean.
-                ax.plot(steps, values, color=colors[name], alpha=0.2, lw=0.8)
-                smooth = _running_mean(values, SMOOTHING_STEPS)
-                ax.plot(steps, smooth, color=colors[name], lw=1.5, label=LABELS[name] if index == 0 else None)
+            curves(ax, runs, key, colors[name], LABELS[name])
         ax.set_title(title, fontsize=10)
+    ax = axes[0][3]
+    for name, runs in histories.items():
+        curves(ax, runs, "dsdr/frac_zero_std_before", colors[name], f"{LABELS[name]}, before shaping", "--")
+        curves(ax, runs, "dsdr/frac_zero_std_after", colors[name], f"{LABELS[name]}, after shaping")
+    ax.set_title("dead groups (zero reward spread)", fontsize=10)
+    ax.legend(fontsize=7)
+    for ax, name in zip(axes[1][:2], METHODS, strict=True):
+        for strategy in strategies:
+            curves(ax, histories[name], f"toy/share_{strategy}", shade[strategy], strategy)
+        ax.set_title(f"{LABELS[name]}: share of correct completions by strategy", fontsize=10)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
+    ax = axes[1][2]
+    for name, runs in histories.items():
+        curves(ax, runs, "toy/frac_all_correct", colors[name], LABELS[name])
+    ax.set_title("all-correct groups", fontsize=10)
+    axes[1][3].axis("off")
+    for ax in axes.flat:
         ax.set_xlabel("step")
-    axes[0].legend()
+    axes[0][0].legend()
     fig.tight_layout()
-    fig.savefig(output_dir / "training_curves.png", dpi=120)
+    fig.savefig(output_dir / "training_curves.png", dpi=110)
     plt.close(fig)
     return ["pass_at_k.png", "training_curves.png"]
 

@@ -12,6 +12,16 @@ formulas in `$…$` and ends with the answer in `\boxed{}`, so the package's own
 The 648 problems are split by a seed into 352 for SFT, 200 for RL and 96 held out for evaluation. The policy that
 knows the three strategies is in `dsdr_trl.toy.warmstart`.
 
+Two variants serve the regime study (`dsdr_trl.toy.study`):
+
+- strategy sets ([`STRATEGY_SETS`]): `"original"` above, whose carry method is one step shorter than the others, and
+  `"balanced"`, whose `carry3` writes the carry as a third step, so that all three strategies have three formulas:
+
+      carry3  $7*6=42$ $4*6=24$ $24+4=28$ \boxed{282}
+
+- a hard evaluation family (`split_problems(hard_multipliers=(8, 9))`): the held-out problems are drawn from the
+  multipliers 8 and 9, of which SFT sees only a fraction, so that a warm start is far from its pass@16 ceiling there.
+
 The task was fixed before GRPO and DSDR were compared on it; nothing here is tuned to favour either.
 """
 
@@ -21,7 +31,8 @@ import random
 import re
 from dataclasses import dataclass
 
-STRATEGIES = ("split", "round", "carry")
+STRATEGY_SETS = {"original": ("split", "round", "carry"), "balanced": ("split", "round", "carry3")}
+STRATEGIES = STRATEGY_SETS["original"]
 WARMSTART_SEED = 0
 NUM_EVAL_PROBLEMS = 96
 NUM_RL_PROBLEMS = 200
@@ -64,14 +75,29 @@ class Splits:
 
 
 def split_problems(
-    seed: int = WARMSTART_SEED, num_eval: int = NUM_EVAL_PROBLEMS, num_rl: int = NUM_RL_PROBLEMS
+    seed: int = WARMSTART_SEED,
+    num_eval: int = NUM_EVAL_PROBLEMS,
+    num_rl: int = NUM_RL_PROBLEMS,
+    hard_multipliers: tuple[int, ...] = (),
+    hard_sft_fraction: float = 0.2,
 ) -> Splits:
-    """Disjoint SFT, RL and held-out problems, shuffled with `seed`."""
+    """Disjoint SFT, RL and held-out problems, shuffled with `seed`.
+
+    With `hard_multipliers` (e.g. `(8, 9)`), the held-out problems are the first `num_eval` problems `a*b` with `b` in
+    that family, SFT keeps only `hard_sft_fraction` of the family's other problems, and RL gets none of them.
+    """
     problems = all_problems()
     random.Random(seed).shuffle(problems)
-    return Splits(
-        sft=problems[num_eval + num_rl :], rl=problems[num_eval : num_eval + num_rl], held_out=problems[:num_eval]
-    )
+    if not hard_multipliers:
+        return Splits(
+            sft=problems[num_eval + num_rl :], rl=problems[num_eval : num_eval + num_rl], held_out=problems[:num_eval]
+        )
+    family = [p for p in problems if p.b in hard_multipliers]
+    others = [p for p in problems if p.b not in hard_multipliers]
+    if len(family) <= num_eval or len(others) <= num_rl:
+        raise ValueError(f"hard_multipliers={hard_multipliers} leaves too few problems for {num_eval} held out.")
+    seen = family[num_eval:][: round(hard_sft_fraction * (len(family) - num_eval))]
+    return Splits(sft=others[num_rl:] + seen, rl=others[:num_rl], held_out=family[:num_eval])
 
 
 def worked_solution(problem: Problem, strategy: str) -> str:
@@ -83,12 +109,15 @@ def worked_solution(problem: Problem, strategy: str) -> str:
     elif strategy == "round":
         up, gap = (tens + 1) * 10, (tens + 1) * 10 - a
         steps = [f"{up}*{b}={up * b}", f"{gap}*{b}={gap * b}", f"{up * b}-{gap * b}={a * b}"]
-    elif strategy == "carry":
-        carry, digit = divmod(ones * b, 10)
-        steps = [f"{ones}*{b}={ones * b}", f"{tens}*{b}+{carry}={tens * b + carry}"]
-        del digit  # the last digit of the answer is written straight into the box
+    elif strategy in ("carry", "carry3"):
+        carry = ones * b // 10  # the last digit of the answer is written straight into the box
+        if strategy == "carry":
+            steps = [f"{ones}*{b}={ones * b}", f"{tens}*{b}+{carry}={tens * b + carry}"]
+        else:
+            steps = [f"{ones}*{b}={ones * b}", f"{tens}*{b}={tens * b}", f"{tens * b}+{carry}={tens * b + carry}"]
     else:
-        raise ValueError(f"Unknown strategy '{strategy}'; choose one of {STRATEGIES}.")
+        known = sorted({name for names in STRATEGY_SETS.values() for name in names})
+        raise ValueError(f"Unknown strategy '{strategy}'; choose one of {known}.")
     return " ".join(f"${step}$" for step in steps) + f" {_BOXED}{a * b}}}"
 
 
@@ -96,6 +125,7 @@ _STRATEGY_PATTERNS = {
     "split": re.compile(r"^\$\d0\*\d=\d+\$ \$\d\*\d=\d+\$ \$\d+\+\d+=\d+\$"),
     "round": re.compile(r"^\$\d+0\*\d=\d+\$ \$\d\*\d=\d+\$ \$\d+-\d+=\d+\$"),
     "carry": re.compile(r"^\$\d\*\d=\d+\$ \$\d\*\d\+\d=\d+\$"),
+    "carry3": re.compile(r"^\$\d\*\d=\d+\$ \$\d\*\d=\d+\$ \$\d+\+\d=\d+\$"),
 }
 
 
@@ -107,14 +137,14 @@ def solution_strategy(text: str) -> str | None:
     return None
 
 
-def sft_dataset(problems: list[Problem], seed: int = WARMSTART_SEED):
+def sft_dataset(problems: list[Problem], seed: int = WARMSTART_SEED, strategies: tuple[str, ...] = STRATEGIES):
     """A prompt–completion `Dataset` with every problem solved once by each strategy, shuffled with `seed`."""
     from datasets import Dataset
 
     rows = [
         {"prompt": problem.prompt, "completion": worked_solution(problem, strategy)}
         for problem in problems
-        for strategy in STRATEGIES
+        for strategy in strategies
     ]
     random.Random(seed).shuffle(rows)
     return Dataset.from_list(rows)

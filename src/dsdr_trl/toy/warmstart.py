@@ -16,11 +16,14 @@ from pathlib import Path
 import torch
 
 from .models import build_policy, build_task_tokenizer
-from .task import WARMSTART_SEED, Problem, sft_dataset, split_problems
+from .task import STRATEGIES, WARMSTART_SEED, Problem, sft_dataset, split_problems
 
-__all__ = ["SFT_MAX_STEPS", "WARMSTART_DIR", "load_policy", "train_warmstart"]
+__all__ = ["ASSETS_DIR", "SFT_MAX_STEPS", "WARMSTART_DIR", "load_policy", "shipped_warmstart", "train_warmstart"]
 
-WARMSTART_DIR = Path(__file__).parent / "assets" / "warmstart"
+ASSETS_DIR = Path(__file__).parent / "assets"
+# The warm start of the original task with the default SFT schedule; other shipped ones are `ASSETS_DIR / name`.
+WARMSTART_DIR = ASSETS_DIR / "warmstart"
+WARMSTART_NAME = "original-sft600"
 
 # The SFT schedule of the shipped warm start: 600 steps reach 27 % held-out pass@1 (1500 steps reached 71 % and nearly
 # memorised the SFT problems). The demo needs the middle ground: enough correct completions for GRPO groups to carry a
@@ -38,12 +41,15 @@ def train_warmstart(
     learning_rate: float = SFT_LEARNING_RATE,
     report_to: str = "none",
     problems: list[Problem] | None = None,
+    strategies: tuple[str, ...] = STRATEGIES,
+    disable_tqdm: bool = False,
 ) -> Path:
     """Warm-starts the policy with TRL's `SFTTrainer` on worked solutions of the SFT problems.
 
     Deterministic under `seed` on a given machine (CPU, fp32). The model and the training log are saved to
-    `output_dir` with the tokenizer, so the directory loads with `from_pretrained` like any model. `problems` replaces the SFT problems of
-    `split_problems(seed)`, e.g. to study a policy that has already memorised the RL problems.
+    `output_dir` with the tokenizer, so the directory loads with `from_pretrained` like any model. `problems` replaces
+    the SFT problems of `split_problems(seed)` (e.g. those of a split with a hard family, or the RL problems too, to
+    study a policy that has memorised them); every problem is solved once by each of `strategies`.
 
     Returns:
         `Path`: `output_dir`.
@@ -72,17 +78,25 @@ def train_warmstart(
         activation_checkpointing=False,
         max_length=64,
         dataset_num_proc=None,
-        disable_tqdm=False,
+        disable_tqdm=disable_tqdm,
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(train, seed), processing_class=tokenizer)
+    dataset = sft_dataset(train, seed, strategies)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     trainer.train()
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)
     shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)  # the trainer's scratch directory
     losses = [entry for entry in trainer.state.log_history if "loss" in entry]
-    (output_dir / "sft_log.json").write_text(json.dumps({"seed": seed, "max_steps": max_steps, "log": losses}))
+    record = {"seed": seed, "max_steps": max_steps, "strategies": list(strategies), "log": losses}
+    (output_dir / "sft_log.json").write_text(json.dumps(record))
     return output_dir
+
+
+def shipped_warmstart(name: str) -> Path | None:
+    """The directory of the warm start called `name` (e.g. `"original-sft600"`) if it ships with the package."""
+    path = WARMSTART_DIR if name == WARMSTART_NAME else ASSETS_DIR / name
+    return path if (path / "model.safetensors").exists() else None
 
 
 def load_policy(path: str | Path | None = None):
