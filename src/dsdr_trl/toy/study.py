@@ -85,6 +85,10 @@ class StudyArguments:
     study_workers: int = field(
         default=2, metadata={"help": "Jobs run at a time, each in its own process with one thread (1: in process)."}
     )
+    study_summarize_only: bool = field(
+        default=False,
+        metadata={"help": "Run nothing: summarize the jobs already done (e.g. of an interrupted study)."},
+    )
 
     def __post_init__(self):
         if self.study_grid not in (*GRIDS, "confirm"):
@@ -160,16 +164,19 @@ def run_study(study: StudyArguments, demo: DemoArguments) -> dict[str, Any]:
     out = Path(study.study_dir)
     (out / "jobs").mkdir(parents=True, exist_ok=True)
     cells = grid_cells(study, demo)
+    # Seed by seed, so that a study stopped early has every cell on its first seeds.
     jobs = [
         (cell, method, seed, settings, str(out / "jobs" / f"{_job_name(cell, method, seed)}.json"))
-        for cell, settings, parts in cells
         for seed in demo.seeds
+        for cell, settings, parts in cells
         for method in ("grpo", *parts)
     ]
     pending = [job for job in jobs if not Path(job[-1]).exists()]
     warm = {settings.warmstart_name: settings for _, settings, _ in cells}
     print(f"[study] {len(cells)} cells, {len(jobs)} jobs ({len(pending)} to run), {len(warm)} warm starts")
-    if study.study_workers == 1:
+    if study.study_summarize_only:
+        pass
+    elif study.study_workers == 1:
         for settings in warm.values():
             _warm(settings)
         for job in pending:
@@ -181,7 +188,8 @@ def run_study(study: StudyArguments, demo: DemoArguments) -> dict[str, Any]:
             futures = [pool.submit(run_job, *job) for job in pending]
             for done, future in enumerate(futures, 1):
                 print(f"[study] {done}/{len(futures)} done: {Path(future.result()).stem}", flush=True)
-    summary = summarize_study([json.loads(Path(job[-1]).read_text()) for job in jobs], study, demo)
+    done = [json.loads(Path(job[-1]).read_text()) for job in jobs if Path(job[-1]).exists()]
+    summary = summarize_study(done, study, demo)
     summary["wall_seconds"] = time.time() - start
     (out / "study.json").write_text(json.dumps(summary, indent=1))
     if demo.plots:
@@ -206,8 +214,10 @@ def summarize_study(records: list[dict[str, Any]], study: StudyArguments, demo: 
     for record in records:
         cell = cells.setdefault(record["cell"], {"settings": record["settings"], "methods": {}})
         cell["methods"].setdefault(record["method"], []).append(record)
-    summary: dict[str, Any] = {"grid": study.study_grid, "seeds": demo.seeds, "cells": {}}
+    summary: dict[str, Any] = {"grid": study.study_grid, "seeds": demo.seeds, "jobs_done": len(records), "cells": {}}
     for name, cell in cells.items():
+        if "grpo" not in cell["methods"]:
+            continue
         grpo = sorted(cell["methods"]["grpo"], key=lambda r: r["seed"])
         entry: dict[str, Any] = {
             "settings": {k: v for k, v in grpo[0]["settings"].items() if k not in ("seeds", "output_dir")},
@@ -231,9 +241,15 @@ def summarize_study(records: list[dict[str, Any]], study: StudyArguments, demo: 
             }
             if method == "grpo":
                 continue
-            entry["differences"][method] = {}
+            # Only seeds that both methods finished are paired (all of them, once the study is complete).
+            seeds = sorted({r["seed"] for r in runs} & {r["seed"] for r in grpo})
+            if not seeds:
+                continue
+            base = [r for r in grpo if r["seed"] in seeds]
+            runs = [r for r in runs if r["seed"] in seeds]
+            entry["differences"][method] = {"seeds": seeds}
             for metric, scale in METRICS:
-                mean, error = paired_difference([_metric(r, metric) for r in grpo], [_metric(r, metric) for r in runs])
+                mean, error = paired_difference([_metric(r, metric) for r in base], [_metric(r, metric) for r in runs])
                 entry["differences"][method][metric] = {
                     "mean": scale * mean,
                     "standard_error": None if error is None else scale * error,
@@ -249,14 +265,14 @@ def study_table(summary: dict[str, Any]) -> str:
         f"Seeds {', '.join(map(str, summary['seeds']))}; DSDR − GRPO, mean ± standard error of the seed-paired "
         "differences; **bold** where the difference exceeds twice its standard error.",
         "",
-        "| cell | method | all-correct groups at start | GRPO pass@1 | GRPO pass@16 | Δ pass@1 | Δ pass@16 | "
+        "| cell | method | all-correct groups at start | GRPO pass@1 | GRPO pass@16 | seeds | Δ pass@1 | Δ pass@16 | "
         "Δ distinct correct |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, cell in summary["cells"].items():
         grpo = cell["methods"]["grpo"]
         for method, differences in cell["differences"].items():
-            cells = []
+            cells = [str(len(differences["seeds"]))]
             for metric, scale in METRICS:
                 d = differences[metric]
                 digits = 1 if scale == 100 else 2
