@@ -35,10 +35,26 @@ from .report import LABELS, METHODS, aggregate, make_plots, write_report
 from .task import NUM_EVAL_PROBLEMS, NUM_RL_PROBLEMS, STRATEGY_SETS, Splits, split_problems
 from .warmstart import SFT_MAX_STEPS
 
-# Named regimes: presets of `DemoArguments` fields (`--regime NAME`; explicit flags override them). `collapse` is the
-# setting of the shipped warm start, where RL collapses both methods onto the most accurate strategy.
+# Named regimes: presets of `DemoArguments` fields (`--regime NAME`; explicit flags override them).
+# - `collapse`: the shipped warm start on the original task; RL collapses both methods onto the most accurate strategy.
+# - `hard-family`: balanced strategies, a warm start of 1000 SFT steps, evaluation on a problem family (multipliers 8
+#   and 9) that SFT saw a fifth of and RL none of; the regime study varies it one axis at a time (the other entries).
+_HARD_FAMILY: dict[str, Any] = {
+    "strategies": "balanced",
+    "hard_multipliers": [8, 9],
+    "sft_steps": 1000,
+    "max_steps": 100,
+    "learning_rate": 1e-4,
+}
 REGIMES: dict[str, dict[str, Any]] = {
     "collapse": {},
+    "hard-family": _HARD_FAMILY,
+    "hard-family-sft600": _HARD_FAMILY | {"sft_steps": 600},
+    "hard-family-sft1500": _HARD_FAMILY | {"sft_steps": 1500},
+    "hard-family-memorised": _HARD_FAMILY | {"sft_steps": 1500, "sft_includes_rl": True},
+    "hard-family-original": _HARD_FAMILY | {"strategies": "original"},
+    "hard-family-300-steps": _HARD_FAMILY | {"max_steps": 300},
+    "standard-eval": _HARD_FAMILY | {"hard_multipliers": []},
 }
 DEFAULT_REGIME = "collapse"
 

@@ -29,7 +29,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from .demo import DemoArguments, evaluate, resolve_warmstart, train_method
+from .demo import REGIMES, DemoArguments, evaluate, resolve_warmstart, train_method
 from .report import paired_difference
 
 # DSDR's parts (the paper's ablations): each is DSDR with one term changed; "grpo" has both coefficients at 0.
@@ -41,24 +41,23 @@ DSDR_VARIANTS: dict[str, dict[str, float]] = {
 }
 ALL_PARTS = tuple(DSDR_VARIANTS)
 
-# The axes around the base cell, one at a time: warm-start strength (SFT steps, or SFT that includes the RL
-# problems), strategy balance, evaluation difficulty and training length.
-BASE: dict[str, Any] = {
-    "strategies": "balanced",
-    "hard_multipliers": [8, 9],
-    "sft_steps": 1000,
-    "max_steps": 100,
-    "learning_rate": 1e-4,
-}
+# The full grid: the `hard-family` regime with every DSDR part, and one axis changed at a time with full DSDR:
+# warm-start strength (SFT steps, or SFT that includes the RL problems), strategy balance, evaluation difficulty and
+# training length. Every cell is a named regime of `dsdr_trl.toy.demo.REGIMES`.
 GRIDS: dict[str, list[tuple[str, dict[str, Any], tuple[str, ...]]]] = {
     "full": [
-        ("base", BASE, ALL_PARTS),
-        ("warmstart_600", BASE | {"sft_steps": 600}, ("dsdr",)),
-        ("warmstart_1500", BASE | {"sft_steps": 1500}, ("dsdr",)),
-        ("warmstart_memorised", BASE | {"sft_steps": 1500, "sft_includes_rl": True}, ("dsdr",)),
-        ("original_strategies", BASE | {"strategies": "original"}, ("dsdr",)),
-        ("standard_eval", BASE | {"hard_multipliers": []}, ("dsdr",)),
-        ("steps_300", BASE | {"max_steps": 300}, ("dsdr",)),
+        ("hard-family", REGIMES["hard-family"], ALL_PARTS),
+        *[
+            (name, REGIMES[name], ("dsdr",))
+            for name in (
+                "hard-family-sft600",
+                "hard-family-sft1500",
+                "hard-family-memorised",
+                "hard-family-original",
+                "standard-eval",
+                "hard-family-300-steps",
+            )
+        ],
     ],
     # Every code path at a tiny size: two cells (one with every DSDR part), 2 RL steps, 4 problems × 4 samples.
     "tiny": [
@@ -102,7 +101,10 @@ def grid_cells(study: StudyArguments, demo: DemoArguments) -> list[tuple[str, De
     (its regime and flags) with GRPO and full DSDR only."""
     if study.study_grid == "confirm":
         return [(demo.regime, demo, ("dsdr",))]
-    return [(name, replace(demo, **overrides), parts) for name, overrides, parts in GRIDS[study.study_grid]]
+    return [
+        (name, replace(demo, **overrides, **({"regime": name} if name in REGIMES else {})), parts)
+        for name, overrides, parts in GRIDS[study.study_grid]
+    ]
 
 
 def _job_name(cell: str, method: str, seed: int) -> str:
