@@ -54,7 +54,7 @@ class DSDRGRPOTrainer(GRPOTrainer):
 
     The only changes w.r.t. `GRPOTrainer` are these overrides, each calling `super()`:
 
-    - `__init__`: copies the caller's reward and tool lists, resolves the correctness reward, loads the sentence
+    - `__init__`: copies the caller's reward lists, resolves the correctness reward, loads the sentence
       encoder outside DeepSpeed ZeRO-3, and appends the `dsdr_diversity` reward column;
     - `_calculate_rewards`: computes g, the bonus and ω on the gathered generation batch;
     - `_generate_and_score_completions`: advantages of the shaped reward with `advantage_epsilon`; adds the per-row
@@ -101,13 +101,12 @@ class DSDRGRPOTrainer(GRPOTrainer):
                 "`DSDRConfig(...)`: it accepts every GRPOConfig field."
             )
         # GRPOTrainer keeps the caller's lists and writes into them (a reward model named by a string is replaced by
-        # the loaded model, its tokenizer filled in; environment rewards and our bonus column are appended). Copies
+        # the loaded model, its tokenizer filled in; environment rewards and the bonus column are appended). Copies
         # leave the caller's lists as written, so they can build a second trainer.
         if isinstance(reward_funcs, list):
             reward_funcs = list(reward_funcs)
-        for name in ("reward_processing_classes", "tools"):
-            if isinstance(kwargs.get(name), list):
-                kwargs[name] = list(kwargs[name])
+        if isinstance(kwargs.get("reward_processing_classes"), list):
+            kwargs["reward_processing_classes"] = list(kwargs["reward_processing_classes"])
         super().__init__(model, reward_funcs, args, **kwargs)
 
         names = list(self.reward_func_names)
