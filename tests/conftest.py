@@ -30,3 +30,11 @@ def dataset():
 def tiny_model_dir(tmp_path_factory):
     """The tiny model and its tokenizer saved to a directory, for commands that take a model path."""
     return str(save_tiny_model(tmp_path_factory.mktemp("tiny-model")))
+
+
+@pytest.fixture(scope="session")
+def diversity_encoder():
+    """The real default sentence encoder (bundled, offline), loaded once for the tests that train with DSDR on."""
+    from dsdr_trl.encoder import load_diversity_encoder
+
+    return load_diversity_encoder()

@@ -233,6 +233,37 @@ def test_bad_trainer_arguments_are_refused(tmp_path, tiny_tokenizer, tiny_model,
         )
 
 
+def weighted_reward(completions, **kwargs):
+    return [0.5] * len(completions)
+
+
+def test_trainers_leave_the_callers_lists_unchanged(tmp_path, tiny_tokenizer, dataset, diversity_encoder):
+    """One list of reward functions given to two trainers in a row: each trainer gets one bonus column of its own."""
+    reward_funcs = [even_length_reward, weighted_reward]
+    reward_processing_classes = [None, None]
+    config = DSDRConfig(output_dir=str(tmp_path), reward_weights=[1.0, 0.5], **COMMON)
+    trainers = [
+        DSDRGRPOTrainer(
+            model=build_tiny_model(tiny_tokenizer),
+            reward_funcs=reward_funcs,
+            args=config,
+            train_dataset=dataset,
+            processing_class=tiny_tokenizer,
+            reward_processing_classes=reward_processing_classes,
+            diversity_encoder=diversity_encoder,
+        )
+        for _ in range(2)
+    ]
+    assert reward_funcs == [even_length_reward, weighted_reward]
+    assert reward_processing_classes == [None, None]
+    assert config.reward_weights == [1.0, 0.5]
+    for trainer in trainers:
+        assert trainer.reward_func_names == ["even_length_reward", "weighted_reward", "dsdr_diversity"]
+        assert trainer.reward_funcs is not reward_funcs
+        assert len(trainer.reward_processing_classes) == 3
+        assert trainer.reward_weights.tolist() == [1.0, 0.5, 1.0]
+
+
 @pytest.mark.parametrize("num_generations_eval", [2, 1])
 def test_evaluate_scores_eval_groups(tmp_path, tiny_tokenizer, tiny_model, dataset, num_generations_eval):
     config = DSDRConfig(

@@ -72,8 +72,9 @@ class DSDRConfig(GRPOConfig):
             order λ_d, so ε must be much smaller than λ_d for the bonus to rank the group (Prop. C.4). `1e-4` is
             TRL's constant.
 
-    Defaults that differ from [`~trl.GRPOConfig`], following the paper's backbone: `epsilon_high=0.28` (clip-higher),
-    `beta=0.0` (no KL) and `loss_type="grpo"` (mean over sequences of the per-sequence token mean).
+    Defaults that differ from [`~trl.GRPOConfig`], following the paper's backbone: `epsilon_high=0.28` (clip-higher)
+    and `loss_type="grpo"` (mean over sequences of the per-sequence token mean). `beta=0.0` (no KL) is TRL's default
+    too, restated here because the paper uses none.
     """
 
     # Paper backbone (Sec. 4): GRPO with clip-higher, no KL, per-sequence token mean.

@@ -54,8 +54,8 @@ class DSDRGRPOTrainer(GRPOTrainer):
 
     The only changes w.r.t. `GRPOTrainer` are these overrides, each calling `super()`:
 
-    - `__init__`: resolves the correctness reward, loads the sentence encoder outside DeepSpeed ZeRO-3, and appends the
-      `dsdr_diversity` reward column;
+    - `__init__`: copies the caller's reward lists, resolves the correctness reward, loads the sentence
+      encoder outside DeepSpeed ZeRO-3, and appends the `dsdr_diversity` reward column;
     - `_calculate_rewards`: computes g, the bonus and ω on the gathered generation batch;
     - `_generate_and_score_completions`: advantages of the shaped reward with `advantage_epsilon`; adds the per-row
       `dsdr_weight` (ω) and `dsdr_correct` (c) to the batch;
@@ -100,6 +100,13 @@ class DSDRGRPOTrainer(GRPOTrainer):
                 f"DSDRGRPOTrainer needs a DSDRConfig, got {type(args).__name__}. Build the config with "
                 "`DSDRConfig(...)`: it accepts every GRPOConfig field."
             )
+        # GRPOTrainer keeps the caller's lists and writes into them (a reward model named by a string is replaced by
+        # the loaded model, its tokenizer filled in; environment rewards and the bonus column are appended). Copies
+        # leave the caller's lists as written, so they can build a second trainer.
+        if isinstance(reward_funcs, list):
+            reward_funcs = list(reward_funcs)
+        if isinstance(kwargs.get("reward_processing_classes"), list):
+            kwargs["reward_processing_classes"] = list(kwargs["reward_processing_classes"])
         super().__init__(model, reward_funcs, args, **kwargs)
 
         names = list(self.reward_func_names)
