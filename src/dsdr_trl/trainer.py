@@ -5,9 +5,8 @@ How a generation batch flows (rows of a group are consecutive; a group may strad
 1. `_calculate_rewards` (after `super()` gathered the rewards to every process): each process extracts formulas
    from and embeds only its own completions, and only those of groups where g can matter (with a correct completion;
    with two when the bonus is off); embeddings and formula sets are gathered, so every process computes the same g,
-   bonus and ω on the whole batch.
-   The bonus is written into an extra reward column, `dsdr_diversity`, so TRL's own reward sum, logging and
-   completions table include it.
+   bonus and ω on the whole batch. The bonus is written into an extra reward column, `dsdr_diversity`, so TRL's own
+   reward sum, logging and completions table include it.
 2. `_generate_and_score_completions`: replaces TRL's advantages by the group z-score of the shaped reward with
    `advantage_epsilon` (TRL hard-codes 1e-4), and attaches each row's ω and correctness as `dsdr_weight` and
    `dsdr_correct`. They are per-row tensors, so TRL's shuffling and gradient-accumulation splits keep them aligned.
@@ -34,15 +33,12 @@ from .sampler import EpochSeededRepeatSampler
 DIVERSITY_REWARD_NAME = "dsdr_diversity"
 
 
-def _dsdr_diversity(completions: list, **kwargs) -> list[float | None]:
+def dsdr_diversity(completions: list, **kwargs) -> list[float | None]:
     """Placeholder for the bonus column; `DSDRGRPOTrainer._calculate_rewards` writes the real values.
 
     It returns `None` so that TRL's check for rows that no reward function scored still sees the user's functions.
     """
     return [None] * len(completions)
-
-
-_dsdr_diversity.__name__ = DIVERSITY_REWARD_NAME
 
 
 class DSDRGRPOTrainer(GRPOTrainer):
@@ -54,8 +50,8 @@ class DSDRGRPOTrainer(GRPOTrainer):
 
     The only changes w.r.t. `GRPOTrainer` are these overrides, each calling `super()`:
 
-    - `__init__`: copies the caller's reward lists, resolves the correctness reward, loads the sentence
-      encoder outside DeepSpeed ZeRO-3, and appends the `dsdr_diversity` reward column;
+    - `__init__`: copies the caller's reward lists, resolves the correctness reward, loads the sentence encoder outside
+      DeepSpeed ZeRO-3, and appends the `dsdr_diversity` reward column;
     - `_calculate_rewards`: computes g, the bonus and ω on the gathered generation batch;
     - `_generate_and_score_completions`: advantages of the shaped reward with `advantage_epsilon`; adds the per-row
       `dsdr_weight` (ω) and `dsdr_correct` (c) to the batch;
@@ -100,29 +96,24 @@ class DSDRGRPOTrainer(GRPOTrainer):
                 f"DSDRGRPOTrainer needs a DSDRConfig, got {type(args).__name__}. Build the config with "
                 "`DSDRConfig(...)`: it accepts every GRPOConfig field."
             )
-        # GRPOTrainer keeps the caller's lists and writes into them (a reward model named by a string is replaced by
-        # the loaded model, its tokenizer filled in; environment rewards and the bonus column are appended). Copies
-        # leave the caller's lists as written, so they can build a second trainer.
-        if isinstance(reward_funcs, list):
-            reward_funcs = list(reward_funcs)
+        # GRPOTrainer keeps the caller's lists and writes into them (loaded reward models, environment rewards, the
+        # bonus column); copies leave them as the caller wrote them, e.g. for a second trainer.
+        reward_funcs = list(reward_funcs) if isinstance(reward_funcs, list) else reward_funcs
         if isinstance(kwargs.get("reward_processing_classes"), list):
             kwargs["reward_processing_classes"] = list(kwargs["reward_processing_classes"])
         super().__init__(model, reward_funcs, args, **kwargs)
 
         names = list(self.reward_func_names)
-        if args.correctness_reward is None:
-            self._correctness_index = 0
-        elif args.correctness_reward in names:
-            self._correctness_index = names.index(args.correctness_reward)
-        else:
+        if args.correctness_reward is not None and args.correctness_reward not in names:
             raise ValueError(
                 f"correctness_reward={args.correctness_reward!r} is not one of this trainer's reward functions "
                 f"{names}. Set it to one of these names, or leave it unset to use the first one."
             )
+        self._correctness_index = 0 if args.correctness_reward is None else names.index(args.correctness_reward)
 
         # The bonus gets its own reward column (weight 1), the way TRL adds environment rewards: the reward sum,
         # `rewards/dsdr_diversity/*` metrics and the completions table then include it with no copied code.
-        self.reward_funcs.append(_dsdr_diversity)
+        self.reward_funcs.append(dsdr_diversity)
         self.reward_func_names.append(DIVERSITY_REWARD_NAME)
         self.reward_processing_classes.append(None)
         self.reward_weights = torch.cat([self.reward_weights, torch.ones(1)])
