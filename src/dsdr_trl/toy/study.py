@@ -98,9 +98,9 @@ class StudyArguments:
 
 def grid_cells(study: StudyArguments, demo: DemoArguments) -> list[tuple[str, DemoArguments, tuple[str, ...]]]:
     """The cells of the study: their names, full settings and DSDR variants. `confirm` is the demo's own settings
-    (its regime and flags) with GRPO and full DSDR only."""
+    (its regime and flags) with GRPO, full DSDR and its bonus alone."""
     if study.study_grid == "confirm":
-        return [(demo.regime, demo, ("dsdr",))]
+        return [(demo.regime, demo, ("dsdr", "dsdr_bonus_only"))]
     return [
         (name, replace(demo, **overrides, **({"regime": name} if name in REGIMES else {})), parts)
         for name, overrides, parts in GRIDS[study.study_grid]
