@@ -29,7 +29,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from .demo import REGIMES, DemoArguments, evaluate, resolve_warmstart, train_method
+from .demo import REGIMES, DemoArguments, evaluate, regime_settings, resolve_warmstart, train_method
 from .report import paired_difference
 
 # DSDR's parts (the paper's ablations): each is DSDR with one term changed; "grpo" has both coefficients at 0.
@@ -46,9 +46,9 @@ ALL_PARTS = tuple(DSDR_VARIANTS)
 # training length. Every cell is a named regime of `dsdr_trl.toy.demo.REGIMES`.
 GRIDS: dict[str, list[tuple[str, dict[str, Any], tuple[str, ...]]]] = {
     "full": [
-        ("hard-family", REGIMES["hard-family"], ALL_PARTS),
+        ("hard-family", {}, ALL_PARTS),
         *[
-            (name, REGIMES[name], ("dsdr",))
+            (name, {}, ("dsdr",))
             for name in (
                 "hard-family-sft600",
                 "hard-family-sft1500",
@@ -61,11 +61,16 @@ GRIDS: dict[str, list[tuple[str, dict[str, Any], tuple[str, ...]]]] = {
     ],
     # Every code path at a tiny size: two cells (one with every DSDR part), 2 RL steps, 4 problems × 4 samples.
     "tiny": [
-        ("base", {"max_steps": 2, "prompts_per_step": 2, "num_eval_problems": 4, "num_samples": 4}, ALL_PARTS),
+        (
+            "base",
+            {"strategies": "original", "hard_multipliers": [], "sft_steps": 600}
+            | {"max_steps": 2, "prompts_per_step": 2, "num_eval_problems": 4, "num_samples": 4},
+            ALL_PARTS,
+        ),
         (
             "balanced",
-            {"strategies": "balanced", "sft_steps": 2, "max_steps": 2, "prompts_per_step": 2, "num_eval_problems": 4}
-            | {"num_samples": 4},
+            {"strategies": "balanced", "hard_multipliers": [], "sft_steps": 2, "max_steps": 2, "prompts_per_step": 2}
+            | {"num_eval_problems": 4, "num_samples": 4},
             ("dsdr",),
         ),
     ],
@@ -102,7 +107,7 @@ def grid_cells(study: StudyArguments, demo: DemoArguments) -> list[tuple[str, De
     if study.study_grid == "confirm":
         return [(demo.regime, demo, ("dsdr", "dsdr_bonus_only"))]
     return [
-        (name, replace(demo, **overrides, **({"regime": name} if name in REGIMES else {})), parts)
+        (name, replace(demo, **(regime_settings(name) if name in REGIMES else {}) | overrides), parts)
         for name, overrides, parts in GRIDS[study.study_grid]
     ]
 
