@@ -302,6 +302,9 @@ def plot_study(summary: dict[str, Any], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     markers = dict(zip(DSDR_VARIANTS, "osD^", strict=True))
+    colors = dict(zip(DSDR_VARIANTS, ("tab:red", "tab:orange", "tab:green", "tab:purple"), strict=True))
+    # Variants of one cell share its x; a small offset keeps their error bars apart.
+    offsets = dict(zip(DSDR_VARIANTS, (0.0, 0.6, 1.2, 1.8), strict=True))
     fig, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 4))
     for ax, (metric, _) in zip(axes, METRICS, strict=True):
         for name, cell in summary["cells"].items():
@@ -309,13 +312,15 @@ def plot_study(summary: dict[str, Any], out: Path) -> None:
             for method, differences in cell["differences"].items():
                 d = differences[metric]
                 error = 2 * d["standard_error"] if d["standard_error"] is not None else None
-                ax.errorbar(x, d["mean"], yerr=error, fmt=markers[method], capsize=3, alpha=0.8)
+                ax.errorbar(
+                    x + offsets[method], d["mean"], yerr=error, fmt=markers[method], color=colors[method], capsize=3
+                )
                 if method == "dsdr":
                     ax.annotate(name, (x, d["mean"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.axhline(0, color="gray", lw=0.8)
         ax.set_xlabel("all-correct groups at the start of RL (%)")
         ax.set_title(f"DSDR − GRPO, {metric} (± 2 SE)", fontsize=10)
-    handles = [plt.Line2D([], [], marker=m, ls="", color="k", label=v) for v, m in markers.items()]
+    handles = [plt.Line2D([], [], marker=m, ls="", color=colors[v], label=v) for v, m in markers.items()]
     axes[0].legend(handles=handles, fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "study.png", dpi=110)
