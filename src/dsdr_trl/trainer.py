@@ -17,6 +17,9 @@ How a generation batch flows (rows of a group are consecutive; a group may strad
 
 from __future__ import annotations
 
+import os
+import re
+import textwrap
 from collections.abc import Sequence
 
 import torch
@@ -26,7 +29,7 @@ from trl.trainer.utils import RepeatSampler
 
 from . import diversity
 from .config import DSDRConfig
-from .encoder import embed, load_diversity_encoder, zero3_init_disabled
+from .encoder import embed, load_diversity_encoder, reasoning_text, zero3_init_disabled
 from .formulas import extract_formulas_batch
 from .rewards import completion_text
 from .sampler import EpochSeededRepeatSampler
@@ -62,7 +65,10 @@ class DSDRGRPOTrainer(GRPOTrainer):
     - `_get_per_token_logps_and_entropies`: keeps the loss forward's log-probs and entropies;
     - `_compute_loss`: subtracts `local_entropy_coef · L_loc`;
     - `_get_train_sampler`: makes the prompt order of each epoch reproducible after resuming from a checkpoint
-      ([`EpochSeededRepeatSampler`]; identical to TRL's order in an uninterrupted run).
+      ([`EpochSeededRepeatSampler`]; identical to TRL's order in an uninterrupted run);
+    - `create_model_card`: links a dataset only when its name is a Hub id (`owner/name`, not a local path).
+
+    The model card credits DSDR (arXiv 2602.19895) through the `_paper` class attribute, as TRL's trainers do.
 
     Args:
         diversity_encoder (`SentenceTransformer`, *optional*):
@@ -90,6 +96,21 @@ class DSDRGRPOTrainer(GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "dsdr"]
     _name = "DSDR"
+    # The model card's "trained with … a method introduced in …" and its citation (GRPOTrainer's are DeepSeekMath's).
+    _paper = {
+        "title": "DSDR: Dual-Scale Diversity Regularization for Exploration in LLM Reasoning",
+        "id": "2602.19895",
+        # docstyle-ignore
+        "citation": textwrap.dedent("""\
+            @misc{wan2026dsdr,
+                title         = {{DSDR: Dual-Scale Diversity Regularization for Exploration in LLM Reasoning}},
+                author        = {Wan and others},
+                year          = 2026,
+                eprint        = {2602.19895},
+                archivePrefix = {arXiv},
+                primaryClass  = {cs.LG},
+            }"""),
+    }
 
     def __init__(self, model, reward_funcs=None, args: DSDRConfig | None = None, *, diversity_encoder=None, **kwargs):
         if args is None:
@@ -202,7 +223,7 @@ class DSDRGRPOTrainer(GRPOTrainer):
             return {"diversity": zeros, "semantic": zeros, "formula": zeros}
 
         local_scored = scored[process_slice].tolist()
-        texts = [completion_text(c) or "" for c, keep in zip(completions, local_scored, strict=True) if keep]
+        texts = [self._diversity_text(c) for c, keep in zip(completions, local_scored, strict=True) if keep]
         device = self.accelerator.device
         encoder = self.diversity_encoder
         # sentence-transformers 6 renamed the method; older releases (>= 3.0 is supported) only have the old name.
@@ -210,7 +231,11 @@ class DSDRGRPOTrainer(GRPOTrainer):
         local_embeddings = torch.zeros(len(local_scored), dim, device=device)
         if texts:
             encoded = embed(
-                encoder, texts, self.args.diversity_encoder_batch_size, self.args.diversity_encoder_max_length
+                encoder,
+                texts,
+                self.args.diversity_encoder_batch_size,
+                self.args.diversity_encoder_max_length,
+                pooling=self.args.diversity_encoder_pooling,
             )
             local_embeddings[torch.tensor(local_scored, device=device)] = encoded.to(device)
         local_formulas = iter(extract_formulas_batch(texts, canonicalize=self.args.formula_canonicalization))
@@ -222,6 +247,11 @@ class DSDRGRPOTrainer(GRPOTrainer):
         formula = diversity.formula_uniqueness(all_formulas, group_size).to(scored.device)
         semantic, formula = semantic * scored, formula * scored
         return {"diversity": diversity.diversity_score(semantic, formula), "semantic": semantic, "formula": formula}
+
+    def _diversity_text(self, completion) -> str:
+        """The text whose S_i and U_i are scored: with `diversity_include_reasoning`, a parsed `<think>` block too."""
+        text = reasoning_text(completion) if self.args.diversity_include_reasoning else None
+        return text if text is not None else completion_text(completion) or ""
 
     def _log_diversity_metrics(self, mode, scores, scored, correct, clipped, bonus, std_before, std_after, group_size):
         def mean_over(values: torch.Tensor, mask: torch.Tensor) -> float:
@@ -280,6 +310,11 @@ class DSDRGRPOTrainer(GRPOTrainer):
         else:
             old_logps = inputs.get("old_per_token_logps")
             token_entropy = diversity.sampled_token_entropy(logps, logps.detach() if old_logps is None else old_logps)
+        # Under vLLM, TRL multiplies its per-token policy loss by π_old/π_vLLM (truncated, or 0 where it masks a token
+        # or sequence; shape (B, T) or (B, 1)); the local term's samples come from the same place, so it gets the same.
+        is_ratio = inputs.get("importance_sampling_ratio")
+        if is_ratio is not None:
+            token_entropy = diversity.importance_weighted(token_entropy, is_ratio)
         seq_entropy = diversity.sequence_entropy(token_entropy, mask)
         weights = inputs["dsdr_weight"] * inputs["dsdr_correct"]
 
@@ -298,3 +333,18 @@ class DSDRGRPOTrainer(GRPOTrainer):
         total, count = self.accelerator.reduce(stats, reduction="sum").tolist()
         self._metrics[mode]["dsdr/entropy_correct"].append(total / count if count > 0 else float("nan"))
         return loss
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Model card
+    # ------------------------------------------------------------------------------------------------------------
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        # TRL links `dataset_name` to huggingface.co/datasets/<name>: only a Hub id gives a page that exists.
+        if dataset_name is not None and not _is_hub_dataset_id(dataset_name):
+            dataset_name = None
+        return super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+
+
+def _is_hub_dataset_id(name: str) -> bool:
+    """Whether `name` has the shape of a Hub dataset id (`owner/name`) and is not a local path."""
+    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", name)) and not os.path.exists(name)
