@@ -53,10 +53,10 @@ class DSDRConfig(GRPOConfig):
         diversity_encoder_pooling (`str`, *optional*, defaults to `"truncate"`):
             How a completion longer than `diversity_encoder_max_length` is embedded for Eq. 5: `"truncate"` embeds its
             beginning only (what `SentenceTransformer.encode` does with the paper's encoder; the paper does not say what
-            it embeds); `"windows"` embeds the whole completion as consecutive windows of that length and takes their
-            mean, weighted by each window's token count and re-normalised (our option for 4–8K-token chains, of which
-            `"truncate"` sees about the first 1,000 characters). Both give the same embedding to a completion that fits
-            one window.
+            it embeds); `"windows"` embeds the whole completion (up to 64 windows, about 16K word pieces) as consecutive
+            windows of that length and takes their mean, weighted by each window's token count and re-normalised (our
+            option for 4–8K-token chains, of which `"truncate"` sees about the first 1,000 characters). Both give the
+            same embedding to a completion that fits one window.
         diversity_include_reasoning (`bool`, *optional*, defaults to `True`):
             When TRL parsed a `<think>…</think>` block of a conversational completion into `reasoning_content` (a
             tokenizer with a response template, or tools), the diversity score g (Eq. 5–9) sees the reasoning and the
