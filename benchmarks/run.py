@@ -10,7 +10,9 @@ slows both sides alike. The machine it ran on is recorded with the figures.
 - `peak_memory_ratio`: DSDR over GRPO peak memory of those same processes (RSS on CPU, max allocated on CUDA).
 - `scoring_over_encoder`: the whole DSDR scoring of one generation batch (everything `_calculate_rewards` adds to
   TRL's: gathering, formula extraction, embedding, group math, metrics) over the bare `SentenceTransformer.encode` of
-  exactly the texts the math needs, with a fresh batch of texts per repetition so no cache is warm.
+  exactly the texts the math needs, with a fresh batch of texts per repetition so no cache is warm. With
+  `diversity_encoder_pooling="windows"` the denominator is the encoder's own forward pass over the same windows
+  (already tokenized), so the figure also charges the windows' tokenization and pooling to DSDR.
 - `verifier`: completions per second of `accuracy_reward` on ordinary completions, and its worst-case latency per
   hostile completion (each scored in its own call, so the latency includes killing an overrunning worker).
 """
@@ -36,6 +38,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
 
 STEP_CONFIGS = {"tiny": 5, "long": 3}  # config -> repetitions per method on CPU (each one a fresh process)
+
+# One generation batch per repetition; `chars` of math-like text per completion (about 4.3 characters per policy
+# token). The 4K rows are 4 prompts x G = 2 (the first group all wrong, so skipped): enough rows to time, few enough
+# windows (about 23 per completion) for a CPU.
+SCORING_CONFIGS = {
+    "tiny": {"prompts": 4, "group": 4, "chars": 200},
+    "long": {"prompts": 8, "group": 8, "chars": 1_100},  # about 256 policy tokens per completion
+    "4k-truncate": {"prompts": 4, "group": 2, "chars": 17_600, "pooling": "truncate"},  # about 4,096 policy tokens
+    "4k-windows": {"prompts": 4, "group": 2, "chars": 17_600, "pooling": "windows"},
+}
 
 HOSTILE_COMPLETIONS = {
     "power_tower": r"\boxed{9^{9^{9^{9}}}}",
@@ -183,37 +195,48 @@ def _time(fn, *args, **kwargs) -> float:
 
 
 def _scoring_repetition(trainer, batch: tuple, group: int, reverse: bool) -> dict[str, float]:
-    """Times, on one fresh batch: DSDR's `_calculate_rewards`, TRL's alone, and the bare encode of the needed texts."""
+    """Times, on one fresh batch: DSDR's `_calculate_rewards`, TRL's alone, and the encoder's bare pass over the needed
+    texts (`encode` of the truncated texts, or the forward pass over their windows)."""
     from trl import GRPOTrainer
 
-    from dsdr_trl.encoder import encoder_text
+    from dsdr_trl.encoder import encode_windows, encoder_text, text_windows
     from dsdr_trl.formulas import _extract_cached, extract_formulas_batch
-    from dsdr_trl.rewards import completion_text
 
     inputs, completions, correct = batch
     prompts = [x["prompt"] for x in inputs]
     ids = [[0]] * len(completions)
     group_has_correct = [any(correct[i : i + group]) for i in range(0, len(correct), group)]
-    texts = [completion_text(c) or "" for i, c in enumerate(completions) if group_has_correct[i // group]]
-    needed = [encoder_text(text, trainer.args.diversity_encoder_max_length) for text in texts]
-    encode_kwargs = dict(
-        batch_size=trainer.args.diversity_encoder_batch_size,
-        convert_to_tensor=True,
-        normalize_embeddings=True,
-        show_progress_bar=False,
-    )
+    texts = [trainer._diversity_text(c) for i, c in enumerate(completions) if group_has_correct[i // group]]
+    args = trainer.args
+    if args.diversity_encoder_pooling == "windows":
+        windows = [
+            w
+            for text in text_windows(trainer.diversity_encoder, texts, args.diversity_encoder_max_length)
+            for w in text
+        ]
+        encode_call = (encode_windows, (trainer.diversity_encoder, windows, args.diversity_encoder_batch_size), {})
+    else:
+        windows = [encoder_text(text, args.diversity_encoder_max_length) for text in texts]
+        encode_kwargs = dict(
+            batch_size=args.diversity_encoder_batch_size,
+            convert_to_tensor=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        encode_call = (trainer.diversity_encoder.encode, (windows,), encode_kwargs)
     calls = [
-        ("dsdr", trainer._calculate_rewards, (inputs, prompts, completions, ids)),
-        ("grpo", GRPOTrainer._calculate_rewards, (trainer, inputs, prompts, completions, ids)),
-        ("encode", trainer.diversity_encoder.encode, (needed,)),
+        ("dsdr", trainer._calculate_rewards, (inputs, prompts, completions, ids), {}),
+        ("grpo", GRPOTrainer._calculate_rewards, (trainer, inputs, prompts, completions, ids), {}),
+        ("encode", *encode_call),
     ]
     times = {}
-    for key, fn, args in reversed(calls) if reverse else calls:
+    for key, fn, fn_args, kwargs in reversed(calls) if reverse else calls:
         _extract_cached.cache_clear()  # a new generation batch: no completion was seen before
-        times[key] = _time(fn, *args, **(encode_kwargs if key == "encode" else {}))
+        times[key] = _time(fn, *fn_args, **kwargs)
     _extract_cached.cache_clear()
     times["extract"] = _time(extract_formulas_batch, texts)
-    times["rows_embedded"] = len(needed)
+    times["rows_embedded"] = len(texts)
+    times["windows_embedded"] = len(windows)
     trainer._dsdr_pending = None
     trainer._metrics["train"].clear()
     return times
@@ -238,6 +261,7 @@ def bench_scoring(configs: dict[str, dict], repetitions: int, out_dir: Path) -> 
             activation_checkpointing=False,
             per_device_train_batch_size=spec["group"],
             num_generations=spec["group"],
+            diversity_encoder_pooling=spec.get("pooling", "truncate"),
             report_to="none",
             save_strategy="no",
         )
@@ -249,7 +273,8 @@ def bench_scoring(configs: dict[str, dict], repetitions: int, out_dir: Path) -> 
             processing_class=tokenizer,
         )
         trainer.model.train()
-        samples: dict[str, list[float]] = {"dsdr": [], "grpo": [], "encode": [], "extract": [], "rows_embedded": []}
+        keys = ("dsdr", "grpo", "encode", "extract", "rows_embedded", "windows_embedded")
+        samples: dict[str, list[float]] = {key: [] for key in keys}
         # Repetition 0 is untimed: it loads every lazy piece (encoder kernels, regexes, the formulas module).
         for repetition in range(repetitions + 1):
             batch = scoring_batch(repetition, spec["prompts"], spec["group"], spec["chars"])
@@ -269,6 +294,8 @@ def bench_scoring(configs: dict[str, dict], repetitions: int, out_dir: Path) -> 
             "trl_rewards_seconds": statistics.median(samples["grpo"]),
             "rows": spec["prompts"] * spec["group"],
             "rows_embedded": statistics.median(samples["rows_embedded"]),
+            "windows_embedded": statistics.median(samples["windows_embedded"]),
+            "pooling": config.diversity_encoder_pooling,
             "group_size": spec["group"],
             "completion_chars": spec["chars"],
             "repetitions": repetitions,
@@ -340,9 +367,12 @@ def markdown(report: dict) -> str:
         f"{m['torch']}, trl {m['trl']}; load average at start {m['load_average_at_start'][0]:.1f}. "
         f"Wall time {report['wall_seconds']:.0f} s. Ratios are medians of interleaved repetitions.",
         "",
-        "| config | policy params | rows × tokens | GRPO s/step | DSDR s/step | step_time_ratio | peak_memory_ratio |",
-        "|---|---|---|---|---|---|---|",
     ]
+    if report["step_time"]:
+        lines += [
+            "| config | policy params | rows × tokens | GRPO s/step | DSDR s/step | step_time_ratio | peak_memory_ratio |",
+            "|---|---|---|---|---|---|---|",
+        ]
     for name, r in report["step_time"].items():
         lines.append(
             f"| {name} | {r['policy_parameters'] / 1e6:.2f}M | {r['rows_per_step']} × {r['completion_tokens']} | "
@@ -351,14 +381,18 @@ def markdown(report: dict) -> str:
         )
     lines += [
         "",
-        "| scoring config | rows (embedded) | chars | DSDR scoring s | encode s | formulas s | scoring_over_encoder |",
-        "|---|---|---|---|---|---|---|",
+        "| scoring config | pooling | rows (embedded, windows) | chars | DSDR scoring s | encoder s | formulas s | "
+        "scoring_over_encoder |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in report["scoring"].items():
         lines.append(
-            f"| {name} | {r['rows']} ({r['rows_embedded']}) | {r['completion_chars']} | {r['scoring_seconds']:.4f} | "
-            f"{r['encode_seconds']:.4f} | {r['formula_extraction_seconds']:.4f} | {r['scoring_over_encoder']:.3f} |"
+            f"| {name} | {r['pooling']} | {r['rows']} ({r['rows_embedded']:g}, {r['windows_embedded']:g}) | "
+            f"{r['completion_chars']} | {r['scoring_seconds']:.4f} | {r['encode_seconds']:.4f} | "
+            f"{r['formula_extraction_seconds']:.4f} | {r['scoring_over_encoder']:.3f} |"
         )
+    if "verifier" not in report:
+        return "\n".join([*lines, ""])
     v = report["verifier"]
     lines += [
         "",
@@ -381,14 +415,21 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=3, help="optimizer steps per run, the first a warm-up")
     parser.add_argument("--scoring-repetitions", type=int, default=7)
+    parser.add_argument(
+        "--scoring-configs",
+        default=",".join(SCORING_CONFIGS),
+        help=f"comma-separated scoring configs to run (of {', '.join(SCORING_CONFIGS)}); empty for none",
+    )
+    parser.add_argument("--skip-verifier", action="store_true", help="leave out the verifier figures")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke run")
     args = parser.parse_args()
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     step_configs = {
-        name: int(reps) for name, _, reps in (item.partition(":") for item in args.step_configs.split(","))
+        name: int(reps) for name, _, reps in (item.partition(":") for item in args.step_configs.split(",") if item)
     }
+    scoring_configs = {name: SCORING_CONFIGS[name] for name in args.scoring_configs.split(",") if name}
     scoring_repetitions = args.scoring_repetitions
     if args.quick:
         step_configs = {name: 1 for name in step_configs}
@@ -399,24 +440,19 @@ def main() -> None:
     print("step time and peak memory", flush=True)
     report["step_time"] = bench_steps(step_configs, args.steps, out_dir / "runs")
     print("scoring over encoder", flush=True)
-    report["scoring"] = bench_scoring(
-        {
-            "tiny": {"prompts": 4, "group": 4, "chars": 200},
-            "long": {"prompts": 8, "group": 8, "chars": 1_100},  # about 256 policy tokens of math text per row
-        },
-        scoring_repetitions,
-        out_dir / "runs",
-    )
-    print("verifier", flush=True)
-    report["verifier"] = bench_verifier(ordinary=128, repetitions=3)
+    report["scoring"] = bench_scoring(scoring_configs, scoring_repetitions, out_dir / "runs")
+    if not args.skip_verifier:
+        print("verifier", flush=True)
+        report["verifier"] = bench_verifier(ordinary=128, repetitions=3)
     report["wall_seconds"] = time.perf_counter() - start
     report["figures"] = {
         "step_time_ratio": {name: r["step_time_ratio"] for name, r in report["step_time"].items()},
         "peak_memory_ratio": {name: r["peak_memory_ratio"] for name, r in report["step_time"].items()},
         "scoring_over_encoder": {name: r["scoring_over_encoder"] for name, r in report["scoring"].items()},
-        "verifier_completions_per_second": report["verifier"]["completions_per_second"],
-        "verifier_worst_case_seconds": report["verifier"]["worst_case_seconds"],
     }
+    if "verifier" in report:
+        report["figures"]["verifier_completions_per_second"] = report["verifier"]["completions_per_second"]
+        report["figures"]["verifier_worst_case_seconds"] = report["verifier"]["worst_case_seconds"]
     (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
     (out_dir / "bench.md").write_text(markdown(report))
     print(markdown(report))

@@ -1,11 +1,13 @@
 """DSDRConfig: the paper's defaults, help strings that cite the paper, and refusals that say how to fix them."""
 
 import dataclasses
+import warnings
 
 import pytest
 from trl import GRPOConfig
 
 from dsdr_trl import DSDRConfig
+from dsdr_trl.config import DSDRSettingWarning
 
 DSDR_FIELDS = [
     "diversity_coef",
@@ -13,6 +15,8 @@ DSDR_FIELDS = [
     "diversity_encoder",
     "diversity_encoder_batch_size",
     "diversity_encoder_max_length",
+    "diversity_encoder_pooling",
+    "diversity_include_reasoning",
     "formula_canonicalization",
     "coupling_temperature",
     "local_entropy_coef",
@@ -34,6 +38,7 @@ def test_paper_defaults():
     assert (config.coupling_temperature, config.diversity_clip, config.advantage_epsilon) == (5.0, 1.0, 1e-6)
     assert (config.epsilon, config.epsilon_high, config.beta, config.loss_type) == (0.2, 0.28, 0.0, "grpo")
     assert config.entropy_estimator == "sampled"
+    assert (config.diversity_encoder_pooling, config.diversity_include_reasoning) == ("truncate", True)
     assert config.correctness_reward is None
     assert config.diversity_encoder == "sentence-transformers/all-MiniLM-L6-v2"
     assert config.dsdr_enabled and config.needs_diversity_scores
@@ -71,6 +76,8 @@ def test_zero_coefficients_turn_dsdr_off():
         ({"entropy_estimator": "exact"}, "entropy_estimator must be one of"),
         ({"formula_canonicalization": "latex"}, "formula_canonicalization must be one of"),
         ({"diversity_encoder_batch_size": 0}, "positive integer"),
+        ({"diversity_encoder_pooling": "mean"}, "'windows' the whole of it"),
+        ({"diversity_encoder_pooling": "windows", "diversity_encoder_max_length": 2}, "max_length >= 3"),
         ({"num_generations": 1, "per_device_train_batch_size": 2}, "at least 2 generations"),
     ],
 )
@@ -86,3 +93,46 @@ def test_formula_canonicalization_choices_are_the_extractors_modes():
     assert FORMULA_CANONICALIZATIONS == CANONICALIZE_MODES
     for mode in CANONICALIZE_MODES:
         assert make(formula_canonicalization=mode).formula_canonicalization == mode
+
+
+def dsdr_warnings(**kwargs) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make(**kwargs)
+    return [str(w.message) for w in caught if issubclass(w.category, DSDRSettingWarning)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fix"),
+    [
+        ({"scale_rewards": "batch"}, "Set scale_rewards='group'"),
+        ({"scale_rewards": "none"}, "Set scale_rewards='group'"),
+        ({"local_entropy_coef": 0.02}, "Use at most 0.01"),
+        ({"entropy_coef": 0.01}, "Set entropy_coef=0"),
+        ({"use_adaptive_entropy": True}, "Set entropy_coef=0"),
+    ],
+)
+def test_settings_that_switch_dsdr_off_warn_once_with_the_fix(kwargs, fix):
+    (message,) = dsdr_warnings(**kwargs)
+    assert fix in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"local_entropy_coef": 0.01},  # the top of the paper's sweep
+        {"scale_rewards": "batch", "diversity_coef": 0.0},  # no bonus whose signal could be lost
+        {"entropy_coef": 0.01, "local_entropy_coef": 0.0},  # TRL's entropy bonus alone
+    ],
+)
+def test_settings_inside_the_papers_regime_do_not_warn(kwargs):
+    assert dsdr_warnings(**kwargs) == []
+
+
+def test_a_setting_warning_is_shown_once_per_process():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(3):
+            make(local_entropy_coef=0.03)
+    assert sum(issubclass(w.category, DSDRSettingWarning) for w in caught) == 1

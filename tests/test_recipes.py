@@ -11,7 +11,13 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ALL_YAML = sorted(CONFIGS.rglob("*.yaml"))
 RECIPES = [path for path in ALL_YAML if "accelerate" not in path.parts]
 PAPER_MODELS = ("qwen2.5-math-1.5b", "qwen3-1.7b", "qwen3-4b")
-METHODS = ("dsdr", "grpo", "dapo", "dsdr-no-global", "dsdr-no-coupling")
+METHODS = ("dsdr", "grpo", "dapo", "dsdr-no-global", "dsdr-no-coupling", "dsdr-no-local")
+# The paper trains base checkpoints (§4.1); its backbone rows fit these, not the post-trained Qwen3 models.
+BASE_CHECKPOINTS = {
+    "qwen2.5-math-1.5b": "Qwen/Qwen2.5-Math-1.5B",
+    "qwen3-1.7b": "Qwen/Qwen3-1.7B-Base",
+    "qwen3-4b": "Qwen/Qwen3-4B-Base",
+}
 
 
 def load(path: Path) -> dict:
@@ -46,6 +52,7 @@ def test_recipe_dry_run(path, monkeypatch, capsys):
 @pytest.mark.parametrize("path", [p for p in RECIPES if p.parent.name in PAPER_MODELS], ids=relative)
 def test_paper_recipe_values(path):
     recipe, method = load(path), path.stem.replace("-vllm-server", "")
+    assert recipe["model_name_or_path"] == BASE_CHECKPOINTS[path.parent.name]
     assert recipe["dataset_name"] == "dapo-math-17k"
     assert recipe["learning_rate"] == pytest.approx(1e-6)
     assert recipe["num_generations"] == 8
@@ -62,7 +69,8 @@ def test_paper_recipe_values(path):
         "grpo": (0.0, 0.0, 5.0),
         "dapo": (0.0, 0.0, 5.0),
         "dsdr-no-global": (0.0, 0.001, 5.0),
-        "dsdr-no-coupling": (0.001, 0.001, 0.0),
+        "dsdr-no-coupling": (0.001, 0.001, 0.0),  # 'w/o coupling', first reading: τ = 0
+        "dsdr-no-local": (0.001, 0.0, 5.0),  # 'w/o coupling', second reading: λ_ℓ = 0
     }[method]
     assert (recipe["diversity_coef"], recipe["local_entropy_coef"], recipe["coupling_temperature"]) == expected
 

@@ -151,6 +151,9 @@ def test_all_correct_groups_are_revived(tmp_path, tiny_tokenizer, dataset):
     assert torch.all(torch.tensor(list(grpo._logs["advantages"])) == 0)
 
 
+@pytest.mark.filterwarnings(
+    "ignore::dsdr_trl.config.DSDRSettingWarning"
+)  # λ_ℓ = 0.5 makes the term's gradient visible
 def test_local_term_gradient_matches_autograd_of_weighted_entropy(tmp_path, tiny_tokenizer, tiny_model, dataset):
     config = DSDRConfig(
         output_dir=str(tmp_path),
@@ -211,6 +214,141 @@ def test_local_term_gradient_matches_autograd_of_weighted_entropy(tmp_path, tiny
         compared += int(g_ref.abs().sum() > 0)
     assert compared > 5
     assert trainer._metrics["train"]["dsdr/local_entropy"][-1] == pytest.approx(local.item(), rel=1e-4)
+
+
+@pytest.mark.filterwarnings(
+    "ignore::dsdr_trl.config.DSDRSettingWarning"
+)  # λ_ℓ = 0.5 makes the term's gradient visible
+@pytest.mark.parametrize("estimator", ["sampled", "full"])
+def test_local_term_is_weighted_by_vllm_importance_ratios(tmp_path, tiny_tokenizer, tiny_model, dataset, estimator):
+    """TRL's `importance_sampling_ratio` (π_old/π_vLLM, 0 where masked) weights the local term as it does the policy."""
+    config = DSDRConfig(
+        output_dir=str(tmp_path),
+        max_steps=1,
+        diversity_coef=0.0,
+        coupling_temperature=0.0,
+        local_entropy_coef=0.5,
+        entropy_estimator=estimator,
+        **COMMON,
+    )
+    trainer = DSDRGRPOTrainer(
+        model=tiny_model,
+        reward_funcs=even_length_reward,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tiny_tokenizer,
+    )
+    model = trainer.model
+    model.train()
+    trainer.current_gradient_accumulation_steps = 1
+
+    generator = torch.Generator().manual_seed(1)
+    batch, prompt_len, completion_len, group_size = 4, 3, 5, 4
+    prompt_ids = torch.randint(5, len(tiny_tokenizer), (batch, prompt_len), generator=generator)
+    completion_ids = torch.randint(5, len(tiny_tokenizer), (batch, completion_len), generator=generator)
+    completion_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 0, 0, 0]])
+    weight, correct = torch.tensor([0.4, 0.3, 0.3, 0.0]), torch.tensor([1.0, 1.0, 1.0, 0.0])
+    base = {
+        "prompt_ids": prompt_ids,
+        "prompt_mask": torch.ones_like(prompt_ids),
+        "completion_ids": completion_ids,
+        "completion_mask": completion_mask,
+        "advantages": torch.zeros(batch),  # the policy term has zero gradient: only the local term remains
+        "num_items_in_batch": completion_mask.sum(),
+        "dsdr_weight": weight,
+        "dsdr_correct": correct,
+    }
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def loss_and_grads(**extra):
+        loss = trainer._compute_loss(model, {**base, **extra})
+        return loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)
+
+    def reference(ratio):
+        """−λ_ℓ · G · mean_b(c ω H̄), H̄ the masked token mean of ratio · H_t, built by hand with autograd."""
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        attention_mask = torch.cat([base["prompt_mask"], completion_mask], dim=1)
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, prompt_len - 1 : -1]
+        log_probs = torch.log_softmax(logits.float() / config.temperature, dim=-1)
+        if estimator == "full":
+            token_entropy = -(log_probs.exp() * log_probs).sum(-1)
+        else:  # −ρ log π(y_t) with ρ = π_θ/π_old and π_old = π_θ (no old log-probs in the batch)
+            logps = log_probs.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+            token_entropy = -torch.exp(logps - logps.detach()) * logps
+        seq_entropy = (ratio * token_entropy * completion_mask).sum(-1) / completion_mask.sum(-1)
+        loss = -config.local_entropy_coef * group_size * (weight * correct * seq_entropy).mean()
+        return loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)
+
+    def assert_same(got, expected):
+        assert got[0].item() == pytest.approx(expected[0].item(), rel=1e-5)
+        for g_got, g_exp in zip(got[1], expected[1], strict=True):
+            if g_exp is not None:
+                torch.testing.assert_close(g_got, g_exp, rtol=1e-4, atol=1e-7)
+
+    unweighted = loss_and_grads()
+    # All ratios 1, per token or per sequence: the term and its gradient are exactly unchanged.
+    for ones in (torch.ones(batch, completion_len), torch.ones(batch, 1)):
+        same = loss_and_grads(importance_sampling_ratio=ones)
+        assert same[0].item() == unweighted[0].item()
+        for g_same, g_plain in zip(same[1], unweighted[1], strict=True):
+            assert (g_same is None and g_plain is None) or torch.equal(g_same, g_plain)
+
+    # Token-level ratios, one token masked out by TRL (ratio 0): the weighted term, by hand.
+    token_ratio = torch.rand(batch, completion_len, generator=generator) * 2
+    token_ratio[0, 2] = 0.0
+    weighted = loss_and_grads(importance_sampling_ratio=token_ratio)
+    assert_same(weighted, reference(token_ratio))
+    assert weighted[0].item() != pytest.approx(unweighted[0].item(), rel=1e-3)
+
+    # Sequence-level masking (TRL's default mode): a masked correct sequence gets no entropy push at all.
+    sequence_ratio = torch.tensor([[1.3], [0.0], [0.7], [1.0]])
+    assert_same(loss_and_grads(importance_sampling_ratio=sequence_ratio), reference(sequence_ratio))
+    without_row = dict(base, dsdr_weight=weight * torch.tensor([1.0, 0.0, 1.0, 1.0]))
+    masked = trainer._compute_loss(
+        model, {**without_row, "importance_sampling_ratio": torch.tensor([[1.3], [1], [0.7], [1]])}
+    )
+    torch.testing.assert_close(loss_and_grads(importance_sampling_ratio=sequence_ratio)[0], masked.detach())
+
+
+def test_diversity_text_includes_parsed_reasoning():
+    from dsdr_trl.encoder import diversity_text
+
+    completion = [{"role": "assistant", "reasoning_content": "Try $x=2$ first.", "content": "\\boxed{2}"}]
+    assert diversity_text(completion, include_reasoning=True) == "Try $x=2$ first.\n\n\\boxed{2}"
+    assert diversity_text(completion, include_reasoning=False) == "\\boxed{2}"
+    assert diversity_text("plain completion") == "plain completion"
+
+
+def test_model_card_credits_dsdr_and_links_only_hub_datasets(tmp_path, tiny_tokenizer, tiny_model, dataset):
+    from dsdr_trl.data import hub_dataset_id
+
+    config = DSDRConfig(
+        output_dir=str(tmp_path),
+        max_steps=1,
+        diversity_coef=0.0,
+        local_entropy_coef=0.0,
+        **dict(COMMON, save_strategy="steps", save_steps=1),
+    )
+    trainer = DSDRGRPOTrainer(
+        model=tiny_model,
+        reward_funcs=even_length_reward,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tiny_tokenizer,
+    )
+    trainer.train()  # saving the checkpoint writes the model card
+    card = (tmp_path / "README.md").read_text()
+    assert "trained with DSDR, a method introduced in [DSDR: Dual-Scale Diversity Regularization" in card
+    assert "https://huggingface.co/papers/2602.19895" in card
+    assert "archivePrefix = {arXiv}" in card and "eprint        = {2602.19895}" in card
+    assert "DeepSeekMath" not in card and "2402.03300" not in card
+
+    assert hub_dataset_id("dapo-math-17k") == "open-r1/DAPO-Math-17k-Processed"
+    trainer.create_model_card(dataset_name="dapo-math-17k")  # a named adapter links to its Hub dataset
+    assert "(https://huggingface.co/datasets/open-r1/DAPO-Math-17k-Processed)" in (tmp_path / "README.md").read_text()
+    for not_a_hub_id in ("no-owner-name", "configs/tiny/train.jsonl", str(tmp_path)):
+        trainer.create_model_card(dataset_name=not_a_hub_id)
+        assert "huggingface.co/datasets" not in (tmp_path / "README.md").read_text(), not_a_hub_id
 
 
 def test_bad_trainer_arguments_are_refused(tmp_path, tiny_tokenizer, tiny_model, dataset):

@@ -19,6 +19,15 @@ def test_hook_signatures():
     logps_params = parameters("_get_per_token_logps_and_entropies")
     assert logps_params[:5] == ["self", "model", "input_ids", "attention_mask", "logits_to_keep"]
     assert "compute_entropy" in logps_params
+    # The model card: DSDR overrides `create_model_card` and sets `_paper`, which TRL's card reads.
+    assert parameters("create_model_card") == ["self", "model_name", "dataset_name", "tags"]
+    assert "self._paper.get(" in inspect.getsource(GRPOTrainer.create_model_card)
+
+
+def test_policy_loss_weights_by_the_vllm_importance_ratio():
+    # DSDR's local term multiplies by the same `importance_sampling_ratio` that TRL's policy term does.
+    source = inspect.getsource(GRPOTrainer._compute_loss)
+    assert 'per_token_loss = per_token_loss * inputs["importance_sampling_ratio"]' in source
 
 
 def test_loss_passes_compute_entropy_by_keyword_and_scales_for_accumulation():

@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import textwrap
+import warnings
 from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+# The paper, for the model cards of DSDR-trained models (TRL's `_paper` trainer attribute).
+DSDR_PAPER = {
+    "title": "DSDR: Dual-Scale Diversity Regularization for Exploration in LLM Reasoning",
+    "id": "2602.19895",
+    # docstyle-ignore
+    "citation": textwrap.dedent("""\
+        @misc{wan2026dsdr,
+            title         = {{DSDR: Dual-Scale Diversity Regularization for Exploration in LLM Reasoning}},
+            author        = {Wan and others},
+            year          = 2026,
+            eprint        = {2602.19895},
+            archivePrefix = {arXiv},
+            primaryClass  = {cs.LG},
+        }"""),
+}
+
 DEFAULT_DIVERSITY_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 ENTROPY_ESTIMATORS = ("sampled", "full")
+ENCODER_POOLINGS = ("truncate", "windows")
+# λ_ℓ above this made training unstable and collapse in the paper's sweep {0.001, 0.002, 0.01} (Table 2).
+MAX_STABLE_LOCAL_ENTROPY_COEF = 0.01
+
+
+class DSDRSettingWarning(UserWarning):
+    """A setting that switches DSDR off, or takes it out of the regime the paper tested, without an error."""
+
+
 # The modes of `dsdr_trl.formulas.extract_formulas_batch(canonicalize=...)`; a test keeps the two in step.
 FORMULA_CANONICALIZATIONS = ("none", "sympy")
 
@@ -38,8 +65,19 @@ class DSDRConfig(GRPOConfig):
         diversity_encoder_batch_size (`int`, *optional*, defaults to `64`):
             Encoder batch size.
         diversity_encoder_max_length (`int`, *optional*, defaults to `256`):
-            Completions are truncated to this many encoder tokens before embedding (all-MiniLM-L6-v2 was trained on
-            256).
+            Encoder tokens per embedded text (all-MiniLM-L6-v2 was trained on 256): the truncation length, or the window
+            length with `diversity_encoder_pooling="windows"`.
+        diversity_encoder_pooling (`str`, *optional*, defaults to `"truncate"`):
+            How a completion longer than `diversity_encoder_max_length` is embedded for Eq. 5: `"truncate"` embeds its
+            beginning only (what `SentenceTransformer.encode` does with the paper's encoder; the paper does not say what
+            it embeds); `"windows"` embeds the whole completion (up to 64 windows, about 16K word pieces) as consecutive
+            windows of that length and takes their mean, weighted by each window's token count and re-normalised (our
+            option for 4–8K-token chains, of which `"truncate"` sees about the first 1,000 characters). Both give the
+            same embedding to a completion that fits one window.
+        diversity_include_reasoning (`bool`, *optional*, defaults to `True`):
+            When TRL parsed a `<think>…</think>` block of a conversational completion into `reasoning_content` (a
+            tokenizer with a response template, or tools), the diversity score g (Eq. 5–9) sees the reasoning and the
+            answer of every assistant message. `False` scores only the final message's `content`, as the verifier does.
         formula_canonicalization (`str`, *optional*, defaults to `"none"`):
             How extracted formulas are compared for the uniqueness score of Eq. 7–8: `"none"` compares normalised
             LaTeX strings; `"sympy"` also maps each formula to a SymPy form (under a time limit), so that
@@ -73,8 +111,14 @@ class DSDRConfig(GRPOConfig):
             TRL's constant.
 
     Defaults that differ from [`~trl.GRPOConfig`], following the paper's backbone: `epsilon_high=0.28` (clip-higher)
-    and `loss_type="grpo"` (mean over sequences of the per-sequence token mean). `beta=0.0` (no KL) is TRL's default
-    too, restated here because the paper uses none.
+    and `loss_type="grpo"` (mean over sequences of the per-sequence token mean, the aggregation of Eq. 3; the paper
+    does not name the one it trained with). `beta=0.0` (no KL) is TRL's default too, restated here because the paper
+    uses none.
+
+    Settings that are accepted but switch DSDR off or out of the regime the paper tested emit one
+    [`DSDRSettingWarning`] each, naming the fix: `scale_rewards` other than `"group"` with the bonus on (an all-correct
+    group's bonus differences are then divided by the batch std or not at all, so Prop. C.4's signal is lost);
+    `local_entropy_coef` above 0.01; TRL's `entropy_coef` (or adaptive entropy) together with the local term.
     """
 
     # Paper backbone (Sec. 4): GRPO with clip-higher, no KL, per-sequence token mean.
@@ -115,6 +159,22 @@ class DSDRConfig(GRPOConfig):
     diversity_encoder_max_length: int = field(
         default=256,
         metadata={"help": "Completions are truncated to this many encoder tokens before embedding (Eq. 5)."},
+    )
+    diversity_encoder_pooling: str = field(
+        default="truncate",
+        metadata={
+            "help": "Embedding of completions longer than diversity_encoder_max_length (Eq. 5): 'truncate' (their "
+            "beginning, what SentenceTransformer.encode does) or 'windows' (the whole completion: token-weighted mean "
+            "of the embeddings of consecutive windows, our option for long reasoning chains).",
+            "choices": list(ENCODER_POOLINGS),
+        },
+    )
+    diversity_include_reasoning: bool = field(
+        default=True,
+        metadata={
+            "help": "Whether the diversity score (Eq. 5–9) also sees the reasoning_content that TRL parsed out of a "
+            "<think> block of a conversational completion. False scores only the final message's content."
+        },
     )
     formula_canonicalization: str = field(
         default="none",
@@ -196,9 +256,46 @@ class DSDRConfig(GRPOConfig):
                 f"formula_canonicalization must be one of {FORMULA_CANONICALIZATIONS}, got "
                 f"'{self.formula_canonicalization}'."
             )
+        if self.diversity_encoder_pooling not in ENCODER_POOLINGS:
+            raise ValueError(
+                f"diversity_encoder_pooling must be one of {ENCODER_POOLINGS}, got '{self.diversity_encoder_pooling}': "
+                "'truncate' embeds the beginning of a completion, 'windows' the whole of it."
+            )
         for name in ("diversity_encoder_batch_size", "diversity_encoder_max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
+        if self.diversity_encoder_pooling == "windows" and self.diversity_encoder_max_length < 3:
+            raise ValueError(
+                "diversity_encoder_pooling='windows' needs diversity_encoder_max_length >= 3 (two places go to the "
+                f"encoder's special tokens), got {self.diversity_encoder_max_length}."
+            )
+        self._warn_about_settings()
+
+    def _warn_about_settings(self) -> None:
+        """One `DSDRSettingWarning` per accepted setting that silently switches DSDR off or out of its regime."""
+
+        def warn(message: str) -> None:
+            # Attributed to the line below that called `warn`: Python's default filter then shows each message once
+            # per process, however often the config is built.
+            warnings.warn(message, DSDRSettingWarning, stacklevel=2)
+
+        if self.diversity_coef > 0 and self.scale_rewards != "group":
+            warn(
+                f"scale_rewards='{self.scale_rewards}' removes DSDR's signal in all-correct groups (Prop. C.4): their "
+                "bonus differences (order λ_d) are no longer divided by the group std. Set scale_rewards='group'."
+            )
+        if self.local_entropy_coef > MAX_STABLE_LOCAL_ENTROPY_COEF:
+            warn(
+                f"local_entropy_coef={self.local_entropy_coef} is above {MAX_STABLE_LOCAL_ENTROPY_COEF}, where the paper "
+                "reports unstable training and collapse. Use at most 0.01 (the paper's default is 0.001)."
+            )
+        if self.local_entropy_coef > 0 and (self.entropy_coef != 0 or self.use_adaptive_entropy):
+            warn(
+                f"TRL's entropy bonus (entropy_coef={self.entropy_coef}, use_adaptive_entropy="
+                f"{self.use_adaptive_entropy}) on all tokens adds to DSDR's local term (local_entropy_coef="
+                f"{self.local_entropy_coef}, correct completions only). Set entropy_coef=0 and "
+                "use_adaptive_entropy=False, or local_entropy_coef=0."
+            )
 
     @property
     def dsdr_enabled(self) -> bool:

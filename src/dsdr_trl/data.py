@@ -37,6 +37,7 @@ __all__ = [
     "PROMPT_TEMPLATES",
     "DatasetSpec",
     "DatasetUnavailableError",
+    "hub_dataset_id",
     "load_math_dataset",
     "looks_local",
     "resolve_prompt_template",
@@ -266,6 +267,16 @@ def _answer_text(value: Any) -> str:
     if "####" in text:
         text = gsm8k_answer(text)
     return text.strip()
+
+
+def hub_dataset_id(name_or_path: str | None) -> str | None:
+    """The Hub id behind a dataset argument, for the model card: an adapter's id, a Hub id as is, `None` for a file."""
+    if name_or_path is None:
+        return None
+    spec = DATASETS.get(name_or_path)
+    if spec is not None:
+        return spec.path
+    return None if looks_local(name_or_path) else name_or_path
 
 
 def load_math_dataset(

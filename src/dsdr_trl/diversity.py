@@ -18,6 +18,7 @@ Coupling (Eq. 11):
 Local scale (Eq. 12–15):
     H̄_i  = (1/T_i) Σ_t H_t                        `sequence_entropy`
     H_t  ≈ -ρ_t log π_θ(y_t), ρ_t = π_θ/π_old      `sampled_token_entropy` (the paper's estimator)
+    H_t  ← r_t · H_t, r = π_old/π_vLLM            `importance_weighted` (samples drawn by vLLM, as TRL weights them)
     L_loc = mean over prompts of Σ_i c_i ω_i H̄_i  `local_entropy_objective`
 
 `group_advantages` is GRPO's group z-score with the ε of the std exposed, since DSDR's bonus in an all-correct
@@ -193,6 +194,26 @@ def sampled_token_entropy(per_token_logps: torch.Tensor, old_per_token_logps: to
     """
     ratio = torch.exp(per_token_logps - old_per_token_logps.detach())
     return -ratio * per_token_logps
+
+
+def importance_weighted(per_token_entropy: torch.Tensor, importance_ratio: torch.Tensor) -> torch.Tensor:
+    """Token entropies weighted by the importance ratio of the sampler, as TRL weights its per-token policy loss.
+
+    When vLLM samples the completions, Eq. 14's `y_t ~ π_old` holds only after re-weighting by `r = π_old / π_vLLM`.
+    TRL computes `r` per token `(B, T)` or per sequence `(B, 1)`, truncated or set to 0 where it masks a token or a
+    sequence; multiplying by it gives the local term the same re-weighting and the same masks as the policy term.
+    With every ratio equal to 1 the entropies are unchanged.
+
+    Args:
+        per_token_entropy (`torch.Tensor` of shape `(B, T)`):
+            Token entropies (exact or sampled), with gradient.
+        importance_ratio (`torch.Tensor` of shape `(B, T)` or `(B, 1)`):
+            TRL's `importance_sampling_ratio`, without gradient.
+
+    Returns:
+        `torch.Tensor` of shape `(B, T)`.
+    """
+    return per_token_entropy * importance_ratio.detach().to(per_token_entropy.dtype)
 
 
 def local_entropy_objective(seq_entropy: torch.Tensor, weights: torch.Tensor, group_size: int) -> torch.Tensor:

@@ -6,6 +6,12 @@ The paper embeds completions with all-MiniLM-L6-v2. The default name loads the c
 - Under DeepSpeed ZeRO-3, `from_pretrained` would partition the encoder with `zero.Init`, leaving empty shards outside
   the DeepSpeed engine; [`zero3_init_disabled`] loads it whole.
 - A runaway completion (megabytes) must cost no more than a normal one: [`encoder_text`] cuts it before tokenizing.
+
+What the encoder sees is our choice (the paper does not say): by default the beginning of the completion, cut to the
+encoder's `max_length` word pieces (what `SentenceTransformer.encode` does with the paper's encoder, about the first
+1,000 characters); with `pooling="windows"` the whole completion, as consecutive windows whose embeddings are averaged
+([`text_windows`], [`encode_windows`]). When TRL parsed a `<think>` block into `reasoning_content`, the text includes
+it ([`reasoning_text`]).
 """
 
 from __future__ import annotations
@@ -15,10 +21,21 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from .config import DEFAULT_DIVERSITY_ENCODER
 
-__all__ = ["ENCODER_CHARS_PER_TOKEN", "embed", "encoder_text", "load_diversity_encoder", "zero3_init_disabled"]
+__all__ = [
+    "ENCODER_CHARS_PER_TOKEN",
+    "MAX_WINDOWS",
+    "embed",
+    "encode_windows",
+    "encoder_text",
+    "load_diversity_encoder",
+    "reasoning_text",
+    "text_windows",
+    "zero3_init_disabled",
+]
 
 # Characters kept per encoder token before tokenizing. A word piece spans at most ~100 characters (a longer word is one
 # [UNK]) and natural text averages about 4, so 32 keeps the encoder's input unchanged for any real completion while a
@@ -26,9 +43,58 @@ __all__ = ["ENCODER_CHARS_PER_TOKEN", "embed", "encoder_text", "load_diversity_e
 ENCODER_CHARS_PER_TOKEN = 32
 
 
-def encoder_text(text: str, max_length: int) -> str:
-    """The part of a completion's text that the sentence encoder can see, safe to tokenize."""
-    text = text[: max_length * ENCODER_CHARS_PER_TOKEN]
+# Windows embedded per completion with `pooling="windows"`: 64 windows of 254 word pieces cover about 16K pieces, twice
+# an 8K-token reasoning chain, while a runaway completion costs no more than that.
+MAX_WINDOWS = 64
+
+# Message keys under which TRL's `parse_response` puts a parsed `<think>` block (the name depends on the chat template).
+REASONING_KEYS = ("reasoning_content", "thinking")
+
+
+def _message_text(content: Any) -> str | None:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # multimodal message: typed parts, of which only text is embedded
+        texts = [part.get("text") for part in content if isinstance(part, dict) and part.get("type") == "text"]
+        if texts and all(isinstance(text, str) for text in texts):
+            return "".join(texts)
+    return None
+
+
+def reasoning_text(completion: Any) -> str | None:
+    """The whole reasoning chain of a conversational completion whose `<think>` block TRL parsed, or `None`.
+
+    When at least one assistant message carries a non-empty `reasoning_content` (or `thinking`), returns the reasoning
+    and then the content of every assistant message, in order, separated by blank lines (tool messages are left out).
+    Otherwise returns `None`, and the caller keeps the final message's content.
+    """
+    if not isinstance(completion, list):
+        return None
+    messages = [m for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant"]
+    if not any(isinstance(m.get(key), str) and m.get(key).strip() for m in messages for key in REASONING_KEYS):
+        return None
+    parts = []
+    for message in messages:
+        for key in REASONING_KEYS:
+            if isinstance(message.get(key), str) and message[key].strip():
+                parts.append(message[key].strip())
+        content = _message_text(message.get("content"))
+        if content and content.strip():
+            parts.append(content.strip())
+    return "\n\n".join(parts)
+
+
+def diversity_text(completion: Any, include_reasoning: bool = True) -> str:
+    """The text whose S_i and U_i are scored: the completion, with its parsed reasoning chain when asked and present."""
+    from .rewards import completion_text
+
+    text = reasoning_text(completion) if include_reasoning else None
+    return text if text is not None else completion_text(completion) or ""
+
+
+def encoder_text(text: str, max_length: int, max_windows: int = 1) -> str:
+    """The part of a completion's text that the sentence encoder can see (`max_windows` windows), safe to tokenize."""
+    text = text[: max_length * ENCODER_CHARS_PER_TOKEN * max_windows]
     if not text.isascii():
         # Lone surrogates (from text that did not come out of a tokenizer's decode) make fast tokenizers raise.
         text = text.encode("utf-8", errors="replace").decode("utf-8")
@@ -63,12 +129,26 @@ def load_diversity_encoder(
     return encoder
 
 
-def embed(encoder: Any, texts: Sequence[str], batch_size: int = 64, max_length: int | None = None) -> torch.Tensor:
+def embed(
+    encoder: Any,
+    texts: Sequence[str],
+    batch_size: int = 64,
+    max_length: int | None = None,
+    pooling: str = "truncate",
+) -> torch.Tensor:
     """Unit-norm float32 embeddings `(len(texts), D)` of `texts`, each cut by [`encoder_text`] first.
 
-    `max_length` (encoder tokens) defaults to the encoder's `max_seq_length`.
+    `max_length` (encoder tokens) defaults to the encoder's `max_seq_length`. `pooling="truncate"` embeds the first
+    `max_length` word pieces of each text with `SentenceTransformer.encode`; `pooling="windows"` embeds all of it (up to
+    [`MAX_WINDOWS`] windows) as the token-weighted mean of its windows' embeddings, re-normalised. A text that fits one
+    window gets the same embedding either way.
     """
     max_length = max_length or getattr(encoder, "max_seq_length", None) or 256
+    if pooling == "windows":
+        windows = text_windows(encoder, texts, max_length)
+        return pool_windows(encode_windows(encoder, [w for text in windows for w in text], batch_size), windows)
+    if pooling != "truncate":
+        raise ValueError(f"pooling must be 'truncate' or 'windows', got {pooling!r}.")
     with torch.inference_mode():
         # encode() sorts the texts by length and batches them, so padding stays small.
         encoded = encoder.encode(
@@ -79,6 +159,92 @@ def embed(encoder: Any, texts: Sequence[str], batch_size: int = 64, max_length: 
             show_progress_bar=False,
         )
     return encoded.float()
+
+
+def text_windows(encoder: Any, texts: Sequence[str], max_length: int) -> list[list[list[int]]]:
+    """Encoder input ids of each text, cut into consecutive windows of at most `max_length` ids each.
+
+    Each text is tokenized once, whole (up to [`MAX_WINDOWS`] windows); its word pieces are split into runs of
+    `max_length` minus the special tokens, and each run gets the encoder's special tokens (`[CLS] … [SEP]` for
+    MiniLM), exactly as the tokenizer adds them to a text that fits. An empty text gives one window of special tokens.
+
+    Returns:
+        `list` (one per text) of `list` (one per window) of token ids.
+    """
+    tokenizer = encoder.tokenizer
+    probe = tokenizer("a", verbose=False)["input_ids"]
+    bare = tokenizer("a", add_special_tokens=False, verbose=False)["input_ids"]
+    start = next(i for i in range(len(probe)) if probe[i : i + len(bare)] == bare)
+    prefix, suffix = probe[:start], probe[start + len(bare) :]
+    span = max_length - len(prefix) - len(suffix)
+    if span < 1:
+        raise ValueError(f"max_length={max_length} leaves no room beside the encoder's special tokens.")
+    cut = [encoder_text(text, max_length, MAX_WINDOWS) for text in texts]
+    pieces = tokenizer(cut, add_special_tokens=False, verbose=False)["input_ids"] if cut else []
+    windows = []
+    for ids in pieces:
+        ids = ids[: span * MAX_WINDOWS]
+        windows.append([prefix + ids[i : i + span] + suffix for i in range(0, max(len(ids), 1), span)])
+    return windows
+
+
+def encode_windows(encoder: Any, windows: Sequence[Sequence[int]], batch_size: int = 64) -> torch.Tensor:
+    """The encoder's forward pass over already tokenized windows: unit-norm float32 embeddings `(len(windows), D)`.
+
+    Windows are sorted by length before batching, as `SentenceTransformer.encode` sorts texts, so padding stays small.
+    """
+    if not windows:
+        dim = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
+        return torch.zeros(0, dim())
+    order = sorted(range(len(windows)), key=lambda i: -len(windows[i]))
+    out = [None] * len(windows)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            features = encoder.tokenizer.pad({"input_ids": [list(windows[i]) for i in batch]}, return_tensors="pt")
+            features = {key: value.to(encoder.device) for key, value in features.items()}
+            embeddings = F.normalize(encoder(features)["sentence_embedding"].float(), dim=-1).cpu()
+            for row, i in enumerate(batch):
+                out[i] = embeddings[row]
+    return torch.stack(out)
+
+
+def pool_windows(window_embeddings: torch.Tensor, windows: Sequence[Sequence[Sequence[int]]]) -> torch.Tensor:
+    """One unit-norm embedding per text: the mean of its windows' embeddings, weighted by their token counts.
+
+    Args:
+        window_embeddings (`torch.Tensor` of shape `(W, D)`):
+            Unit-norm embeddings of every window, the windows of text 0 first.
+        windows (`list` of `list` of token ids):
+            The windows of each text, as [`text_windows`] returns them.
+
+    Returns:
+        `torch.Tensor` of shape `(len(windows), D)`.
+    """
+    counts = torch.tensor([len(w) for text in windows for w in text], dtype=torch.float32)
+    owner = torch.repeat_interleave(torch.arange(len(windows)), torch.tensor([len(text) for text in windows]))
+    pooled = torch.zeros(len(windows), window_embeddings.shape[-1])
+    pooled.index_add_(0, owner, window_embeddings.float() * counts.unsqueeze(-1))
+    return F.normalize(pooled, dim=-1)
+
+
+def embed_rows(
+    encoder: Any,
+    texts: Sequence[str],
+    keep: Sequence[bool],
+    device: torch.device | str,
+    batch_size: int = 64,
+    max_length: int | None = None,
+    pooling: str = "truncate",
+) -> torch.Tensor:
+    """`(len(keep), D)` embeddings: the rows of `keep` get those of `texts` (one text per kept row), the others 0."""
+    # sentence-transformers 6 renamed the method; older releases (>= 3.0 is supported) only have the old name.
+    dim = getattr(encoder, "get_embedding_dimension", encoder.get_sentence_embedding_dimension)()
+    rows = torch.zeros(len(keep), dim, device=device)
+    if texts:
+        encoded = embed(encoder, texts, batch_size, max_length, pooling)
+        rows[torch.tensor(list(keep), device=device)] = encoded.to(device)
+    return rows
 
 
 @contextmanager

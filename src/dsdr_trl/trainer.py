@@ -1,17 +1,11 @@
-"""`DSDRGRPOTrainer`: DSDR on top of TRL's `GRPOTrainer`, by wrapping six of its hooks.
+"""`DSDRGRPOTrainer`: DSDR on top of TRL's `GRPOTrainer`, by wrapping its hooks (listed in the class docstring).
 
-How a generation batch flows (rows of a group are consecutive; a group may straddle processes):
-
-1. `_calculate_rewards` (after `super()` gathered the rewards to every process): each process extracts formulas
-   from and embeds only its own completions, and only those of groups where g can matter (with a correct completion;
-   with two when the bonus is off); embeddings and formula sets are gathered, so every process computes the same g,
-   bonus and ω on the whole batch. The bonus is written into an extra reward column, `dsdr_diversity`, so TRL's own
-   reward sum, logging and completions table include it.
-2. `_generate_and_score_completions`: replaces TRL's advantages by the group z-score of the shaped reward with
-   `advantage_epsilon` (TRL hard-codes 1e-4), and attaches each row's ω and correctness as `dsdr_weight` and
-   `dsdr_correct`. They are per-row tensors, so TRL's shuffling and gradient-accumulation splits keep them aligned.
-3. `_get_per_token_logps_and_entropies` keeps the log-probs and entropies of the loss forward pass (with gradient),
-   and `_compute_loss` subtracts `λ_ℓ · L_loc` from TRL's loss: no second forward pass, every TRL loss type kept.
+A generation batch (rows of a group consecutive; a group may straddle processes): `_calculate_rewards` scores g, the
+bonus and ω once on the gathered batch (each process embeds only its own rows of groups where g can matter) and
+writes the bonus into an extra reward column, so TRL's reward sum, logs and completions table include it;
+`_generate_and_score_completions` swaps in the shaped advantages with `advantage_epsilon` and attaches ω and c per
+row, which TRL's shuffling and gradient-accumulation splits keep aligned; `_compute_loss` subtracts `λ_ℓ · L_loc`
+using the entropies of the loss forward pass that `_get_per_token_logps_and_entropies` kept (no second forward).
 """
 
 from __future__ import annotations
@@ -24,10 +18,10 @@ from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
 from . import diversity
-from .config import DSDRConfig
-from .encoder import embed, load_diversity_encoder, zero3_init_disabled
+from .config import DSDR_PAPER, DSDRConfig
+from .data import hub_dataset_id
+from .encoder import diversity_text, embed_rows, load_diversity_encoder, zero3_init_disabled
 from .formulas import extract_formulas_batch
-from .rewards import completion_text
 from .sampler import EpochSeededRepeatSampler
 
 DIVERSITY_REWARD_NAME = "dsdr_diversity"
@@ -58,7 +52,10 @@ class DSDRGRPOTrainer(GRPOTrainer):
     - `_get_per_token_logps_and_entropies`: keeps the loss forward's log-probs and entropies;
     - `_compute_loss`: subtracts `local_entropy_coef · L_loc`;
     - `_get_train_sampler`: makes the prompt order of each epoch reproducible after resuming from a checkpoint
-      ([`EpochSeededRepeatSampler`]; identical to TRL's order in an uninterrupted run).
+      ([`EpochSeededRepeatSampler`]; identical to TRL's order in an uninterrupted run);
+    - `create_model_card`: links a dataset only when its name is a Hub id (`owner/name`, not a local path).
+
+    The model card credits DSDR (arXiv 2602.19895) through the `_paper` class attribute, as TRL's trainers do.
 
     Args:
         diversity_encoder (`SentenceTransformer`, *optional*):
@@ -86,6 +83,7 @@ class DSDRGRPOTrainer(GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "dsdr"]
     _name = "DSDR"
+    _paper = DSDR_PAPER  # the model card's "trained with … a method introduced in …" and its citation
 
     def __init__(self, model, reward_funcs=None, args: DSDRConfig | None = None, *, diversity_encoder=None, **kwargs):
         if args is None:
@@ -135,9 +133,7 @@ class DSDRGRPOTrainer(GRPOTrainer):
         sampler = super()._get_train_sampler(dataset)
         return EpochSeededRepeatSampler.like(sampler) if type(sampler) is RepeatSampler else sampler
 
-    # ------------------------------------------------------------------------------------------------------------
-    # Global scale and coupling
-    # ------------------------------------------------------------------------------------------------------------
+    # --- Global scale and coupling (Eq. 4–11) ----------------------------------------------------------------------
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (N, k+1)
@@ -175,12 +171,8 @@ class DSDRGRPOTrainer(GRPOTrainer):
         unshaped = weighted[:, :-1].nansum(dim=1).masked_fill(unscorable, float("nan"))
         _, std_before = diversity.group_advantages(unshaped, group_size, "group", self.args.advantage_epsilon)
 
-        self._dsdr_pending = {
-            "advantages": advantages,
-            "weights": weights.to(rewards_per_func.device),
-            "correct": correct.float(),
-            "process_slice": process_slice,
-        }
+        pending = dict(advantages=advantages, weights=weights.to(rewards_per_func.device), correct=correct.float())
+        self._dsdr_pending = pending | {"process_slice": process_slice}
         self._log_diversity_metrics(mode, scores, scored, correct, clipped, bonus, std_before, std_after, group_size)
         return rewards_per_func
 
@@ -199,18 +191,18 @@ class DSDRGRPOTrainer(GRPOTrainer):
         if not self.args.needs_diversity_scores or group_size < 2:
             return {"diversity": zeros, "semantic": zeros, "formula": zeros}
 
-        local_scored = scored[process_slice].tolist()
-        texts = [completion_text(c) or "" for c, keep in zip(completions, local_scored, strict=True) if keep]
-        device = self.accelerator.device
-        encoder = self.diversity_encoder
-        # sentence-transformers 6 renamed the method; older releases (>= 3.0 is supported) only have the old name.
-        dim = getattr(encoder, "get_embedding_dimension", encoder.get_sentence_embedding_dimension)()
-        local_embeddings = torch.zeros(len(local_scored), dim, device=device)
-        if texts:
-            encoded = embed(
-                encoder, texts, self.args.diversity_encoder_batch_size, self.args.diversity_encoder_max_length
-            )
-            local_embeddings[torch.tensor(local_scored, device=device)] = encoded.to(device)
+        local_scored, args = scored[process_slice].tolist(), self.args
+        rows = zip(completions, local_scored, strict=True)
+        texts = [diversity_text(c, args.diversity_include_reasoning) for c, keep in rows if keep]
+        local_embeddings = embed_rows(
+            self.diversity_encoder,
+            texts,
+            local_scored,
+            self.accelerator.device,
+            args.diversity_encoder_batch_size,
+            args.diversity_encoder_max_length,
+            args.diversity_encoder_pooling,
+        )
         local_formulas = iter(extract_formulas_batch(texts, canonicalize=self.args.formula_canonicalization))
         formulas = [sorted(next(local_formulas)) if keep else [] for keep in local_scored]
 
@@ -252,9 +244,7 @@ class DSDRGRPOTrainer(GRPOTrainer):
         output["dsdr_correct"] = pending["correct"][process_slice].to(device)
         return output
 
-    # ------------------------------------------------------------------------------------------------------------
-    # Local scale
-    # ------------------------------------------------------------------------------------------------------------
+    # --- Local scale (Eq. 12–16) -----------------------------------------------------------------------------------
 
     def _get_per_token_logps_and_entropies(self, *args, **kwargs):
         logps, entropies, aux_loss = super()._get_per_token_logps_and_entropies(*args, **kwargs)
@@ -278,6 +268,11 @@ class DSDRGRPOTrainer(GRPOTrainer):
         else:
             old_logps = inputs.get("old_per_token_logps")
             token_entropy = diversity.sampled_token_entropy(logps, logps.detach() if old_logps is None else old_logps)
+        # Under vLLM, TRL multiplies its per-token policy loss by π_old/π_vLLM (truncated, or 0 where it masks a token
+        # or sequence; shape (B, T) or (B, 1)); the local term's samples come from the same place, so it gets the same.
+        is_ratio = inputs.get("importance_sampling_ratio")
+        if is_ratio is not None:
+            token_entropy = diversity.importance_weighted(token_entropy, is_ratio)
         seq_entropy = diversity.sequence_entropy(token_entropy, mask)
         weights = inputs["dsdr_weight"] * inputs["dsdr_correct"]
 
@@ -296,3 +291,10 @@ class DSDRGRPOTrainer(GRPOTrainer):
         total, count = self.accelerator.reduce(stats, reduction="sum").tolist()
         self._metrics[mode]["dsdr/entropy_correct"].append(total / count if count > 0 else float("nan"))
         return loss
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        # TRL links `dataset_name` to huggingface.co/datasets/<name>: only an `owner/name` Hub id (a named adapter's
+        # included) gives a page that exists.
+        dataset_name = hub_dataset_id(dataset_name)
+        dataset_name = dataset_name if dataset_name and dataset_name.count("/") == 1 else None
+        return super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import PromptArguments
+from ..data import PromptArguments, hub_dataset_id
 from .common import UsageError, check_config_path, run_command
 
 
@@ -297,7 +297,7 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any) -
     trainer.save_model(training_args.output_dir)
     _say(f"saved the model to {training_args.output_dir}")
     if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+        trainer.push_to_hub(dataset_name=hub_dataset_id(script_args.dataset_name))
     if hasattr(trainer, "end"):  # transformers >= 5.18 closes trackers and background pushes here
         trainer.end()
     return 0
