@@ -9,6 +9,16 @@ from pathlib import Path
 from typing import Any
 
 METHODS = ("grpo", "dsdr")
+
+# What the regime study (docs/effect-study.md) found on its five confirmation seeds; every report repeats it, so that
+# a single run is read against the many-seed result.
+STUDY_FINDINGS = """The regime study (docs/effect-study.md) chose the demo's default regime, `hard-family`, on development seeds, then
+ran it on five fresh seeds (1000–1004). It reproduces part of the paper's picture: GRPO raises pass@1 on the unseen
+problem family (7.9 → 12.8 %) while pass@16 stays flat (33 %) and the correct samples collapse onto one strategy
+(carry3 40 → 72 %), and DSDR revives dead groups (0.46 → 0.34 of the groups after shaping). It does **not** reproduce
+DSDR's gain in pass@k: DSDR − GRPO is −0.2 ± 1.2 points pass@16, −0.8 ± 1.3 pass@1 and +0.01 ± 0.01 distinct correct
+solutions (standard errors of five seed-paired differences); DSDR's bonus alone gives +1.9 ± 1.0 points pass@16 and
++0.04 ± 0.01 distinct correct solutions."""
 LABELS = {"warmstart": "warm start (SFT)", "grpo": "GRPO", "dsdr": "DSDR"}
 
 
@@ -172,6 +182,10 @@ strategies ({names}) the correct samples of a problem use; *sem. dist.*: mean pa
 `(1 − cos)/2` among correct samples (all-MiniLM-L6-v2). pass@k is the unbiased estimator, averaged over problems.
 
 {_verdict(report)}
+
+## What many seeds say
+
+{STUDY_FINDINGS}
 
 ## Which strategies the correct samples use (% of correct samples)
 
