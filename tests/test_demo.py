@@ -16,8 +16,9 @@ TINY = [
 
 
 def _numbers(report: dict) -> dict:
-    """Everything in report.json that must not depend on the run: all but the wall time and the output path."""
-    return {"seeds": report["seeds"], "methods": report["methods"]}
+    """Everything in report.json that must not depend on the run: all but the wall times and the output path."""
+    methods = {name: {k: v for k, v in m.items() if k != "wall_seconds"} for name, m in report["methods"].items()}
+    return {"seeds": report["seeds"], "methods": methods}
 
 
 @pytest.mark.slow
@@ -34,6 +35,7 @@ def test_tiny_demo_writes_report_and_is_deterministic(tmp_path):
         assert 0.0 <= method["pass@k"]["1"] <= method["pass@k"]["4"] <= 1.0
         assert method["avg@4"] == pytest.approx(method["pass@k"]["1"])  # with n = 4 samples, pass@1 is avg@4
         assert method["distinct_correct"] is not None
+        assert method["seeds"] == [0] and 0 < method["wall_seconds"] <= report["wall_seconds"]
     assert (first / "pass_at_k.png").stat().st_size > 0 and (first / "training_curves.png").stat().st_size > 0
     assert "| GRPO |" in (first / "report.md").read_text()
 

@@ -62,7 +62,9 @@ def test_tiny_study_runs_every_part_and_resumes(tmp_path):
     assert set(summary["cells"]["balanced"]["differences"]) == {"dsdr"}
     for cell in summary["cells"].values():
         for differences in cell["differences"].values():
-            assert set(differences) == {"pass@1", "pass@16", "distinct_correct"}
+            assert set(differences) == {"seeds", "pass@1", "pass@16", "distinct_correct"} and differences["seeds"] == [
+                0
+            ]
             assert differences["pass@1"]["standard_error"] is None  # one seed: no standard error
         assert 0.0 <= cell["frac_all_correct_start"] <= 1.0
     # The balanced cell trained its own warm start into the cache; its correct samples use the balanced strategies.

@@ -414,11 +414,15 @@ def run_demo(settings: DemoArguments) -> dict[str, Any]:
 
     per_seed: dict[str, list[dict[str, Any]]] = {"warmstart": [], **{m: [] for m in METHODS}}
     histories: dict[str, list[list[dict]]] = {m: [] for m in METHODS}
+    seconds = dict.fromkeys(per_seed, 0.0)  # each method's own wall time: training and evaluation, all seeds
     for seed in settings.seeds:
         print(f"[demo] seed {seed}: evaluating the warm start")
+        began = time.time()
         model, tokenizer = load_policy(warmstart)
         per_seed["warmstart"].append(evaluate(model, tokenizer, eval_problems, settings, seed, encoder))
+        seconds["warmstart"] += time.time() - began
         for method in METHODS:
+            began = time.time()
             print(f"[demo] seed {seed}: training {LABELS[method]} for {settings.max_steps} steps")
             run_dir = output_dir / "runs" / f"{method}-seed{seed}"
             model, tokenizer, history = train_method(
@@ -429,6 +433,7 @@ def run_demo(settings: DemoArguments) -> dict[str, Any]:
             (run_dir / "log_history.json").write_text(json.dumps(history, indent=1))
             print(f"[demo] seed {seed}: evaluating {LABELS[method]}")
             per_seed[method].append(evaluate(model, tokenizer, eval_problems, settings, seed, encoder))
+            seconds[method] += time.time() - began
 
     report: dict[str, Any] = {
         "seeds": settings.seeds,
@@ -439,7 +444,9 @@ def run_demo(settings: DemoArguments) -> dict[str, Any]:
     plots = make_plots(report, histories, output_dir) if settings.plots else []
     report["wall_seconds"] = time.time() - start
     for method in report["methods"].values():
-        method.update(seeds=settings.seeds, wall_seconds=report["wall_seconds"])
+        method.update(seeds=settings.seeds)
+    for name, method in report["methods"].items():
+        method["wall_seconds"] = seconds[name]
     (output_dir / "report.json").write_text(json.dumps(report, indent=1))
     write_report(report, output_dir, plots)
     return report
