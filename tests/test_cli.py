@@ -206,3 +206,48 @@ def test_tiny_recipe_trains_then_evaluates(capsys, tmp_path):
     assert result["num_problems"] == 3 and result["config"]["num_samples"] == 2
     assert [(p["num_samples"], 0 <= p["num_correct"] <= 2) for p in result["per_problem"]] == [(2, True)] * 3
     assert {"distinct_answers", "semantic_distance", "formula_unique_ratio"} <= set(result["per_problem"][0])
+
+
+USER_REWARDS = '''
+import json, os
+
+
+def hint_reward(completions, hint, **kwargs):
+    """Asserts that the extra dataset column and conversational completions arrive, and records each call."""
+    assert len(hint) == len(completions) and all(h.startswith("hint-") for h in hint), hint
+    assert all(isinstance(c, list) and c[-1]["role"] == "assistant" for c in completions), completions[:1]
+    with open(os.path.join(os.path.dirname(__file__), "calls.jsonl"), "a") as log:
+        log.write(json.dumps(sorted(set(hint))) + "\\n")
+    return [float(len(c[-1]["content"]) % 2 == 0) for c in completions]
+'''
+
+
+@pytest.mark.slow
+def test_conversational_file_with_extra_column_reaches_a_user_reward_module(
+    capsys, tmp_path, monkeypatch, tiny_model_dir
+):
+    # A project folder, as a user has it: the data file and a reward module next to each other, and the command run
+    # from there. The console script's sys.path[0] is its bin/ directory, not the working directory: mimic that.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "my_rewards.py").write_text(USER_REWARDS)
+    rows = [
+        {"prompt": [{"role": "user", "content": f"What is {i}+{i}?"}], "solution": str(2 * i), "hint": f"hint-{i}"}
+        for i in range(4)
+    ]
+    (project / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    monkeypatch.chdir(project)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(project))])
+    monkeypatch.delitem(sys.modules, "my_rewards", raising=False)
+    # 2 steps of 2 prompts x 4 generations with 8 new tokens: enough for the reward to be called every step.
+    argv = ["train", "--model_name_or_path", tiny_model_dir, "--dataset_name", "train.jsonl"]
+    argv += ["--reward_funcs", "my_rewards.hint_reward", "accuracy_reward", "think_format_reward"]
+    argv += ["--correctness_reward", "hint_reward", "--output_dir", str(tmp_path / "out"), "--max_steps", "2"]
+    argv += ["--per_device_train_batch_size", "8", "--num_generations", "4", "--max_completion_length", "8"]
+    argv += ["--use_cpu", "true", "--bf16", "false", "--activation_checkpointing", "false", "--report_to", "none"]
+    argv += ["--save_strategy", "no", "--logging_steps", "1"]
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 0, err
+    calls = [json.loads(line) for line in (project / "calls.jsonl").read_text().splitlines()]
+    assert len(calls) == 2 and all(set(call) <= {f"hint-{i}" for i in range(4)} for call in calls)
+    assert "'rewards/hint_reward/mean'" in out + err and "'rewards/think_format_reward/mean'" in out + err

@@ -46,7 +46,7 @@ def test_adapter_maps_its_schema(name, monkeypatch):
     dataset = load_math_dataset(name)
     spec = DATASETS[name]
     assert requested == {"path": spec.path, "config": spec.config, "split": spec.split}
-    assert dataset.column_names == ["prompt", "solution", "problem"]
+    assert dataset.column_names[:3] == ["prompt", "solution", "problem"]
     assert dataset["solution"] == answers
     first = dataset[0]
     assert first["prompt"][0]["role"] == "user"
@@ -131,3 +131,31 @@ def test_gsm8k_answer_and_local_detection(tmp_path):
     assert gsm8k_answer("so 3 + 4 = 7\n#### 1,007") == "1007"
     assert looks_local("data/file.jsonl") and looks_local("./dir") and looks_local(str(tmp_path))
     assert not looks_local("openai/gsm8k") and not looks_local("math500")
+
+
+def test_every_other_column_is_kept_for_the_reward_functions():
+    dataset = load_math_dataset(str(DATA / "math500_sample.jsonl"))
+    assert dataset.column_names == ["prompt", "solution", "problem", "answer", "subject", "level", "unique_id"]
+    assert dataset["solution"] == ["14", "5", "6"] and dataset["answer"] == ["14", "5", "6"]
+    assert dataset[0]["level"] == 1 and dataset[0]["unique_id"] == "test/algebra/0.json"
+    gsm8k = load_math_dataset(str(DATA / "gsm8k_sample.csv"))
+    # The problem text moved to `problem`; the worked GSM8K answer stays next to the extracted number.
+    assert "question" not in gsm8k.column_names and "#### " in gsm8k[0]["answer"]
+
+
+def test_conversational_prompts_are_kept_with_their_messages():
+    # The layout of TRL's conversational prompt-only math datasets (e.g. trl-lib/DeepMath-103K), plus extra columns.
+    dataset = load_math_dataset(
+        str(DATA / "deepmath_conversational_sample.jsonl"), prompt_template="boxed", system_prompt="Be brief."
+    )
+    assert dataset.column_names == ["prompt", "solution", "problem", "difficulty", "topic"]
+    first, second = dataset[0]["prompt"], dataset[1]["prompt"]
+    assert first == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": PROMPT_TEMPLATES["boxed"].replace("{problem}", "What is $3 \\cdot 4 + 2$?")},
+    ]
+    assert [m["role"] for m in second] == ["system", "user"] and second[0]["content"] == "Think first."
+    assert dataset[1]["problem"] == "Find the sum of the roots of $x^2 - 5x + 6 = 0$."
+    assert dataset["difficulty"] == [2.5, 3.0]
+    with pytest.raises(ValueError, match="holds conversations.*drop --conversational false"):
+        load_math_dataset(str(DATA / "deepmath_conversational_sample.jsonl"), conversational=False)

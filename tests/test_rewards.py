@@ -218,3 +218,17 @@ def test_get_reward_func_unknown_name_explains_fix(name):
 def test_get_reward_func_rejects_non_callable():
     with pytest.raises(ValueError, match="not a callable"):
         get_reward_func("dsdr_trl.rewards.MAX_ANSWER_CHARS")
+
+
+def test_trl_reward_names_resolve_to_trl_functions():
+    from trl import rewards as trl_rewards
+
+    assert get_reward_func("accuracy_reward") is trl_rewards.accuracy_reward
+    assert get_reward_func("think_format_reward") is trl_rewards.think_format_reward
+    assert get_reward_func("reasoning_accuracy_reward") is trl_rewards.reasoning_accuracy_reward
+    default = get_reward_func("get_soft_overlong_punishment")
+    assert (default.max_completion_len, default.soft_punish_cache) == (1280, 256)  # as `trl grpo` builds it
+    scaled = get_reward_func("get_soft_overlong_punishment", max_completion_length=100)
+    assert (scaled.max_completion_len, scaled.soft_punish_cache) == (100, 20)
+    # 90 tokens lie 10 into the last 20 of a 100-token cap: half the full penalty.
+    assert scaled(completion_ids=[[0] * 50, [0] * 90]) == [0.0, -0.5]

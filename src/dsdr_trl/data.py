@@ -10,9 +10,12 @@ A dataset is named in one of three ways, by every command and recipe alike:
   `answer`/`solution`/`final_answer`);
 - any other **Hub id**, with the same column flags.
 
-Each row becomes `prompt` (a one-message conversation `[{"role": "user", "content": ...}]`, or a plain string with
+Each row gets `prompt` (a one-message conversation `[{"role": "user", "content": ...}]`, or a plain string with
 `conversational=False`) built from a prompt template, `solution` (the reference answer as a string) and `problem`
-(the raw problem text). Other columns are dropped, since TRL hands every column to the reward functions.
+(the raw problem text). A prompt column that already holds a conversation (a list of `{"role", "content"}`
+messages, as in TRL's conversational datasets) is kept as it is: the template applies to its last user message and
+`system_prompt` is prepended unless it starts with a system message. Every other column is kept, since TRL hands
+each one to the reward functions as a keyword argument (one value per completion).
 
 Hub ids and columns of the adapters are the usual public copies of each benchmark, as their dataset cards describe
 them; where a copy's layout was uncertain the adapter accepts several column names (first present wins). Offline
@@ -291,7 +294,7 @@ def load_math_dataset(
     limit: int | None = None,
 ):
     """
-    Loads a math dataset as `prompt`, `solution` and `problem` columns.
+    Loads a math dataset as `prompt`, `solution` and `problem` columns, keeping every other column.
 
     Args:
         name_or_path (`str`):
@@ -302,7 +305,8 @@ def load_math_dataset(
         split (`str`, *optional*):
             Split; defaults to the adapter's, else `"train"`. Local files have a single split.
         prompt_column (`str`, *optional*):
-            Column holding the problem; defaults to the adapter's, else the first of `prompt`/`problem`/`question`.
+            Column holding the problem text or a conversation; defaults to the adapter's, else the first of
+            `prompt`/`problem`/`question`.
         solution_column (`str`, *optional*):
             Column holding the reference answer; defaults to the adapter's, else the first of
             `answer`/`solution`/`final_answer`.
@@ -316,7 +320,7 @@ def load_math_dataset(
             Keep only the first `limit` rows.
 
     Returns:
-        `datasets.Dataset` with columns `prompt`, `solution`, `problem`.
+        `datasets.Dataset` with columns `prompt`, `solution`, `problem`, then every other column of the source.
 
     Raises:
         `DatasetUnavailableError`: A missing file, or a Hub dataset that cannot be reached.
@@ -346,26 +350,51 @@ def load_math_dataset(
         dataset = dataset.select(range(min(limit, len(dataset))))
 
     sample = dataset[0][problem_col]
-    if not isinstance(sample, str):
+    is_chat = _is_conversation(sample)
+    if not isinstance(sample, str) and not is_chat:
         raise ValueError(
-            f"Column '{problem_col}' of '{name_or_path}' holds {type(sample).__name__} values, not problem text; "
-            "point --prompt_column at a text column."
+            f"Column '{problem_col}' of '{name_or_path}' holds {type(sample).__name__} values, neither problem text "
+            "nor a conversation (a list of {'role', 'content'} messages); point --prompt_column at such a column."
+        )
+    if is_chat and not conversational:
+        raise ValueError(
+            f"Column '{problem_col}' of '{name_or_path}' holds conversations, which need a chat template; drop "
+            "--conversational false, or point --prompt_column at a text column."
         )
 
     def to_row(row: dict[str, Any]) -> dict[str, Any]:
-        text = template.replace("{problem}", row[problem_col])
-        if conversational:
-            prompt: Any = [{"role": "user", "content": text}]
-            if system_prompt:
+        source = row[problem_col]
+        if is_chat:
+            prompt: Any = [dict(message) for message in source]
+            users = [i for i, message in enumerate(prompt) if message.get("role") == "user"]
+            if not users:
+                raise ValueError(f"A conversation in column '{problem_col}' of '{name_or_path}' has no user message.")
+            problem = prompt[users[-1]]["content"]
+            prompt[users[-1]]["content"] = template.replace("{problem}", problem)
+            if system_prompt and prompt[0].get("role") != "system":
                 prompt = [{"role": "system", "content": system_prompt}, *prompt]
         else:
-            prompt = text
-        return {
-            "prompt": prompt,
-            "solution": _answer_text(row[solution_col]),
-            "problem": row[problem_col],
-        }
+            problem = source
+            text = template.replace("{problem}", source)
+            if conversational:
+                prompt = [{"role": "user", "content": text}]
+                if system_prompt:
+                    prompt = [{"role": "system", "content": system_prompt}, *prompt]
+            else:
+                prompt = text
+        return {"prompt": prompt, "solution": _answer_text(row[solution_col]), "problem": problem}
 
-    # `problem` may be the source column itself, so build the new columns first and drop the rest after.
-    mapped = dataset.map(to_row, remove_columns=columns, desc=None)
-    return mapped.select_columns(["prompt", "solution", "problem"])
+    # The new columns replace same-named ones (a worked `solution` next to `answer` becomes the answer); every other
+    # column stays for the reward functions. The source prompt column goes when its content now lives in `prompt`.
+    drop = [problem_col] if problem_col not in ("prompt", "problem") else []
+    mapped = dataset.map(to_row, remove_columns=drop, desc=None)
+    first = ["prompt", "solution", "problem"]
+    return mapped.select_columns(first + [name for name in mapped.column_names if name not in first])
+
+
+def _is_conversation(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) > 0
+        and all(isinstance(message, dict) and "role" in message and "content" in message for message in value)
+    )

@@ -309,16 +309,44 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
     return rewards
 
 
-REWARD_FUNCS: dict[str, Callable[..., list[float | None]]] = {"accuracy": accuracy_reward}
+def _trl_reward_funcs() -> dict[str, Callable[..., list[float | None]]]:
+    """TRL's reward functions under the names `trl grpo --reward_funcs` accepts, built as TRL's script builds them."""
+    from trl.rewards import (
+        accuracy_reward as trl_accuracy_reward,
+    )
+    from trl.rewards import (
+        get_soft_overlong_punishment,
+        reasoning_accuracy_reward,
+        think_format_reward,
+    )
+
+    return {
+        "accuracy_reward": trl_accuracy_reward,
+        "reasoning_accuracy_reward": reasoning_accuracy_reward,
+        "think_format_reward": think_format_reward,
+        # trl/scripts/grpo.py's values; `get_reward_func(..., max_completion_length=N)` scales them to the run.
+        "get_soft_overlong_punishment": get_soft_overlong_punishment(max_completion_len=1280, soft_punish_cache=256),
+    }
 
 
-def get_reward_func(name: str) -> Callable[..., list[float | None]]:
+# Ours, then TRL's by their TRL names. `accuracy` (this module's verifier, time-limited and with `Answer:` lines) and
+# TRL's `accuracy_reward` (math-verify on `\boxed{}`/LaTeX) share the function name `accuracy_reward`.
+REWARD_FUNCS: dict[str, Callable[..., list[float | None]]] = {"accuracy": accuracy_reward, **_trl_reward_funcs()}
+
+
+def get_reward_func(name: str, max_completion_length: int | None = None) -> Callable[..., list[float | None]]:
     """
     Resolves a reward function from a short name or a dotted import path.
 
     Args:
         name (`str`):
-            A key of [`REWARD_FUNCS`] (e.g. `"accuracy"`), or a dotted path such as `"my_package.rewards.my_reward"`.
+            A key of [`REWARD_FUNCS`] (`"accuracy"`, or TRL's `"accuracy_reward"`, `"reasoning_accuracy_reward"`,
+            `"think_format_reward"`, `"get_soft_overlong_punishment"`), or a dotted path such as
+            `"my_package.rewards.my_reward"`, imported from `sys.path` (the command line puts the working directory
+            on it, as `trl grpo` does).
+        max_completion_length (`int`, *optional*):
+            The run's completion cap. When given, `get_soft_overlong_punishment` punishes the last fifth of it (TRL's
+            own 256 of 1280) instead of TRL's fixed 1280-token window.
 
     Returns:
         `Callable`: The reward function.
@@ -326,6 +354,12 @@ def get_reward_func(name: str) -> Callable[..., list[float | None]]:
     Raises:
         `ValueError`: If `name` is neither a known name nor an importable dotted path to a callable.
     """
+    if name == "get_soft_overlong_punishment" and max_completion_length is not None:
+        from trl.rewards import get_soft_overlong_punishment
+
+        return get_soft_overlong_punishment(
+            max_completion_len=max_completion_length, soft_punish_cache=max(1, max_completion_length // 5)
+        )
     if name in REWARD_FUNCS:
         return REWARD_FUNCS[name]
     hint = f"Pass one of {sorted(REWARD_FUNCS)} or a dotted import path such as 'my_package.rewards.my_reward'."

@@ -46,7 +46,8 @@ class DSDRScriptArguments(PromptArguments):
         system_prompt (`str`, *optional*):
             A system message for conversational prompts.
         reward_funcs (`list[str]`, *optional*, defaults to `["accuracy"]`):
-            Names from `dsdr_trl.rewards.REWARD_FUNCS` or dotted import paths.
+            Names from `dsdr_trl.rewards.REWARD_FUNCS` (ours and TRL's, by TRL's names) or dotted import paths,
+            resolved from the working directory.
         max_train_samples (`int`, *optional*), max_eval_samples (`int`, *optional*):
             Keep only the first rows.
         passk_eval_dataset (`str`, *optional*):
@@ -74,8 +75,9 @@ class DSDRScriptArguments(PromptArguments):
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy"],
         metadata={
-            "help": "Reward functions: names from dsdr_trl.rewards.REWARD_FUNCS (e.g. 'accuracy') or dotted import "
-            "paths. DSDRConfig.correctness_reward picks the correctness one by function name (e.g. "
+            "help": "Reward functions: names from dsdr_trl.rewards.REWARD_FUNCS ('accuracy', or TRL's "
+            "'accuracy_reward', 'reasoning_accuracy_reward', 'think_format_reward', 'get_soft_overlong_punishment') or "
+            "dotted import paths, resolved from the working directory (e.g. my_rewards.format_reward). DSDRConfig.correctness_reward picks the correctness one by function name (e.g. "
             "'accuracy_reward'); default: the first."
         },
     )
@@ -127,13 +129,24 @@ def _wants_dry_run(argv: list[str]) -> bool:
     return False
 
 
-def _resolve_rewards(names: list[str], correctness: str | None) -> list:
+def _resolve_rewards(names: list[str], correctness: str | None, max_completion_length: int | None) -> list:
+    from trl.trainer.utils import get_callable_name
+
     from ..rewards import get_reward_func
 
     if not names:
         raise ValueError("reward_funcs is empty; give at least one, e.g. --reward_funcs accuracy.")
-    funcs = [get_reward_func(name) for name in names]
-    func_names = [func.__name__ for func in funcs]
+    # A dotted path names a module of the user's project, as with `trl grpo`: the console script's sys.path[0] is its
+    # own bin/ directory, so the working directory goes first (under `python -m` it is there already).
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    funcs = [get_reward_func(name, max_completion_length) for name in names]
+    func_names = [get_callable_name(func) for func in funcs]
+    if len(set(func_names)) < len(func_names):
+        raise ValueError(
+            f"reward_funcs {names} give functions with the same name ({func_names}); their metrics and the "
+            "correctness_reward lookup would collide. Keep one of them (e.g. 'accuracy' or TRL's 'accuracy_reward')."
+        )
     if correctness is not None and correctness not in func_names:
         raise ValueError(
             f"correctness_reward={correctness!r} is not one of the reward functions {func_names} (it names a "
@@ -180,7 +193,9 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any) -
         raise UsageError("no training data: set dataset_name in the recipe or pass --dataset_name NAME_OR_FILE.")
     if not model_args.model_name_or_path:
         raise UsageError("no model: set model_name_or_path in the recipe or pass --model_name_or_path.")
-    reward_funcs = _resolve_rewards(script_args.reward_funcs, training_args.correctness_reward)
+    reward_funcs = _resolve_rewards(
+        script_args.reward_funcs, training_args.correctness_reward, training_args.max_completion_length
+    )
 
     ks = parse_ks(script_args.passk_eval_k)
     if script_args.passk_eval_dataset and max(ks) > script_args.passk_eval_num_samples:
@@ -221,14 +236,16 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any) -
     if looks_local(model_name) and not Path(model_name).expanduser().exists():
         raise FileNotFoundError(f"Model directory '{model_name}' does not exist.")
 
+    from trl.trainer.utils import get_callable_name
+
+    reward_names = [get_callable_name(func) for func in reward_funcs]
     world = int(os.environ.get("WORLD_SIZE", "1"))
     prompts_per_generation = training_args.generation_batch_size // training_args.num_generations
     plan = [
         f"model: {model_name}",
         f"data: {script_args.dataset_name}"
-        + ("" if train_dataset is None else f" ({len(train_dataset)} rows, columns prompt/solution)"),
-        f"rewards: {[func.__name__ for func in reward_funcs]}; correctness: "
-        f"{training_args.correctness_reward or reward_funcs[0].__name__}",
+        + ("" if train_dataset is None else f" ({len(train_dataset)} rows, columns {train_dataset.column_names})"),
+        f"rewards: {reward_names}; correctness: {training_args.correctness_reward or reward_names[0]}",
         f"DSDR: diversity_coef={training_args.diversity_coef} local_entropy_coef={training_args.local_entropy_coef} "
         f"coupling_temperature={training_args.coupling_temperature} epsilon={training_args.epsilon} "
         f"epsilon_high={training_args.epsilon_high} advantage_epsilon={training_args.advantage_epsilon}",
