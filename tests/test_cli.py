@@ -204,6 +204,8 @@ def test_tiny_recipe_trains_then_evaluates(capsys, tmp_path):
     result = json.loads(result_file.read_text())
     assert set(result["pass@k"]) == {"1", "2"} and 0.0 <= result["avg@2"] <= 1.0
     assert result["num_problems"] == 3 and result["config"]["num_samples"] == 2
+    assert set(result["stderr"]) == {"pass@1", "pass@2", "avg@2"} and result["timestamp"].startswith("20")
+    assert result["versions"]["trl"].startswith("1.16") and "torch" in result["versions"]
     assert [(p["num_samples"], 0 <= p["num_correct"] <= 2) for p in result["per_problem"]] == [(2, True)] * 3
     assert {"distinct_answers", "semantic_distance", "formula_unique_ratio"} <= set(result["per_problem"][0])
 

@@ -246,3 +246,16 @@ def test_pass_at_k_callback_generates_with_the_trainers_vllm_engine(tiny_tokeniz
     assert (engine.temperature, engine.top_p, engine.max_completion_length) == (1.0, 1.0, 512)
     assert engine.syncs == 1 and trainer._last_loaded_step == 3  # the current weights, synced once
     assert result.metrics()["pass@1"] == 0.5  # '4' is right for the first problem only
+
+
+def test_standard_errors_over_problems():
+    from dsdr_trl.evaluation import EvaluationResult
+
+    per_problem = [{"num_samples": 2, "num_correct": c} for c in (0, 1, 2)]
+    result = EvaluationResult(ks=[1, 2], per_problem=per_problem)
+    # pass@1 per problem: 0, 0.5, 1 -> std 0.5, over sqrt(3) problems; pass@2: 0, 1, 1.
+    assert result.standard_errors["pass@1"] == pytest.approx(0.5 / math.sqrt(3))
+    assert result.standard_errors["avg@2"] == pytest.approx(0.5 / math.sqrt(3))
+    assert result.standard_errors["pass@2"] == pytest.approx(math.sqrt(1 / 3) / math.sqrt(3))
+    assert result.to_dict()["stderr"]["pass@1"] == result.standard_errors["pass@1"]
+    assert EvaluationResult(ks=[1], per_problem=per_problem[:1]).standard_errors["pass@1"] is None
