@@ -204,6 +204,8 @@ def test_tiny_recipe_trains_then_evaluates(capsys, tmp_path):
     result = json.loads(result_file.read_text())
     assert set(result["pass@k"]) == {"1", "2"} and 0.0 <= result["avg@2"] <= 1.0
     assert result["num_problems"] == 3 and result["config"]["num_samples"] == 2
+    assert set(result["stderr"]) == {"pass@1", "pass@2", "avg@2"} and result["timestamp"].startswith("20")
+    assert result["versions"]["trl"].startswith("1.16") and "torch" in result["versions"]
     assert [(p["num_samples"], 0 <= p["num_correct"] <= 2) for p in result["per_problem"]] == [(2, True)] * 3
     assert {"distinct_answers", "semantic_distance", "formula_unique_ratio"} <= set(result["per_problem"][0])
 
@@ -251,3 +253,48 @@ def test_conversational_file_with_extra_column_reaches_a_user_reward_module(
     calls = [json.loads(line) for line in (project / "calls.jsonl").read_text().splitlines()]
     assert len(calls) == 2 and all(set(call) <= {f"hint-{i}" for i in range(4)} for call in calls)
     assert "'rewards/hint_reward/mean'" in out + err and "'rewards/think_format_reward/mean'" in out + err
+
+
+def test_train_without_arguments_prints_a_short_usage(capsys):
+    status, out, err = run_cli(capsys, "train")
+    assert status == 2 and err.startswith("usage: dsdr-trl train --config RECIPE") and len(err.splitlines()) < 12
+
+
+def test_launch_flags_are_split_off_and_configs_resolved():
+    from dsdr_trl.scripts.launch import split_launch_args
+
+    launch, rest = split_launch_args(["--config", TINY, "--accelerate_config", "zero2", "--num_processes=2", "--x"])
+    assert rest == ["--config", TINY, "--x"]
+    assert (
+        launch[0] == "--config_file"
+        and launch[1].endswith("accelerate/zero2.yaml")
+        and launch[2:]
+        == [
+            "--num_processes",
+            "2",
+        ]
+    )
+    assert split_launch_args(["--accelerate_config", "fsdp2"])[0][1].endswith("trl/accelerate_configs/fsdp2.yaml")
+    with pytest.raises(ValueError, match="neither a file nor a valid config"):
+        split_launch_args(["--accelerate_config", "zero9"])
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_accelerate_launch_runs_two_processes_on_cpu(tmp_path):
+    # The console command in a fresh process, as a user runs it: it re-launches itself through `accelerate launch`.
+    # One step of 2 prompts x 4 generations per process and no pass@k callback keep two CPU processes short.
+    argv = ["train", "--config", TINY, "--accelerate_config", "ddp", "--num_processes", "2", "--max_steps", "1"]
+    argv += ["--per_device_train_batch_size", "8", "--num_generations", "4", "--max_completion_length", "16"]
+    argv += ["--passk_eval_dataset", "", "--output_dir", str(tmp_path / "out")]
+    result = subprocess.run(
+        [sys.executable, "-m", "dsdr_trl", *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "accelerate.commands.launch" in result.stdout and "batch on 2 process(es)" in result.stdout
+    assert (tmp_path / "out" / "model.safetensors").is_file()

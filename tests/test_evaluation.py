@@ -186,9 +186,76 @@ def test_pass_at_k_callback_logs_next_to_trl_metrics(tiny_model, tiny_tokenizer,
     trainer.add_callback(callback)
     trainer.train()
 
-    assert [step for step, _ in callback.history] == [2]
-    logged = [entry for entry in trainer.state.log_history if "eval/pass@2" in entry]
-    assert len(logged) == 1 and logged[0]["step"] == 2
-    assert "reward" in logged[0]  # on the same log line as TRL's own metrics
-    assert 0.0 <= logged[0]["eval/pass@1"] <= logged[0]["eval/pass@2"] <= 1.0
-    assert "eval/avg@2" in logged[0] and "eval/distinct_answers" in logged[0]
+    assert [step for step, _ in callback.history] == [0, 2]  # the baseline before the first update, then step 2
+    trainer.state.save_to_json(str(tmp_path / "trainer_state.json"))
+    history = json.loads((tmp_path / "trainer_state.json").read_text())["log_history"]
+    logged = [entry for entry in history if "eval/pass@2" in entry]
+    assert [entry["step"] for entry in logged] == [0, 2]
+    for entry in logged:
+        assert 0.0 <= entry["eval/pass@1"] <= entry["eval/pass@2"] <= 1.0
+        assert "eval/avg@2" in entry and "eval/distinct_answers" in entry
+        assert "reward" not in entry  # its own entry: TRL's metrics of the step stay on the training log line
+    assert all("reward" in entry for entry in history if "loss" in entry)
+
+
+def test_pass_at_k_callback_generates_with_the_trainers_vllm_engine(tiny_tokenizer):
+    from types import SimpleNamespace
+
+    from dsdr_trl.callbacks import PassAtKCallback
+
+    class FakeEngine:
+        """Stands in for TRL's VLLMGeneration: records what it is asked, answers '4' to every prompt."""
+
+        temperature, top_p, max_completion_length = 1.0, 1.0, 512
+
+        def __init__(self):
+            self.calls, self.syncs = [], 0
+
+        def sync_weights(self):
+            self.syncs += 1
+
+        def generate(self, prompts, images, num_generations):
+            self.calls.append(
+                (len(prompts), num_generations, self.temperature, self.top_p, self.max_completion_length)
+            )
+            ids = tiny_tokenizer("4", add_special_tokens=False)["input_ids"]
+            return prompts, [ids] * len(prompts), None, None
+
+    engine = FakeEngine()
+    trainer = SimpleNamespace(
+        use_vllm=True,
+        vllm_generation=engine,
+        processing_class=tiny_tokenizer,
+        state=SimpleNamespace(global_step=3),
+        _last_loaded_step=1,
+    )
+    callback = PassAtKCallback(
+        trainer,
+        ["Solve 2+2.", "Solve 1+3."],
+        ["4", "5"],
+        ks="1,2",
+        num_samples=2,
+        encoder=None,
+        temperature=0.7,
+        top_p=0.9,
+        max_new_tokens=16,
+    )
+    result = callback._evaluate_with_vllm(callback.prompts, callback.solutions)
+    # Each prompt repeated num_samples times (TRL's layout), with the callback's sampling settings, then restored.
+    assert engine.calls == [(4, 2, 0.7, 0.9, 16)]
+    assert (engine.temperature, engine.top_p, engine.max_completion_length) == (1.0, 1.0, 512)
+    assert engine.syncs == 1 and trainer._last_loaded_step == 3  # the current weights, synced once
+    assert result.metrics()["pass@1"] == 0.5  # '4' is right for the first problem only
+
+
+def test_standard_errors_over_problems():
+    from dsdr_trl.evaluation import EvaluationResult
+
+    per_problem = [{"num_samples": 2, "num_correct": c} for c in (0, 1, 2)]
+    result = EvaluationResult(ks=[1, 2], per_problem=per_problem)
+    # pass@1 per problem: 0, 0.5, 1 -> std 0.5, over sqrt(3) problems; pass@2: 0, 1, 1.
+    assert result.standard_errors["pass@1"] == pytest.approx(0.5 / math.sqrt(3))
+    assert result.standard_errors["avg@2"] == pytest.approx(0.5 / math.sqrt(3))
+    assert result.standard_errors["pass@2"] == pytest.approx(math.sqrt(1 / 3) / math.sqrt(3))
+    assert result.to_dict()["stderr"]["pass@1"] == result.standard_errors["pass@1"]
+    assert EvaluationResult(ks=[1], per_problem=per_problem[:1]).standard_errors["pass@1"] is None

@@ -94,3 +94,34 @@ def test_accelerate_configs(name):
         assert config["deepspeed_config"]["zero_stage"] == int(name[-1])
     if name == "zero3":
         assert config["deepspeed_config"]["zero3_init_flag"] is True
+
+
+@pytest.mark.parametrize("path", [p for p in RECIPES if p.parent.name in PAPER_MODELS], ids=relative)
+def test_paper_recipes_keep_few_checkpoints_and_name_their_launch(path):
+    recipe = load(path)
+    assert recipe["save_total_limit"] == 2
+    server = recipe.get("vllm_mode") == "server"
+    assert (recipe["accelerate_config"], recipe["num_processes"]) == (("zero3", 4) if server else ("zero2", 8))
+
+
+def test_recipes_by_name_from_any_directory(monkeypatch, tmp_path, capsys):
+    from dsdr_trl.scripts.launch import list_recipes, resolve_recipe
+
+    assert {"qwen3-1.7b/dsdr", "qwen3-4b/dsdr-vllm-server", "tiny/dsdr"} <= set(list_recipes())
+    assert resolve_recipe("qwen3-1.7b/dsdr") == str(CONFIGS / "qwen3-1.7b" / "dsdr.yaml")
+    monkeypatch.chdir(tmp_path)  # the tiny recipe's data files are found next to it, not in the working directory
+    status = cli.main(["train", "--config", "tiny/dsdr", "--dry_run"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert "(32 rows, columns ['prompt', 'solution', 'problem'])" in out
+    status = cli.main(["train", "--config", "qwen3-1.7b/dsdr", "--dry_run", "--num_processes", "4"])
+    out, err = capsys.readouterr()
+    # The recipe targets 8 processes; the flag overrides it and the plan is reported for 4.
+    assert status == 0 and "batch on 4 process(es)" in out and "64 completions per optimizer step" in out
+    assert "vllm" in out.lower()  # imported, or a warning saying how to install it
+
+
+def test_recipes_command_lists_them(capsys):
+    assert cli.main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert "qwen3-1.7b/dsdr" in out and "zero2" in out and "accelerate/" not in out

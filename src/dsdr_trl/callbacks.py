@@ -1,9 +1,11 @@
 """`PassAtKCallback`: pass@k, avg@N and diversity of a held-out set during training, logged beside TRL's metrics.
 
 GRPO's own evaluation loop reports rewards on `eval_dataset`; the DSDR paper's claims are about pass@k at large k
-and about the diversity of correct solutions, so this callback runs [`~dsdr_trl.evaluation.evaluate_policy`] every
-`eval_steps` optimizer steps and appends the results to the trainer's metric buffer as `eval/pass@k`, `eval/avg@N`,
-`eval/semantic_distance`, ... They are then logged with the next training log line, through every logger TRL uses.
+and about the diversity of correct solutions, so this callback measures them once before training (step 0, the
+baseline) and every `eval_steps` optimizer steps after, and logs `eval/pass@k`, `eval/avg@N`,
+`eval/semantic_distance`, ... through the Trainer's own `log` (one entry of `trainer_state.json`'s log history per
+evaluation, sent to every logger). When the trainer generates with vLLM, so does the callback, with the current
+weights.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 
 from .evaluation import EvaluationResult, evaluate_policy, parse_ks
 
@@ -29,7 +31,7 @@ class PassAtKCallback(TrainerCallback):
 
     Args:
         trainer ([`~trl.GRPOTrainer`]):
-            The trainer whose model is evaluated and whose metric buffer receives the numbers.
+            The trainer whose model (or vLLM engine) is evaluated and whose `log` receives the numbers.
         prompts (`Sequence`):
             One prompt per problem (strings or conversations), e.g. the `prompt` column of
             [`~dsdr_trl.data.load_math_dataset`].
@@ -93,29 +95,69 @@ class PassAtKCallback(TrainerCallback):
         accelerator = self.trainer.accelerator
         rank, world = accelerator.process_index, accelerator.num_processes
         local = list(range(rank, len(self.prompts), world))
-        result = evaluate_policy(
-            self.trainer.model,
-            self.trainer.processing_class,
-            [self.prompts[i] for i in local],
-            [self.solutions[i] for i in local],
-            ks=self.ks,
-            num_samples=self.num_samples,
-            encoder=self.encoder,
-            show_progress=False,
-            **self.generation_kwargs,
-        )
+        if getattr(self.trainer, "use_vllm", False):
+            result = self._evaluate_with_vllm([self.prompts[i] for i in local], [self.solutions[i] for i in local])
+        else:
+            result = evaluate_policy(
+                self.trainer.model,
+                self.trainer.processing_class,
+                [self.prompts[i] for i in local],
+                [self.solutions[i] for i in local],
+                ks=self.ks,
+                num_samples=self.num_samples,
+                encoder=self.encoder,
+                show_progress=False,
+                **self.generation_kwargs,
+            )
         per_problem = result.per_problem if world == 1 else gather_object(result.per_problem)
         merged = EvaluationResult(ks=self.ks, per_problem=per_problem)
-        metrics = {f"{self.prefix}{name}": value for name, value in merged.metrics().items()}
-        buffer = self.trainer._metrics["train"]  # averaged and logged by GRPOTrainer.log with TRL's own metrics
-        for name, value in metrics.items():
-            buffer[name].append(float(value))
+        metrics = {f"{self.prefix}{name}": float(value) for name, value in merged.metrics().items()}
+        # The base Trainer's `log`, not GRPOTrainer's: the latter would also flush (and clear) TRL's training metrics
+        # of the step into this entry.
+        Trainer.log(self.trainer, dict(metrics))
         self.history.append((step, metrics))
         return merged
+
+    def _evaluate_with_vllm(self, prompts: list[Any], solutions: list[str]) -> EvaluationResult:
+        """Samples through the trainer's vLLM engine (colocated or server) with the current weights, then scores."""
+        from .evaluation import _prompt_texts, diversity_of_samples, score_samples, summarize
+
+        trainer, engine = self.trainer, self.trainer.vllm_generation
+        if trainer.state.global_step != trainer._last_loaded_step:
+            engine.sync_weights()
+            trainer._last_loaded_step = trainer.state.global_step
+        tokenizer = trainer.processing_class
+        texts = _prompt_texts(tokenizer, prompts)
+        prompt_ids = [ids for text in texts for ids in [tokenizer(text, add_special_tokens=False)["input_ids"]]]
+        repeated = [ids for ids in prompt_ids for _ in range(self.num_samples)]  # TRL's layout: each prompt G times
+        overrides = {
+            "temperature": self.generation_kwargs.get("temperature", engine.temperature),
+            "top_p": self.generation_kwargs.get("top_p", engine.top_p),
+            "max_completion_length": self.generation_kwargs.get("max_new_tokens", engine.max_completion_length),
+        }
+        saved = {name: getattr(engine, name) for name in overrides}
+        try:
+            for name, value in overrides.items():
+                setattr(engine, name, value)
+            _, completion_ids, _, _ = engine.generate(prompts=repeated, images=None, num_generations=self.num_samples)
+        finally:
+            for name, value in saved.items():
+                setattr(engine, name, value)
+        decoded = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+        samples = [decoded[i * self.num_samples : (i + 1) * self.num_samples] for i in range(len(prompts))]
+        correct = score_samples(samples, solutions)
+        diversity = diversity_of_samples(samples, correct, self.encoder)
+        extra = [{"solution": str(solution)} for solution in solutions]
+        return summarize(samples, correct, self.ks, diversity=diversity, extra=extra)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # The baseline: the policy before its first update (not again when a run resumes from a checkpoint).
+        if self._interval(args) is not None and state.global_step == 0:
+            self.evaluate(0)
+        return control
 
     def on_step_end(self, args, state, control, **kwargs):
         interval = self._interval(args)
         if interval is not None and state.global_step % interval == 0:
             self.evaluate(state.global_step)
-            control.should_log = True  # so the numbers are logged at this step, not averaged into a later one
         return control

@@ -1,4 +1,4 @@
-"""The `dsdr-trl` command: `dsdr-trl {train,eval,demo} [--help]` (also `python -m dsdr_trl`).
+"""The `dsdr-trl` command: `dsdr-trl {train,eval,demo,recipes} [--help]` (also `python -m dsdr_trl`).
 
 Each subcommand lives in its own module with a `main(argv) -> int`; this file only dispatches, so `dsdr-trl --help`
 imports nothing heavy. Errors a user can fix (a missing file, an unknown field, a bad value) are printed as one
@@ -18,6 +18,7 @@ COMMANDS = {
     "train": ("dsdr_trl.scripts.train", "Train with DSDR (or a GRPO/DAPO baseline) from a YAML recipe."),
     "eval": ("dsdr_trl.scripts.evaluate", "Sample N completions per problem and report pass@k, avg@N and diversity."),
     "demo": ("dsdr_trl.scripts.demo", "DSDR against GRPO on an embedded toy task, on CPU, in minutes."),
+    "recipes": ("dsdr_trl.scripts.recipes", "List the shipped recipes (paper setups) and accelerate configs."),
 }
 
 

@@ -293,13 +293,35 @@ class EvaluationResult:
         out.update({name: value for name, value in self.diversity.items() if value is not None})
         return out
 
+    @property
+    def standard_errors(self) -> dict[str, float | None]:
+        """Standard error over problems of each pass@k and of avg@N (problems as the sampling unit; `None` below 2).
+
+        pass@k's is `std(pass@k_i) / sqrt(P)` over the P per-problem estimates; avg@N's the same over the per-problem
+        accuracies `c_i / n_i` (it ignores the sampling noise within a problem, as the usual benchmark error bars do).
+        """
+
+        def stderr(values: list[float]) -> float | None:
+            if len(values) < 2:
+                return None
+            mean = sum(values) / len(values)
+            return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
+
+        out = {
+            f"pass@{k}": stderr([pass_at_k(p["num_samples"], p["num_correct"], k) for p in self.per_problem])
+            for k in self.ks
+        }
+        out[f"avg@{self.num_samples}"] = stderr([p["num_correct"] / p["num_samples"] for p in self.per_problem])
+        return out
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: aggregates, `config` and `per_problem` (undefined numbers are `null`)."""
+        """A JSON-ready dict: aggregates, their standard errors, `config` and `per_problem` (undefined: `null`)."""
         return {
             "num_problems": len(self.per_problem),
             "num_samples": self.num_samples,
             "pass@k": {str(k): value for k, value in self.pass_at_k.items()},
             f"avg@{self.num_samples}": self.avg_accuracy,
+            "stderr": self.standard_errors,
             "diversity": self.diversity,
             "config": dict(self.metadata),
             "per_problem": [dict(p) for p in self.per_problem],

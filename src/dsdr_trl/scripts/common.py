@@ -15,12 +15,15 @@ class UsageError(Exception):
     """An error in what the user asked for; the command prints its message and exits with status 2."""
 
 
-def check_config_path(argv: list[str]) -> None:
-    """Fails with one clear line when `--config` lacks its value or names a missing file."""
+def check_config_path(argv: list[str], resolve: Callable[[str], str] | None = None) -> None:
+    """Fails with one clear line when `--config` lacks its value or names a missing file (`resolve` maps names)."""
     if "--config" in argv:
         index = argv.index("--config")
         if index + 1 >= len(argv):
             raise UsageError("--config needs a YAML file path.")
+        if resolve is not None:
+            resolve(argv[index + 1])
+            return
         path = Path(argv[index + 1])
         if not path.is_file():
             raise FileNotFoundError(f"Config file '{path}' does not exist.")

@@ -214,9 +214,23 @@ def run(args: EvalArguments) -> int:
     print(result.to_markdown())
     if args.output:
         with open(args.output, "w") as file:
-            json.dump(result.to_dict(), file, indent=2, ensure_ascii=False)
+            json.dump({**result.to_dict(), **_provenance()}, file, indent=2, ensure_ascii=False)
         print(f"\nWrote {args.output}")
     return 0
+
+
+def _provenance() -> dict[str, Any]:
+    """When the numbers were made and with which packages, for the result file."""
+    from datetime import datetime, timezone
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ("dsdr-trl", "trl", "transformers", "torch", "accelerate", "math-verify", "vllm"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,13 @@
 """`dsdr-trl train`: train a policy with DSDR (or a GRPO/DAPO baseline) from a YAML recipe.
 
     dsdr-trl train --config configs/qwen3-1.7b/dsdr.yaml [--any_field value ...]
+    dsdr-trl train --config qwen3-1.7b/dsdr --accelerate_config zero2 --num_processes 8   # a shipped recipe
     accelerate launch --config_file configs/accelerate/zero2.yaml -m dsdr_trl.scripts.train --config ...
+
+`--config` takes a file or a shipped recipe's name (`dsdr-trl recipes`). `--accelerate_config` (`ddp`, `zero2`,
+`zero3`, TRL's names, or a file) and `--num_processes`, as flags or as recipe keys, make the command re-launch itself
+through `accelerate launch`, as `trl grpo` does; on a CPU-only machine the processes use gloo (see
+[`~dsdr_trl.scripts.launch.launch`]).
 
 Arguments come from three dataclasses, all settable in the YAML file or as flags (flags win):
 [`DSDRScriptArguments`] (data, rewards, the pass@k callback, `--dry_run`), [`~dsdr_trl.DSDRConfig`] (every
@@ -184,8 +190,11 @@ def _load(script_args: DSDRScriptArguments, name: str, split: str | None, limit:
         raise
 
 
-def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any) -> int:
-    """Validates the arguments, then (unless `dry_run`) trains, saves the model and closes the trainer."""
+def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any, processes: int | None = None) -> int:
+    """Validates the arguments, then (unless `dry_run`) trains, saves the model and closes the trainer.
+
+    `processes` is the process count the batch plan is reported for (default: this run's `WORLD_SIZE`).
+    """
     from ..evaluation import parse_ks
 
     dry_run = script_args.dry_run
@@ -239,7 +248,7 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any) -
     from trl.trainer.utils import get_callable_name
 
     reward_names = [get_callable_name(func) for func in reward_funcs]
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = processes or int(os.environ.get("WORLD_SIZE", "1"))
     prompts_per_generation = training_args.generation_batch_size // training_args.num_generations
     plan = [
         f"model: {model_name}",
@@ -259,6 +268,16 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any) -
             f"pass@k callback: {script_args.passk_eval_dataset}, k={ks}, {script_args.passk_eval_num_samples} "
             f"samples, every {script_args.passk_eval_steps or training_args.eval_steps} steps"
         )
+    if training_args.use_vllm and dry_run:
+        try:
+            import vllm  # noqa: F401  (a dry run checks what the real run will import)
+
+            plan.append(f"vLLM: imports; {training_args.vllm_mode} mode")
+        except Exception as error:  # missing, or built for another torch/CUDA
+            plan.append(
+                f"WARNING: use_vllm is set but vllm does not import here ({type(error).__name__}: {error}); install "
+                "it (pip install 'trl[vllm]') or pass --use_vllm false to generate with transformers."
+            )
     if dry_run:
         for line in plan:
             _say(line)
@@ -320,11 +339,55 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any) -
     return 0
 
 
+USAGE = """usage: dsdr-trl train --config RECIPE [--field value ...] [--accelerate_config NAME --num_processes N]
+
+  dsdr-trl train --config qwen3-1.7b/dsdr --dry_run     check a shipped recipe (`dsdr-trl recipes` lists them)
+  dsdr-trl train --config my.yaml --learning_rate 2e-6   a YAML file; flags override its values
+  dsdr-trl train --config qwen3-1.7b/dsdr --accelerate_config zero2 --num_processes 4   launch 4 processes
+
+Run `dsdr-trl train --help` for every field."""
+
+
+def _launch_value(launch_args: list[str], flag: str) -> str | None:
+    values = [launch_args[i + 1] for i in range(0, len(launch_args), 2) if launch_args[i] == flag]
+    return values[-1] if values else None
+
+
+def _target_processes(launch_args: list[str]) -> int:
+    """The process count a launch would start: `--num_processes`, else the accelerate config's, else this run's."""
+    if (count := _launch_value(launch_args, "--num_processes")) is not None:
+        return int(count)
+    if (config_file := _launch_value(launch_args, "--config_file")) is not None:
+        import yaml
+
+        config = yaml.safe_load(Path(config_file).read_text()) or {}
+        return int(config.get("num_processes", 1)) * int(config.get("num_machines", 1) or 1)
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dsdr-trl train`; returns the exit status. See the module docstring."""
+    import tempfile
+
+    from .launch import launch, prepare_recipe, resolve_recipe, split_launch_args
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "-h" not in argv and "--help" not in argv:
-        check_config_path(argv)
+    if not argv:
+        print(USAGE, file=sys.stderr)
+        return 2
+    if "-h" in argv or "--help" in argv:
+        make_parser().parse_args_and_config(argv)  # prints the help and exits
+        return 0
+    check_config_path(argv, resolve_recipe)
+    launched = "LOCAL_RANK" in os.environ  # a process that `accelerate launch` (or torchrun) started
+    with tempfile.TemporaryDirectory(prefix="dsdr-trl-") as scratch:
+        recipe_launch: list[str] = []
+        if "--config" in argv:
+            index = argv.index("--config") + 1
+            argv[index], recipe_launch = prepare_recipe(resolve_recipe(argv[index]), scratch)
+        cli_launch, argv = split_launch_args(argv)
+        # A flag overrides the recipe's key; inside a launched process the launch is done, so both are ignored.
+        launch_args = [] if launched else _merge_launch_args(split_launch_args(recipe_launch)[0], cli_launch)
         if _wants_dry_run(argv):
             import torch
 
@@ -332,8 +395,16 @@ def main(argv: list[str] | None = None) -> int:
             # loads no weights, so it validates them as CPU runs there.
             if not torch.cuda.is_available() and "--use_cpu" not in argv:
                 argv += ["--use_cpu", "true"]
-    script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
-    return run(script_args, training_args, model_args)
+        elif launch_args:
+            return launch(launch_args, argv)
+        script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
+        return run(script_args, training_args, model_args, processes=_target_processes(launch_args))
+
+
+def _merge_launch_args(recipe: list[str], cli: list[str]) -> list[str]:
+    merged = dict(zip(recipe[::2], recipe[1::2], strict=True))
+    merged.update(zip(cli[::2], cli[1::2], strict=True))
+    return [item for pair in merged.items() for item in pair]
 
 
 if __name__ == "__main__":
