@@ -110,7 +110,9 @@ def test_recipes_by_name_from_any_directory(monkeypatch, tmp_path, capsys):
     assert {"qwen3-1.7b/dsdr", "qwen3-4b/dsdr-vllm-server", "tiny/dsdr"} <= set(list_recipes())
     assert resolve_recipe("qwen3-1.7b/dsdr") == str(CONFIGS / "qwen3-1.7b" / "dsdr.yaml")
     monkeypatch.chdir(tmp_path)  # the tiny recipe's data files are found next to it, not in the working directory
-    status = cli.main(["train", "--config", "tiny/dsdr", "--dry_run"])
+    # Its model is the warm start inside the checkout (a path relative to the repository root), named here in full.
+    warmstart = str(CONFIGS.parent / "src" / "dsdr_trl" / "toy" / "assets" / "warmstart")
+    status = cli.main(["train", "--config", "tiny/dsdr", "--dry_run", "--model_name_or_path", warmstart])
     out, err = capsys.readouterr()
     assert status == 0, err
     assert "(32 rows, columns ['prompt', 'solution', 'problem'])" in out
