@@ -151,57 +151,66 @@ def test_all_correct_groups_are_revived(tmp_path, tiny_tokenizer, dataset):
     assert torch.all(torch.tensor(list(grpo._logs["advantages"])) == 0)
 
 
-@pytest.mark.filterwarnings(
-    "ignore::dsdr_trl.config.DSDRSettingWarning"
-)  # λ_ℓ = 0.5 makes the term's gradient visible
-def test_local_term_gradient_matches_autograd_of_weighted_entropy(tmp_path, tiny_tokenizer, tiny_model, dataset):
+def local_term_trainer(tmp_path, tokenizer, model, dataset, estimator, accumulation, seed, mask, weight, correct):
+    """A trainer with only the local term on (λ_ℓ = 0.5, so its gradient is visible; τ = 0), and a hand-made batch of
+    4 rows × 5 completion tokens whose advantages are 0, so the policy term contributes no gradient.
+
+    Returns the trainer, the batch and the generator that drew it (for further random draws)."""
     config = DSDRConfig(
         output_dir=str(tmp_path),
         max_steps=1,
         diversity_coef=0.0,
         coupling_temperature=0.0,
         local_entropy_coef=0.5,
-        entropy_estimator="full",
+        entropy_estimator=estimator,
         **COMMON,
     )
     trainer = DSDRGRPOTrainer(
-        model=tiny_model,
-        reward_funcs=even_length_reward,
-        args=config,
-        train_dataset=dataset,
-        processing_class=tiny_tokenizer,
+        model=model, reward_funcs=even_length_reward, args=config, train_dataset=dataset, processing_class=tokenizer
     )
-    model = trainer.model
-    model.train()
-    trainer.current_gradient_accumulation_steps = 2
-
-    generator = torch.Generator().manual_seed(0)
-    batch, prompt_len, completion_len, group_size = 4, 3, 5, 4
-    prompt_ids = torch.randint(5, len(tiny_tokenizer), (batch, prompt_len), generator=generator)
-    completion_ids = torch.randint(5, len(tiny_tokenizer), (batch, completion_len), generator=generator)
-    completion_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
-    weight = torch.tensor([0.5, 0.3, 0.0, 0.2])
-    correct = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = accumulation
+    generator = torch.Generator().manual_seed(seed)
+    prompt_ids = torch.randint(5, len(tokenizer), (4, 3), generator=generator)
+    completion_ids = torch.randint(5, len(tokenizer), (4, 5), generator=generator)
+    completion_mask = torch.tensor(mask)
     inputs = {
         "prompt_ids": prompt_ids,
         "prompt_mask": torch.ones_like(prompt_ids),
         "completion_ids": completion_ids,
         "completion_mask": completion_mask,
-        "advantages": torch.zeros(batch),  # the policy term then has zero gradient: only the local term remains
+        "advantages": torch.zeros(4),
         "num_items_in_batch": completion_mask.sum(),
-        "dsdr_weight": weight,
-        "dsdr_correct": correct,
+        "dsdr_weight": torch.tensor(weight),
+        "dsdr_correct": torch.tensor(correct),
     }
+    return trainer, inputs, generator
+
+
+def completion_log_probs(model, inputs, temperature):
+    """log π_θ over the vocabulary at every completion position, `(B, T, V)`, by a plain forward pass."""
+    input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+    attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+    prompt_len = inputs["prompt_ids"].shape[1]
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, prompt_len - 1 : -1]
+    return torch.log_softmax(logits.float() / temperature, dim=-1)
+
+
+@pytest.mark.filterwarnings("ignore::dsdr_trl.config.DSDRSettingWarning")  # λ_ℓ = 0.5 (see local_term_trainer)
+def test_local_term_gradient_matches_autograd_of_weighted_entropy(tmp_path, tiny_tokenizer, tiny_model, dataset):
+    mask = [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]]
+    trainer, inputs, _ = local_term_trainer(
+        tmp_path, tiny_tokenizer, tiny_model, dataset, "full", 2, 0, mask, [0.5, 0.3, 0.0, 0.2], [1.0, 1.0, 0.0, 1.0]
+    )
+    model, config, group_size = trainer.model, trainer.args, 4
     loss = trainer._compute_loss(model, inputs)
     dsdr_grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
 
-    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
-    attention_mask = torch.cat([inputs["prompt_mask"], completion_mask], dim=1)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, prompt_len - 1 : -1]
-    log_probs = torch.log_softmax(logits.float() / config.temperature, dim=-1)
+    log_probs = completion_log_probs(model, inputs, config.temperature)
     token_entropy = -(log_probs.exp() * log_probs).sum(-1)  # (B, T)
+    completion_mask = inputs["completion_mask"]
     seq_entropy = (token_entropy * completion_mask).sum(-1) / completion_mask.sum(-1)
-    local = group_size * (weight * correct * seq_entropy).mean()  # mean over prompts of Σ c ω H̄
+    local = group_size * (inputs["dsdr_weight"] * inputs["dsdr_correct"] * seq_entropy).mean()  # mean over prompts
     reference = -config.local_entropy_coef * local / 2  # / gradient-accumulation steps
     reference_grads = torch.autograd.grad(reference, list(model.parameters()), allow_unused=True)
 
@@ -216,48 +225,27 @@ def test_local_term_gradient_matches_autograd_of_weighted_entropy(tmp_path, tiny
     assert trainer._metrics["train"]["dsdr/local_entropy"][-1] == pytest.approx(local.item(), rel=1e-4)
 
 
-@pytest.mark.filterwarnings(
-    "ignore::dsdr_trl.config.DSDRSettingWarning"
-)  # λ_ℓ = 0.5 makes the term's gradient visible
+@pytest.mark.filterwarnings("ignore::dsdr_trl.config.DSDRSettingWarning")  # λ_ℓ = 0.5 (see local_term_trainer)
 @pytest.mark.parametrize("estimator", ["sampled", "full"])
 def test_local_term_is_weighted_by_vllm_importance_ratios(tmp_path, tiny_tokenizer, tiny_model, dataset, estimator):
     """TRL's `importance_sampling_ratio` (π_old/π_vLLM, 0 where masked) weights the local term as it does the policy."""
-    config = DSDRConfig(
-        output_dir=str(tmp_path),
-        max_steps=1,
-        diversity_coef=0.0,
-        coupling_temperature=0.0,
-        local_entropy_coef=0.5,
-        entropy_estimator=estimator,
-        **COMMON,
+    mask = [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 0, 0, 0]]
+    trainer, base, generator = local_term_trainer(
+        tmp_path,
+        tiny_tokenizer,
+        tiny_model,
+        dataset,
+        estimator,
+        1,
+        1,
+        mask,
+        [0.4, 0.3, 0.3, 0.0],
+        [1.0, 1.0, 1.0, 0.0],
     )
-    trainer = DSDRGRPOTrainer(
-        model=tiny_model,
-        reward_funcs=even_length_reward,
-        args=config,
-        train_dataset=dataset,
-        processing_class=tiny_tokenizer,
-    )
-    model = trainer.model
-    model.train()
-    trainer.current_gradient_accumulation_steps = 1
-
-    generator = torch.Generator().manual_seed(1)
-    batch, prompt_len, completion_len, group_size = 4, 3, 5, 4
-    prompt_ids = torch.randint(5, len(tiny_tokenizer), (batch, prompt_len), generator=generator)
-    completion_ids = torch.randint(5, len(tiny_tokenizer), (batch, completion_len), generator=generator)
-    completion_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 0, 0, 0]])
-    weight, correct = torch.tensor([0.4, 0.3, 0.3, 0.0]), torch.tensor([1.0, 1.0, 1.0, 0.0])
-    base = {
-        "prompt_ids": prompt_ids,
-        "prompt_mask": torch.ones_like(prompt_ids),
-        "completion_ids": completion_ids,
-        "completion_mask": completion_mask,
-        "advantages": torch.zeros(batch),  # the policy term has zero gradient: only the local term remains
-        "num_items_in_batch": completion_mask.sum(),
-        "dsdr_weight": weight,
-        "dsdr_correct": correct,
-    }
+    model, config, group_size = trainer.model, trainer.args, 4
+    batch, completion_len = base["completion_ids"].shape
+    completion_ids, completion_mask = base["completion_ids"], base["completion_mask"]
+    weight, correct = base["dsdr_weight"], base["dsdr_correct"]
     params = [p for p in model.parameters() if p.requires_grad]
 
     def loss_and_grads(**extra):
@@ -266,10 +254,7 @@ def test_local_term_is_weighted_by_vllm_importance_ratios(tmp_path, tiny_tokeniz
 
     def reference(ratio):
         """−λ_ℓ · G · mean_b(c ω H̄), H̄ the masked token mean of ratio · H_t, built by hand with autograd."""
-        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
-        attention_mask = torch.cat([base["prompt_mask"], completion_mask], dim=1)
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, prompt_len - 1 : -1]
-        log_probs = torch.log_softmax(logits.float() / config.temperature, dim=-1)
+        log_probs = completion_log_probs(model, base, config.temperature)
         if estimator == "full":
             token_entropy = -(log_probs.exp() * log_probs).sum(-1)
         else:  # −ρ log π(y_t) with ρ = π_θ/π_old and π_old = π_θ (no old log-probs in the batch)

@@ -129,6 +129,12 @@ def load_diversity_encoder(
     return encoder
 
 
+def embedding_dimension(encoder: Any) -> int:
+    """D, the encoder's embedding size."""
+    # sentence-transformers 6 renamed the method; older releases (>= 3.0 is supported) only have the old name.
+    return getattr(encoder, "get_embedding_dimension", encoder.get_sentence_embedding_dimension)()
+
+
 def embed(
     encoder: Any,
     texts: Sequence[str],
@@ -194,8 +200,7 @@ def encode_windows(encoder: Any, windows: Sequence[Sequence[int]], batch_size: i
     Windows are sorted by length before batching, as `SentenceTransformer.encode` sorts texts, so padding stays small.
     """
     if not windows:
-        dim = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
-        return torch.zeros(0, dim())
+        return torch.zeros(0, embedding_dimension(encoder))
     order = sorted(range(len(windows)), key=lambda i: -len(windows[i]))
     out = [None] * len(windows)
     with torch.inference_mode():
@@ -238,9 +243,7 @@ def embed_rows(
     pooling: str = "truncate",
 ) -> torch.Tensor:
     """`(len(keep), D)` embeddings: the rows of `keep` get those of `texts` (one text per kept row), the others 0."""
-    # sentence-transformers 6 renamed the method; older releases (>= 3.0 is supported) only have the old name.
-    dim = getattr(encoder, "get_embedding_dimension", encoder.get_sentence_embedding_dimension)()
-    rows = torch.zeros(len(keep), dim, device=device)
+    rows = torch.zeros(len(keep), embedding_dimension(encoder), device=device)
     if texts:
         encoded = embed(encoder, texts, batch_size, max_length, pooling)
         rows[torch.tensor(list(keep), device=device)] = encoded.to(device)
