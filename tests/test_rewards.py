@@ -147,7 +147,7 @@ def test_keeps_trainer_metric_name_and_logs_timeouts(short_time_limit):
         log_metric=lambda name, value: logged.append((name, value)),
     )
     assert result == [1.0, 0.0]
-    assert logged == [("dsdr/verifier_timeouts", 1.0)]
+    assert logged == [("dsdr/verifier_timeouts", 1.0), ("dsdr/verifier_failures", 0.0)]
 
 
 HOSTILE_COMPLETIONS = {
