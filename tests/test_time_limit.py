@@ -2,11 +2,14 @@
 this module's name (pytest puts the tests directory on `sys.path`, and the worker inherits `sys.path`)."""
 
 import os
+import re
 import signal
+import subprocess
 import sys
 import threading
 import time
 import types
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +53,23 @@ def return_unpicklable(_: object) -> object:
 
 def allocate_gigabytes(n: int) -> int:
     return len(bytearray(n * 1024**3))
+
+
+def report_then_hang(directory: str) -> None:
+    # Announces which worker took the item, then backtracks in the C regex engine for longer than any test runs.
+    Path(directory, str(os.getpid())).touch()
+    re.match(r"(a+)+$", "a" * 64 + "b")
+
+
+# A training process stand-in: starts the pool and has every worker take an item that never ends.
+HANGING_PARENT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from dsdr_trl._time_limit import map_with_time_limit, worker_count
+from test_time_limit import report_then_hang
+print(worker_count(), flush=True)
+map_with_time_limit(report_then_hang, [sys.argv[2]] * worker_count(), seconds=600.0, default=None)
+"""
 
 
 def test_results_in_order_and_workers_reused():
@@ -155,3 +175,38 @@ def test_function_missing_in_worker_raises_and_pool_recovers(monkeypatch):
 def test_unpicklable_item_raises_type_error():
     with pytest.raises(TypeError, match="picklable"):
         map_with_time_limit(square, [1, threading.Lock()], seconds=5.0, default=None)
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped by init, does not count)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_die_with_a_killed_parent_mid_item(tmp_path):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("workers die with their parent through PR_SET_PDEATHSIG, which is Linux-only")
+    tests_dir = str(Path(__file__).resolve().parent)
+    parent = subprocess.Popen(  # noqa: S603 - this interpreter with a constant script
+        [sys.executable, "-c", HANGING_PARENT, tests_dir, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        workers = int(parent.stdout.readline())
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.iterdir())) < workers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pids = [int(path.name) for path in tmp_path.iterdir()]
+        assert len(pids) == workers and all(alive(pid) for pid in pids)  # every worker is mid-item
+    finally:
+        parent.kill()
+        parent.wait()
+    # The kernel kills the workers as the parent dies; 3 s leaves room for a loaded machine.
+    deadline = time.monotonic() + 3.0
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = [pid for pid in pids if alive(pid)]
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+    assert survivors == []
