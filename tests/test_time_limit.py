@@ -1,6 +1,7 @@
 """Tests for the subprocess-backed hard time limit. The helpers below are top-level so the worker can import them by
 this module's name (pytest puts the tests directory on `sys.path`, and the worker inherits `sys.path`)."""
 
+import json
 import os
 import re
 import signal
@@ -175,6 +176,49 @@ def test_function_missing_in_worker_raises_and_pool_recovers(monkeypatch):
 def test_unpicklable_item_raises_type_error():
     with pytest.raises(TypeError, match="picklable"):
         map_with_time_limit(square, [1, threading.Lock()], seconds=5.0, default=None)
+
+
+# A process that forks a child which uses the pool too and exits normally (running its exit handlers).
+FORKING_PARENT = """
+import json, os, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from dsdr_trl._time_limit import map_with_time_limit
+from test_time_limit import square
+def workers():
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if parent == os.getpid() and b"pebble_pool_worker" in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            pass
+    return sorted(found)
+map_with_time_limit(square, [1], seconds=30.0, default=None)
+before = workers()
+child = os.fork()
+if child == 0:
+    map_with_time_limit(square, [2], seconds=30.0, default=None)
+    print(json.dumps({"child": workers()}), flush=True)
+    sys.exit(0)
+os.waitpid(child, 0)
+time.sleep(0.5)
+print(json.dumps({"before": before, "after": workers()}), flush=True)
+"""
+
+
+def test_forked_child_gets_its_own_pool_and_leaves_the_parents_alone():
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the script finds the workers in /proc")
+    tests_dir = str(Path(__file__).resolve().parent)
+    output = subprocess.run(  # noqa: S603 - this interpreter with a constant script
+        [sys.executable, "-c", FORKING_PARENT, tests_dir], capture_output=True, text=True, timeout=300, check=True
+    )
+    pids = {key: set(value) for line in output.stdout.splitlines() for key, value in json.loads(line).items()}
+    assert pids["child"] and not pids["child"] & pids["before"]  # the child started workers of its own
+    assert pids["before"] and pids["after"] == pids["before"]  # and its exit left the parent's workers running
+    assert "Traceback" not in output.stderr
 
 
 def alive(pid: int) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import multiprocessing
 import os
 import pickle
 import signal
@@ -58,6 +59,7 @@ WORKERS: int | None = None
 WORKERS_ENV = "DSDR_VERIFIER_WORKERS"
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_WORKER_NAME = "pebble_pool_worker"  # the name pebble gives its worker processes
 
 
 class Outcome(NamedTuple):
@@ -406,8 +408,14 @@ def map_with_time_limit(
 
 
 def _forget_pool_after_fork() -> None:
-    # A forked child shares the parent's pipes; talking to (or stopping) the parent's workers would corrupt them.
+    # A forked child shares the parent's pipes; talking to (or stopping) the parent's workers would corrupt them. It
+    # also inherits multiprocessing's list of the parent's children, from which pebble's exit handler would stop the
+    # parent's workers when the child exits: take them out (a process started by multiprocessing does the same).
     global _pool, _lock
+    if _pool is not None:
+        multiprocessing.process._children.difference_update(  # type: ignore[attr-defined]
+            [process for process in multiprocessing.process._children if process.name == _WORKER_NAME]  # type: ignore[attr-defined]
+        )
     _pool = None
     _lock = threading.Lock()
 
