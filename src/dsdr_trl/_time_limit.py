@@ -27,12 +27,13 @@ import ctypes
 import multiprocessing
 import os
 import pickle
+import queue
 import signal
 import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Literal, NamedTuple, TypeVar
 
@@ -258,39 +259,50 @@ def _get_pool(fn_bytes: bytes) -> _Pool:
     return _pool
 
 
+def _outcome(future: Future) -> Outcome | None:
+    """The outcome of a finished item, or `None` if the pool broke before running it."""
+    error = future.exception()
+    if error is None:
+        succeeded, value = future.result()
+        return Outcome("ok", value) if succeeded else Outcome("error")
+    if isinstance(error, TimeoutError):
+        return Outcome("timeout")
+    if isinstance(error, _NotLoaded):
+        return Outcome(
+            "unavailable",
+            "the workers could not load `fn`; it must be a top-level function that the workers can import by module "
+            f"name. Worker traceback:\n{error}",
+        )
+    if isinstance(error, BrokenProcessPool):
+        return None
+    # The worker died on this item (segfault, abort, external kill), or its result cannot be pickled.
+    return Outcome("error")
+
+
 def _collect(futures: dict[Future, int], outcomes: list[Outcome | None], seconds: float) -> list[int]:
     """Fills `outcomes` as the futures finish; returns the indices that the pool failed to run."""
-    failed: list[int] = []
-    pending = set(futures)
-    while pending:
-        done, pending = wait(pending, timeout=seconds + STARTUP_TIMEOUT_SECONDS, return_when=FIRST_COMPLETED)
-        if not done:
+    finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
+    for future in futures:
+        future.add_done_callback(finished.put)
+    stalled = False
+    for _ in range(len(futures)):
+        try:
+            future = finished.get(timeout=seconds + STARTUP_TIMEOUT_SECONDS)
+        except queue.Empty:
             # Every running item finishes or is killed within `seconds`: a pool without progress is stuck.
-            for future in pending:
-                future.cancel()
-                outcomes[futures[future]] = Outcome(
-                    "unavailable", f"no worker answered within {seconds + STARTUP_TIMEOUT_SECONDS:g} s"
-                )
-            return failed
-        for future in done:
-            index = futures[future]
-            error = future.exception()
-            if error is None:
-                succeeded, value = future.result()
-                outcomes[index] = Outcome("ok", value) if succeeded else Outcome("error")
-            elif isinstance(error, TimeoutError):
-                outcomes[index] = Outcome("timeout")
-            elif isinstance(error, _NotLoaded):
-                outcomes[index] = Outcome(
-                    "unavailable",
-                    "the workers could not load `fn`; it must be a top-level function that the workers can import by "
-                    f"module name. Worker traceback:\n{error}",
-                )
-            elif isinstance(error, BrokenProcessPool):
-                failed.append(index)
-            else:
-                # The worker died on this item (segfault, abort, external kill), or its result cannot be pickled.
-                outcomes[index] = Outcome("error")
+            stalled = True
+            break
+        outcomes[futures[future]] = _outcome(future)
+    failed = []
+    for future, index in futures.items():
+        if stalled and (future.cancel() or not future.done()):
+            outcomes[index] = Outcome(
+                "unavailable", f"no worker answered within {seconds + STARTUP_TIMEOUT_SECONDS:g} s"
+            )
+        elif outcomes[index] is None and (outcome := _outcome(future)) is not None:
+            outcomes[index] = outcome  # finished while the pool was given up
+        elif outcomes[index] is None:
+            failed.append(index)
     return failed
 
 
