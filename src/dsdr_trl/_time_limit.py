@@ -31,6 +31,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -157,8 +158,8 @@ def _load(fn_bytes: bytes) -> Callable[[Any], Any] | str:
     return _loaded[fn_bytes]
 
 
-def _init_worker(parent_pid: int, functions: tuple[bytes, ...], memory_headroom: int | None) -> None:
-    """Pool initializer: runs in each new worker before it takes any item."""
+def _init_worker(parent_pid: int, functions: tuple[bytes, ...], memory_headroom: int | None, ready: Any) -> None:
+    """Pool initializer: runs in each new worker before it takes any item; releases `ready` when done."""
     # pebble ends a worker with SIGTERM and a Python handler, which cannot run while an item is stuck in C code; the
     # default action ends the worker at once.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -167,6 +168,7 @@ def _init_worker(parent_pid: int, functions: tuple[bytes, ...], memory_headroom:
         _load(fn_bytes)
     # Measured after the imports, so that they are not charged to the headroom.
     _limit_address_space(memory_headroom)
+    ready.release()
 
 
 def _run(fn_bytes: bytes, item_bytes: bytes) -> tuple[bool, Any]:
@@ -194,13 +196,16 @@ class _Pool:
     """
 
     def __init__(self, workers: int, functions: tuple[bytes, ...]):
+        """Starts the workers and waits until each has loaded `functions`, so that the first call has them all."""
         self.workers = workers
         self.functions = functions
+        context = get_context("loky")
+        ready = context.Semaphore(0)
         self.pebble = ProcessPool(
             max_workers=workers,
             initializer=_init_worker,
-            initargs=(os.getpid(), functions, WORKER_MEMORY_HEADROOM_BYTES),
-            context=get_context("loky"),
+            initargs=(os.getpid(), functions, WORKER_MEMORY_HEADROOM_BYTES, ready),
+            context=context,
         )
         self._started = threading.Event()
         self._closed = threading.Event()
@@ -209,6 +214,13 @@ class _Pool:
         self._started.wait()
         if self._start_error is not None:
             raise RuntimeError(f"The time-limit pool could not start: {self._start_error!r}")
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        for _ in range(workers):
+            if not ready.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                self.close(wait_for_workers=False)
+                raise RuntimeError(
+                    f"The time-limit pool's workers did not start within {STARTUP_TIMEOUT_SECONDS:g} s."
+                )
 
     def _own(self) -> None:
         try:
@@ -315,8 +327,13 @@ def _run_locked(fn_bytes: bytes, item_bytes: list[bytes], seconds: float) -> lis
     for _ in range(2):
         try:
             pool = _get_pool(fn_bytes)
+        except RuntimeError as error:
+            reason = str(error)
+            break
+        try:
             futures = {pool.pebble.schedule(_run, args=(fn_bytes, item_bytes[i]), timeout=seconds): i for i in todo}
         except RuntimeError as error:
+            # The pool broke since it was checked.
             _discard_pool()
             reason = str(error)
             continue
