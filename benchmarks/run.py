@@ -342,7 +342,8 @@ def bench_verifier(ordinary: int, repetitions: int) -> dict:
         return time.perf_counter() - start
 
     def use_workers(workers: int) -> None:
-        # Restarts the pool with `workers` workers and warms every one of them, outside the timed calls.
+        # A new pool of `workers` workers, each warmed by a few items, outside the timed calls.
+        _time_limit.shutdown_pool()
         _time_limit.WORKERS = workers
         call(*ordinary_verifier_batch(-1 - workers, 16 * workers))
 
@@ -356,10 +357,11 @@ def bench_verifier(ordinary: int, repetitions: int) -> dict:
             print(f"  {ordinary} ordinary, {workers} worker(s): {seconds[workers][-1]:.3f} s", flush=True)
     distinct_pairs = len({(gold, rewards.extract_answer(text)) for text, gold in zip(*batch, strict=True)})
 
-    # Hostile completions with the default pool; a reference no earlier call has seen, so that no gold is cached.
-    use_workers(default_workers)
+    # Hostile completions, each measured on a full default pool (an overrun kills a worker, and its replacement would
+    # still be starting at the next measurement); a reference no earlier call has seen, so that no gold is cached.
     alone, in_batch, parser_latency, timeouts = {}, {}, {}, 0
     for index, (name, text) in enumerate(HOSTILE_COMPLETIONS.items()):
+        use_workers(default_workers)
         logged: list[tuple[str, float]] = []
         start = time.perf_counter()
         reward = rewards.accuracy_reward(
@@ -369,6 +371,7 @@ def bench_verifier(ordinary: int, repetitions: int) -> dict:
         timeouts += int(dict(logged)["dsdr/verifier_timeouts"])
         completions, solutions = ordinary_verifier_batch(1000 + index, ordinary)
         completions[ordinary // 2] = text
+        use_workers(default_workers)
         in_batch[name] = call(completions, solutions)
         start = time.perf_counter()
         extract_formulas(text)
@@ -376,6 +379,7 @@ def bench_verifier(ordinary: int, repetitions: int) -> dict:
         print(f"  hostile {name}: reward {reward}, alone {alone[name]:.3f} s, in a batch {in_batch[name]:.3f} s")
     ordinary_batch_seconds = statistics.median(seconds[default_workers])
     worst = max(alone, key=alone.get)
+    use_workers(default_workers)
     identical_seconds = call([HOSTILE_COMPLETIONS[worst]] * 8, ["2000"] * 8)
     _time_limit.WORKERS = None
     return {

@@ -44,7 +44,7 @@ from pebble import ProcessPool
 T = TypeVar("T")
 R = TypeVar("R")
 
-__all__ = ["Outcome", "map_with_time_limit", "run_with_time_limit", "worker_count"]
+__all__ = ["Outcome", "map_with_time_limit", "run_with_time_limit", "shutdown_pool", "worker_count"]
 
 # A pool that shows no progress for this long (no item finished, beyond the item time limit itself) is given up: its
 # items are reported `"unavailable"` and the next call starts a new pool. Worker start-up (an interpreter, then the
@@ -449,10 +449,17 @@ def _forget_pool_after_fork() -> None:
     _lock = threading.Lock()
 
 
-def _shutdown() -> None:
-    if _pool is not None:
-        _pool.close(wait_for_workers=True)
+def shutdown_pool() -> None:
+    """Stops the pool's workers now, waiting for them to exit (a busy one is killed); the next call starts a new pool.
+
+    Called at interpreter exit. Useful to free the workers' memory, or to start the next call from a full pool of
+    freshly started workers.
+    """
+    global _pool
+    with _lock:
+        if _pool is not None:
+            _pool.close(wait_for_workers=True)
+            _pool = None
 
 
-os.register_at_fork(after_in_child=_forget_pool_after_fork)
-atexit.register(_shutdown)
+atexit.register(shutdown_pool)
