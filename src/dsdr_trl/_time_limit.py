@@ -207,13 +207,8 @@ class _Pool:
             initargs=(os.getpid(), functions, WORKER_MEMORY_HEADROOM_BYTES, ready),
             context=context,
         )
-        self._started = threading.Event()
         self._closed = threading.Event()
-        self._start_error: BaseException | None = None
         threading.Thread(target=self._own, name="dsdr-time-limit-pool", daemon=True).start()
-        self._started.wait()
-        if self._start_error is not None:
-            raise RuntimeError(f"The time-limit pool could not start: {self._start_error!r}")
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         for _ in range(workers):
             if not ready.acquire(timeout=max(0.0, deadline - time.monotonic())):
@@ -223,11 +218,7 @@ class _Pool:
                 )
 
     def _own(self) -> None:
-        try:
-            self.pebble.active  # noqa: B018 - starts the pool, and its first workers, from this thread
-        except BaseException as error:
-            self._start_error = error
-        self._started.set()
+        self.pebble.active  # noqa: B018 - starts the pool, and its first workers, from this thread
         self._closed.wait()
 
     def usable(self, workers: int, fn_bytes: bytes) -> bool:
@@ -254,19 +245,12 @@ _functions: dict[bytes, None] = {}  # every function mapped so far, in order; ne
 _lock = threading.Lock()
 
 
-def _discard_pool() -> None:
-    global _pool
-    if _pool is not None:
-        _pool.close(wait_for_workers=False)
-        _pool = None
-
-
 def _get_pool(fn_bytes: bytes) -> _Pool:
     global _pool
     _functions.setdefault(fn_bytes)
     workers = worker_count()
     if _pool is None or not _pool.usable(workers, fn_bytes):
-        _discard_pool()
+        shutdown_pool(wait=False)
         _pool = _Pool(workers, tuple(_functions))
     return _pool
 
@@ -334,16 +318,16 @@ def _run_locked(fn_bytes: bytes, item_bytes: list[bytes], seconds: float) -> lis
             futures = {pool.pebble.schedule(_run, args=(fn_bytes, item_bytes[i]), timeout=seconds): i for i in todo}
         except RuntimeError as error:
             # The pool broke since it was checked.
-            _discard_pool()
+            shutdown_pool(wait=False)
             reason = str(error)
             continue
         todo = _collect(futures, outcomes, seconds)
         if any(outcome is not None and outcome.status == "unavailable" for outcome in outcomes):
-            _discard_pool()
+            shutdown_pool(wait=False)
             _functions.pop(fn_bytes, None)
         if not todo:
             break
-        _discard_pool()
+        shutdown_pool(wait=False)
     for index in todo:
         outcomes[index] = Outcome("unavailable", reason)
     return outcomes  # type: ignore[return-value]
@@ -449,17 +433,22 @@ def _forget_pool_after_fork() -> None:
     _lock = threading.Lock()
 
 
-def shutdown_pool() -> None:
-    """Stops the pool's workers now, waiting for them to exit (a busy one is killed); the next call starts a new pool.
+def shutdown_pool(wait: bool = True) -> None:
+    """
+    Stops the pool's workers now (a busy one is killed); the next call starts a new pool. Called at interpreter exit.
 
-    Called at interpreter exit. Useful to free the workers' memory, or to start the next call from a full pool of
-    freshly started workers.
+    Useful to free the workers' memory, or to start the next call from a full pool of freshly started workers. A call in
+    flight in another thread runs its remaining items on a new pool.
+
+    Args:
+        wait (`bool`, *optional*, defaults to `True`):
+            Whether to wait for the workers to exit; otherwise they are stopped in the background.
     """
     global _pool
-    with _lock:
-        if _pool is not None:
-            _pool.close(wait_for_workers=True)
-            _pool = None
+    pool, _pool = _pool, None
+    if pool is not None:
+        pool.close(wait_for_workers=wait)
 
 
+os.register_at_fork(after_in_child=_forget_pool_after_fork)
 atexit.register(shutdown_pool)
