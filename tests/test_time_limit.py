@@ -254,3 +254,51 @@ def test_workers_die_with_a_killed_parent_mid_item(tmp_path):
     for pid in survivors:
         os.kill(pid, signal.SIGKILL)
     assert survivors == []
+
+
+def test_pool_started_from_a_thread_that_exits_keeps_its_workers():
+    # PR_SET_PDEATHSIG fires when the thread that started a worker exits; the pool starts its workers from its own.
+    _time_limit.shutdown_pool()
+    pids: list[int] = []
+    thread = threading.Thread(target=lambda: pids.extend(map_with_time_limit(worker_pid, [0], 5.0, -1)))
+    thread.start()
+    thread.join()
+    time.sleep(0.5)
+    assert pids and alive(pids[0])
+    assert map_with_time_limit(worker_pid, list(range(20)), seconds=5.0, default=-1).count(-1) == 0
+
+
+def test_workers_do_not_run_the_parents_main_script(tmp_path):
+    # A training script without a `__main__` guard: a "spawn" worker would run it again, training included.
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
+        "print('top level ran', flush=True)\n"
+        "from dsdr_trl._time_limit import map_with_time_limit\n"
+        "from test_time_limit import square\n"
+        "print(map_with_time_limit(square, list(range(8)), seconds=30.0, default=None), flush=True)\n"
+    )
+    output = subprocess.run(  # noqa: S603 - this interpreter with the script written above
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=True
+    ).stdout
+    assert output.splitlines() == ["top level ran", str([x * x for x in range(8)])]
+
+
+def test_worker_count_divides_the_usable_cores_among_the_ranks(monkeypatch):
+    monkeypatch.delenv(_time_limit.WORKERS_ENV, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert _time_limit.worker_count() == 64
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert _time_limit.worker_count() == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "128")
+    assert _time_limit.worker_count() == 1
+    monkeypatch.setenv(_time_limit.WORKERS_ENV, "3")
+    assert _time_limit.worker_count() == 3
+    monkeypatch.setattr(_time_limit, "WORKERS", 5)
+    assert _time_limit.worker_count() == 5
+    monkeypatch.setattr(_time_limit, "WORKERS", None)
+    monkeypatch.setenv(_time_limit.WORKERS_ENV, "zero")
+    with pytest.raises(ValueError, match="DSDR_VERIFIER_WORKERS must be a positive integer"):
+        _time_limit.worker_count()
