@@ -1,4 +1,4 @@
-"""Tests for the subprocess-backed hard time limit. The helpers below are top-level so the worker can import them by
+"""Tests for the hard time limit on a pool of worker processes. The helpers below are top-level so the worker can import them by
 this module's name (pytest puts the tests directory on `sys.path`, and the worker inherits `sys.path`)."""
 
 import json

@@ -250,7 +250,7 @@ def _gold_text(solution: Any) -> str | None:
     return None
 
 
-def _run(items: list[tuple[str, str | None]]) -> list[Outcome]:
+def _verify_in_pool(items: list[tuple[str, str | None]]) -> list[Outcome]:
     return run_with_time_limit(_verify, items, VERIFY_TIME_LIMIT_SECONDS)
 
 
@@ -305,7 +305,7 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
         distinct_golds = [gold for gold in dict.fromkeys(golds) if gold is not None and gold not in _timed_out_golds]
     # Golds go first, in their own batch, so that completions of an unparsable (or overrunning) gold are not sent at
     # all: each would re-parse that gold and could overrun again.
-    gold_outcomes = dict(zip(distinct_golds, _run([(gold, None) for gold in distinct_golds]), strict=True))
+    gold_outcomes = dict(zip(distinct_golds, _verify_in_pool([(gold, None) for gold in distinct_golds]), strict=True))
     _remember_timed_out_golds([gold for gold, outcome in gold_outcomes.items() if outcome.status == "timeout"])
 
     rewards: list[float | None] = [None] * len(completions)
@@ -315,8 +315,9 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
     for index, (completion, gold) in enumerate(zip(completions, golds, strict=True)):
         gold_outcome = gold_outcomes.get(gold)  # None: no gold, or one that timed out in an earlier call
         if gold_outcome is None or gold_outcome.status != "ok" or not gold_outcome.value:
-            timeouts += gold_outcome is not None and gold_outcome.status == "timeout"
-            failures += gold_outcome is not None and gold_outcome.status == "unavailable"
+            if gold_outcome is not None:
+                timeouts += gold_outcome.status == "timeout"
+                failures += gold_outcome.status == "unavailable"
             continue
         rewards[index] = 0.0
         try:
@@ -326,7 +327,7 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
             answer = None
         if answer is not None and len(answer) <= MAX_ANSWER_CHARS:
             pairs.setdefault((gold, answer), []).append(index)
-    for rows, outcome in zip(pairs.values(), _run(list(pairs)), strict=True):
+    for rows, outcome in zip(pairs.values(), _verify_in_pool(list(pairs)), strict=True):
         for index in rows:
             # An overrun or an error scores 0.0 (already set); a pair the pool could not run is not scored.
             if outcome.status == "ok":
