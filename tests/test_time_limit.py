@@ -1,5 +1,5 @@
-"""Tests for the hard time limit on a pool of worker processes. The helpers below are top-level so the worker can import them by
-this module's name (pytest puts the tests directory on `sys.path`, and the worker inherits `sys.path`)."""
+"""Tests for the hard time limit on a pool of worker processes. The helpers below are top-level so the workers can
+import them by this module's name (pytest puts the tests directory on `sys.path`, and the workers inherit it)."""
 
 import json
 import os
