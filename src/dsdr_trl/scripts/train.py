@@ -13,7 +13,8 @@ Arguments come from three dataclasses, all settable in the YAML file or as flags
 [`DSDRScriptArguments`] (data, rewards, the pass@k callback, `--dry_run`), [`~dsdr_trl.DSDRConfig`] (every
 `GRPOConfig` field plus the DSDR coefficients) and TRL's `ModelConfig` (`model_name_or_path`, `dtype`,
 `--use_peft --lora_r ...`). An unknown key or flag is an error. `--dry_run` checks the arguments, the reward
-names and the dataset columns, and prints the plan without loading any model weights.
+names and the dataset columns, and prints the plan without loading any model weights. A run writes its arguments to
+`output_dir/dsdr_config.json`, from which `dsdr-trl eval` takes `chat_template_kwargs` and `system_prompt`.
 """
 
 from __future__ import annotations
