@@ -253,6 +253,10 @@ def test_conversational_file_with_extra_column_reaches_a_user_reward_module(
     calls = [json.loads(line) for line in (project / "calls.jsonl").read_text().splitlines()]
     assert len(calls) == 2 and all(set(call) <= {f"hint-{i}" for i in range(4)} for call in calls)
     assert "'rewards/hint_reward/mean'" in out + err and "'rewards/think_format_reward/mean'" in out + err
+    # The run's settings, readable by `dsdr-trl eval` and by people (TRL's training_args.bin is a pickle).
+    saved = json.loads((tmp_path / "out" / "dsdr_config.json").read_text())
+    assert saved["script_args"]["reward_funcs"] == ["my_rewards.hint_reward", "accuracy_reward", "think_format_reward"]
+    assert saved["training_args"]["max_steps"] == 2 and saved["model_args"]["model_name_or_path"] == tiny_model_dir
 
 
 def test_train_without_arguments_prints_a_short_usage(capsys):
@@ -298,3 +302,63 @@ def test_accelerate_launch_runs_two_processes_on_cpu(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "accelerate.commands.launch" in result.stdout and "batch on 2 process(es)" in result.stdout
     assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_eval_takes_chat_template_kwargs_and_system_prompt_from_the_training_run(capsys, tmp_path):
+    import shutil
+
+    # A training output directory as `dsdr-trl train` leaves it: the settings at its top, the weights in a checkpoint.
+    run = tmp_path / "run"
+    shutil.copytree(ROOT / WARMSTART, run / "checkpoint-2")
+    saved = {"script_args": {"system_prompt": "Multiply."}, "training_args": {"chat_template_kwargs": {"x": False}}}
+    (run / "dsdr_config.json").write_text(json.dumps(saved))
+    # One greedy sample of 4 tokens on one problem: only the settings are under test.
+    argv = ["eval", "--model", str(run / "checkpoint-2"), "--dataset", "configs/tiny/eval.jsonl", "--limit", "1"]
+    argv += ["--max_new_tokens", "4", "--temperature", "0", "--diversity_encoder", "none"]
+
+    status, out, err = run_cli(capsys, *argv, "--output", str(tmp_path / "a.json"))
+    assert status == 0, err
+    assert (
+        "from the training run's dsdr_config.json: chat_template_kwargs={\"x\": false}, system_prompt='Multiply.'"
+        in out
+    )
+    config = json.loads((tmp_path / "a.json").read_text())["config"]
+    assert config["chat_template_kwargs"] == {"x": False} and config["system_prompt"] == "Multiply."
+
+    overrides = ["--chat_template_kwargs", '{"enable_thinking": false}', "--system_prompt", ""]
+    status, out, err = run_cli(capsys, *argv, *overrides, "--output", str(tmp_path / "b.json"))
+    assert status == 0, err
+    assert "from the training run's" not in out
+    config = json.loads((tmp_path / "b.json").read_text())["config"]
+    assert config["chat_template_kwargs"] == {"enable_thinking": False} and config["system_prompt"] == ""
+
+    fails_clearly(capsys, [*argv, "--chat_template_kwargs", "enable_thinking=false"], "must be a JSON object")
+
+
+def test_unknown_yaml_keys_say_what_a_command_line_user_can_do(capsys, tmp_path):
+    # Keys from an open-r1 recipe: torch_dtype (renamed) and num_processes (a launch key) are taken; the others are
+    # named, each with what to do instead.
+    recipe = tmp_path / "open-r1.yaml"
+    extra = "torch_dtype: float32\nnum_processes: 1\nwandb_project: r1\nzero_stage: 2\nenv:\n  WANDB_MODE: offline\n"
+    recipe.write_text((ROOT / TINY).read_text() + "\n" + extra)
+    err = fails_clearly(
+        capsys,
+        ["train", "--config", str(recipe), "--dry_run"],
+        "'wandb_project' (set WANDB_PROJECT under the YAML's env: mapping instead)",
+        "'zero_stage' (an `accelerate launch` option: set it in an accelerate config file and pass --accelerate_config",
+        "remove them from the YAML",
+    )
+    assert "torch_dtype" not in err and "num_processes" not in err and "fail_with_unknown_args" not in err
+    recipe.write_text((ROOT / TINY).read_text() + "\n" + "torch_dtype: float32\nnum_processes: 1\n")
+    data = ["--dataset_name", "configs/tiny/train.jsonl", "--passk_eval_dataset", "configs/tiny/eval.jsonl"]
+    status, out, err = run_cli(capsys, "train", "--config", str(recipe), "--dry_run", *data)
+    assert status == 0 and "batch on 1 process(es)" in out, err
+
+    eval_config = tmp_path / "eval.yaml"
+    eval_config.write_text("model: m\ndataset: d\ntorch_dtype: bfloat16\nnum_processes: 8\n")
+    fails_clearly(
+        capsys,
+        ["eval", "--config", str(eval_config)],
+        "'torch_dtype' (this command calls it dtype)",
+        "'num_processes' (a launch setting of dsdr-trl train; eval runs in one process)",
+    )

@@ -1,14 +1,36 @@
 """What the `dsdr-trl` subcommands share: the error a user can fix, and running a subcommand so that such an error is
-one line and exit status 2, never a traceback (set `DSDR_TRL_DEBUG=1` to see the traceback anyway)."""
+one line and exit status 2, never a traceback (set `DSDR_TRL_DEBUG=1` to see the traceback anyway); the check of a
+`--config` YAML's keys; the run settings `dsdr-trl train` saves next to the model and `dsdr-trl eval` reads back."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["UsageError", "check_config_path", "run_command"]
+__all__ = [
+    "RUN_CONFIG_NAME",
+    "UsageError",
+    "check_config_keys",
+    "check_config_path",
+    "read_run_config",
+    "run_command",
+    "save_run_config",
+]
+
+# The run's arguments as JSON, written by `dsdr-trl train` into its output_dir (TRL's `training_args.bin` is a pickle).
+RUN_CONFIG_NAME = "dsdr_config.json"
+
+# Keys of other TRL-based recipes (open-r1) that no field takes, and what to do instead.
+FOREIGN_KEY_HINTS = {
+    "dataset_prompt_column": "this package calls it prompt_column",
+    "wandb_project": "set WANDB_PROJECT under the YAML's env: mapping instead",
+    "wandb_entity": "set WANDB_ENTITY under the YAML's env: mapping instead",
+    "wandb_run_group": "set WANDB_RUN_GROUP under the YAML's env: mapping instead",
+}
 
 
 class UsageError(Exception):
@@ -27,6 +49,52 @@ def check_config_path(argv: list[str], resolve: Callable[[str], str] | None = No
         path = Path(argv[index + 1])
         if not path.is_file():
             raise FileNotFoundError(f"Config file '{path}' does not exist.")
+
+
+def check_config_keys(parser: Any, config_path: str, command: str, hints: dict[str, str] | None = None) -> None:
+    """
+    Fails with one line naming every key of the `--config` YAML that no field of `parser` takes, and what to do.
+
+    TRL's parser would reject such keys with advice to pass `fail_with_unknown_args=False`, which a command-line user
+    cannot do. `hints` (key -> advice) adds to [`FOREIGN_KEY_HINTS`]; `env` (environment variables) is TRL's own key.
+    """
+    import dataclasses
+
+    import yaml
+
+    config = yaml.safe_load(Path(config_path).read_text()) or {}
+    if not isinstance(config, dict):
+        raise UsageError(f"Config file '{config_path}' is not a mapping of field names to values.")
+    known = {f.name for dtype in parser.dataclass_types for f in dataclasses.fields(dtype) if f.init} | {"env"}
+    unknown = [key for key in config if key not in known]
+    if unknown:
+        advice = {**FOREIGN_KEY_HINTS, **(hints or {})}
+        described = [f"'{key}' ({advice.get(key, 'no such field')})" for key in unknown]
+        raise UsageError(
+            f"the --config YAML has keys that dsdr-trl {command} does not take: {', '.join(described)}; remove them "
+            f"from the YAML (`dsdr-trl {command} --help` lists every field)."
+        )
+
+
+def save_run_config(output_dir: str, sections: dict[str, Any]) -> Path:
+    """Writes `sections` (e.g. `{"training_args": {...}}`) as `output_dir/dsdr_config.json` and returns the path."""
+    path = Path(output_dir) / RUN_CONFIG_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(sections, indent=2, default=str, ensure_ascii=False))
+    return path
+
+
+def read_run_config(model_dir: str) -> dict[str, Any] | None:
+    """The settings of the training run that produced `model_dir` (its `dsdr_config.json`, or that of the run
+    directory holding a `checkpoint-N` folder), or `None` when there is none."""
+    directory = Path(model_dir).expanduser()
+    candidates = [directory / RUN_CONFIG_NAME]
+    if directory.name.startswith("checkpoint-"):
+        candidates.append(directory.parent / RUN_CONFIG_NAME)
+    for candidate in candidates:
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    return None
 
 
 def run_command(name: str, main: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:

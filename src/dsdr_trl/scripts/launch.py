@@ -18,6 +18,7 @@ from pathlib import Path
 
 __all__ = [
     "LAUNCH_FLAGS",
+    "accelerate_option_hints",
     "launch",
     "list_recipes",
     "prepare_recipe",
@@ -37,6 +38,16 @@ LAUNCH_FLAGS = (
     "--main_process_port",
     "--mixed_precision",
 )
+
+
+def accelerate_option_hints() -> dict[str, str]:
+    """What to do with a recipe key that is an `accelerate launch` option other than [`LAUNCH_FLAGS`] (`zero_stage`,
+    `gpu_ids`, ...): such settings belong in an accelerate config file."""
+    from accelerate.commands.launch import launch_command_parser
+
+    taken = {flag[2:] for flag in LAUNCH_FLAGS}
+    advice = "an `accelerate launch` option: set it in an accelerate config file and pass --accelerate_config FILE"
+    return {action.dest: advice for action in launch_command_parser()._actions if action.dest not in taken}
 
 
 def recipes_dir() -> Path:

@@ -13,19 +13,20 @@ Arguments come from three dataclasses, all settable in the YAML file or as flags
 [`DSDRScriptArguments`] (data, rewards, the pass@k callback, `--dry_run`), [`~dsdr_trl.DSDRConfig`] (every
 `GRPOConfig` field plus the DSDR coefficients) and TRL's `ModelConfig` (`model_name_or_path`, `dtype`,
 `--use_peft --lora_r ...`). An unknown key or flag is an error. `--dry_run` checks the arguments, the reward
-names and the dataset columns, and prints the plan without loading any model weights.
+names and the dataset columns, and prints the plan without loading any model weights. A run writes its arguments to
+`output_dir/dsdr_config.json`, from which `dsdr-trl eval` takes `chat_template_kwargs` and `system_prompt`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..data import PromptArguments, hub_dataset_id
-from .common import UsageError, check_config_path, run_command
+from .common import UsageError, check_config_keys, check_config_path, run_command, save_run_config
 
 
 @dataclass
@@ -108,6 +109,13 @@ class DSDRScriptArguments(PromptArguments):
     )
     passk_eval_steps: int | None = field(
         default=None, metadata={"help": "Run the pass@k callback every N steps; default: eval_steps."}
+    )
+    passk_eval_prefix: str = field(
+        default="eval/",
+        metadata={
+            "help": "Prefix of the callback's metric names. 'eval_' (TRL's convention for eval_reward) puts them in "
+            "the eval/ section of Weights & Biases and Trackio, which file 'eval/...' keys under train/."
+        },
     )
     dry_run: bool = field(
         default=False,
@@ -327,8 +335,12 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any, p
                 max_new_tokens=script_args.passk_eval_max_new_tokens or training_args.max_completion_length,
                 batch_size=training_args.per_device_eval_batch_size,
                 seed=training_args.seed,
+                prefix=script_args.passk_eval_prefix,
             )
         )
+    if trainer.is_world_process_zero():  # `dsdr-trl eval` reads chat_template_kwargs and system_prompt back from it
+        sections = {"script_args": asdict(script_args), "model_args": asdict(model_args)}
+        save_run_config(training_args.output_dir, {**sections, "training_args": training_args.to_dict()})
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     _say(f"saved the model to {training_args.output_dir}")
@@ -369,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `dsdr-trl train`; returns the exit status. See the module docstring."""
     import tempfile
 
-    from .launch import launch, prepare_recipe, resolve_recipe, split_launch_args
+    from .launch import accelerate_option_hints, launch, prepare_recipe, resolve_recipe, split_launch_args
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
@@ -385,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         if "--config" in argv:
             index = argv.index("--config") + 1
             argv[index], recipe_launch = prepare_recipe(resolve_recipe(argv[index]), scratch)
+            check_config_keys(make_parser(), argv[index], "train", accelerate_option_hints())
         cli_launch, argv = split_launch_args(argv)
         # A flag overrides the recipe's key; inside a launched process the launch is done, so both are ignored.
         launch_args = [] if launched else _merge_launch_args(split_launch_args(recipe_launch)[0], cli_launch)
