@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import dsdr_trl
 from dsdr_trl import cli
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -110,13 +111,14 @@ def test_recipes_by_name_from_any_directory(monkeypatch, tmp_path, capsys):
 
     assert {"qwen3-1.7b/dsdr", "qwen3-4b/dsdr-vllm-server", "tiny/dsdr"} <= set(list_recipes())
     assert resolve_recipe("qwen3-1.7b/dsdr") == str(CONFIGS / "qwen3-1.7b" / "dsdr.yaml")
-    monkeypatch.chdir(tmp_path)  # the tiny recipe's data files are found next to it, not in the working directory
-    # Its model is the warm start inside the checkout (a path relative to the repository root), named here in full.
-    warmstart = str(CONFIGS.parent / "src" / "dsdr_trl" / "toy" / "assets" / "warmstart")
-    status = cli.main(["train", "--config", "tiny/dsdr", "--dry_run", "--model_name_or_path", warmstart])
+    # The tiny recipe's data files are found next to it, and its model (`dsdr_trl/toy/assets/warmstart`) inside the
+    # package, not in the working directory.
+    monkeypatch.chdir(tmp_path)
+    status = cli.main(["train", "--config", "tiny/dsdr", "--dry_run"])
     out, err = capsys.readouterr()
     assert status == 0, err
     assert "(32 rows, columns ['prompt', 'solution', 'problem'])" in out
+    assert str(Path(dsdr_trl.__file__).parent / "toy" / "assets" / "warmstart") in out
     status = cli.main(["train", "--config", "qwen3-1.7b/dsdr", "--dry_run", "--num_processes", "4"])
     out, err = capsys.readouterr()
     # The recipe targets 8 processes; the flag overrides it and the plan is reported for 4.
