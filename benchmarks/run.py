@@ -13,6 +13,8 @@ slows both sides alike. The machine it ran on is recorded with the figures.
   exactly the texts the math needs, with a fresh batch of texts per repetition so no cache is warm. With
   `diversity_encoder_pooling="windows"` the denominator is the encoder's own forward pass over the same windows
   (already tokenized), so the figure also charges the windows' tokenization and pooling to DSDR.
+- `formulas_nested_over_ordinary`: formula extraction of 256 nested `\boxed` groups in 8 KB (the worst of a few
+  shapes) over that of an ordinary 8 KB completion, uncached.
 - `verifier`: completions per second of `accuracy_reward` on ordinary completions, and its worst-case latency per
   hostile completion (each scored in its own call, so the latency includes killing an overrunning worker).
 """
@@ -199,8 +201,9 @@ def _scoring_repetition(trainer, batch: tuple, group: int, reverse: bool) -> dic
     texts (`encode` of the truncated texts, or the forward pass over their windows)."""
     from trl import GRPOTrainer
 
+    from dsdr_trl import formulas
     from dsdr_trl.encoder import encode_windows, encoder_text, text_windows
-    from dsdr_trl.formulas import _extract_cached, extract_formulas_batch
+    from dsdr_trl.formulas import extract_formulas_batch
 
     inputs, completions, correct = batch
     prompts = [x["prompt"] for x in inputs]
@@ -231,9 +234,9 @@ def _scoring_repetition(trainer, batch: tuple, group: int, reverse: bool) -> dic
     ]
     times = {}
     for key, fn, fn_args, kwargs in reversed(calls) if reverse else calls:
-        _extract_cached.cache_clear()  # a new generation batch: no completion was seen before
+        formulas._cache.clear()  # a new generation batch: no completion was seen before
         times[key] = _time(fn, *fn_args, **kwargs)
-    _extract_cached.cache_clear()
+    formulas._cache.clear()
     times["extract"] = _time(extract_formulas_batch, texts)
     times["rows_embedded"] = len(texts)
     times["windows_embedded"] = len(windows)
@@ -355,6 +358,40 @@ def bench_verifier(ordinary: int, repetitions: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Formula extraction on nested groups
+
+
+def nested_boxes(opener: str, body: str, closer: str = "}", depth: int = 256, size: int = 8_192) -> str:
+    """`depth` nested groups opened by `opener` (`{i}` is the level), filled with `body` up to `size` characters."""
+    head = "".join(opener.replace("{i}", str(level)) for level in range(depth))
+    return head + body * ((size - len(head) - depth * len(closer)) // len(body)) + closer * depth
+
+
+def bench_formulas(repetitions: int) -> dict:
+    from dsdr_trl import formulas
+
+    nested = {
+        "around thin spaces": nested_boxes("\\boxed{", "\\,x"),
+        "around rows": nested_boxes("\\boxed{", "a&=b\\\\"),
+        "a distinct root per level": nested_boxes("\\boxed{\\sqrt{{i}}\\cdot", "\\,"),
+    }
+    ordinary = synthetic_completion(random.Random(0), 8_192, "34")
+    seconds: dict[str, list[float]] = {name: [] for name in ["ordinary", *nested]}
+    for repetition in range(repetitions):
+        texts = {"ordinary": ordinary, **nested}
+        for name in reversed(texts) if repetition % 2 else texts:
+            formulas._cache.clear()
+            seconds[name].append(_time(formulas.extract_formulas, texts[name]))
+    worst = max(nested, key=lambda name: statistics.median(seconds[name]))
+    return {
+        "ordinary_seconds": statistics.median(seconds["ordinary"]),
+        "nested_seconds": {name: statistics.median(seconds[name]) for name in nested},
+        "worst_nested_input": worst,
+        "nested_over_ordinary": median_ratio(seconds[worst], seconds["ordinary"]),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Report
 
 
@@ -391,6 +428,14 @@ def markdown(report: dict) -> str:
             f"{r['completion_chars']} | {r['scoring_seconds']:.4f} | {r['encode_seconds']:.4f} | "
             f"{r['formula_extraction_seconds']:.4f} | {r['scoring_over_encoder']:.3f} |"
         )
+    if "formulas" in report:
+        f = report["formulas"]
+        lines += [
+            "",
+            f"Formula extraction: 256 nested `\\boxed` in 8 KB {f['nested_seconds'][f['worst_nested_input']] * 1000:.1f} "
+            f"ms (`{f['worst_nested_input']}`), an ordinary 8 KB completion {f['ordinary_seconds'] * 1000:.1f} ms: "
+            f"formulas_nested_over_ordinary {f['nested_over_ordinary']:.1f}.",
+        ]
     if "verifier" not in report:
         return "\n".join([*lines, ""])
     v = report["verifier"]
@@ -441,6 +486,8 @@ def main() -> None:
     report["step_time"] = bench_steps(step_configs, args.steps, out_dir / "runs")
     print("scoring over encoder", flush=True)
     report["scoring"] = bench_scoring(scoring_configs, scoring_repetitions, out_dir / "runs")
+    print("formula extraction", flush=True)
+    report["formulas"] = bench_formulas(repetitions=9)
     if not args.skip_verifier:
         print("verifier", flush=True)
         report["verifier"] = bench_verifier(ordinary=128, repetitions=3)
@@ -449,6 +496,7 @@ def main() -> None:
         "step_time_ratio": {name: r["step_time_ratio"] for name, r in report["step_time"].items()},
         "peak_memory_ratio": {name: r["peak_memory_ratio"] for name, r in report["step_time"].items()},
         "scoring_over_encoder": {name: r["scoring_over_encoder"] for name, r in report["scoring"].items()},
+        "formulas_nested_over_ordinary": report["formulas"]["nested_over_ordinary"],
     }
     if "verifier" in report:
         report["figures"]["verifier_completions_per_second"] = report["verifier"]["completions_per_second"]

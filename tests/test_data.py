@@ -1,7 +1,14 @@
 """Dataset adapters and local files of `dsdr_trl.data`, on the small sample files under tests/data/."""
 
+import json
+import math
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from dsdr_trl import data
@@ -12,6 +19,7 @@ from dsdr_trl.data import (
     gsm8k_answer,
     load_math_dataset,
     looks_local,
+    number_text,
     resolve_prompt_template,
 )
 
@@ -131,6 +139,59 @@ def test_gsm8k_answer_and_local_detection(tmp_path):
     assert gsm8k_answer("so 3 + 4 = 7\n#### 1,007") == "1007"
     assert looks_local("data/file.jsonl") and looks_local("./dir") and looks_local(str(tmp_path))
     assert not looks_local("openai/gsm8k") and not looks_local("math500")
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1e20, "100000000000000000000"),
+        (1e23, "100000000000000000000000"),  # the digits written, not int(1e23) = 99999999999999991611392
+        (1e-05, "0.00001"),
+        (-1.5e-10, "-0.00000000015"),
+        (2.5, "2.5"),
+        (3.0, "3"),
+        (-0.0, "0"),
+        (np.float32(0.1), "0.1"),  # float32's own shortest digits, not float(0.1f) = 0.10000000149011612
+        (np.float16(1e-3), "0.001"),
+        (np.float64(1e20), "100000000000000000000"),
+        (np.int64(-7), "-7"),
+        (np.uint64(2**64 - 1), "18446744073709551615"),
+        (Decimal("1E+20"), "100000000000000000000"),
+        (Decimal("1.50"), "1.5"),
+        (Fraction(1, 3), "1/3"),
+        (math.nan, None),
+        (np.float64("inf"), None),
+        (Decimal("NaN"), None),
+        (True, None),
+        (np.bool_(False), None),
+        ("12", None),
+        (None, None),
+        (1 + 2j, None),
+    ],
+)
+def test_number_text_is_positional(value, text):
+    assert number_text(value) == text
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_float_solution_columns_load_as_positional_numbers(tmp_path, suffix):
+    from dsdr_trl.rewards import accuracy_reward
+
+    problems = ["Big?", "Small?", "Half?", "Whole?"]
+    answers = [1e20, 1e-05, 2.5, 3.0]
+    path = tmp_path / f"floats{suffix}"
+    if suffix == ".parquet":
+        pq.write_table(pa.table({"problem": problems, "answer": pa.array(answers, pa.float64())}), path)
+    else:
+        # json.dumps writes the floats as 1e+20 and 1e-05, as any JSON writer may.
+        path.write_text(
+            "".join(json.dumps({"problem": p, "answer": a}) + "\n" for p, a in zip(problems, answers, strict=True))
+        )
+    solution = load_math_dataset(str(path))["solution"]
+    assert solution == ["100000000000000000000", "0.00001", "2.5", "3"]
+    completions = [r"\boxed{100000000000000000000}", r"\boxed{e+20}", r"\boxed{0.00001}", r"\boxed{3}"]
+    golds = [solution[0], solution[0], solution[1], solution[3]]
+    assert accuracy_reward(completions, solution=golds) == [1.0, 0.0, 1.0, 1.0]
 
 
 def test_every_other_column_is_kept_for_the_reward_functions():

@@ -25,10 +25,12 @@ the local-file alternative.
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,46 @@ _GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
 
 class DatasetUnavailableError(FileNotFoundError):
     """A dataset that cannot be read: a missing local file, or a Hub dataset out of reach."""
+
+
+def number_text(value: Any) -> str | None:
+    """
+    A number from a data column as a reference answer: positional decimal digits, never an exponent.
+
+    `str(1e20)` is `1e+20` and `str(0.00001)` is `1e-05`, which math-verify reads as expressions in Euler's number;
+    written positionally (`100000000000000000000`, `0.00001`) they are the numbers they stand for. Floats keep the
+    shortest digits that round-trip in their own precision (`numpy.float32(0.1)` is `0.1`), and an integral value
+    loses its `.0` (`3.0` is `3`, as an integer column writes it; math-verify takes `3` and `3.0` as equal).
+
+    Args:
+        value (`Any`):
+            A cell of a data column. Python and NumPy integers and floats (any width) and `Decimal` are numbers;
+            `bool` (and `numpy.bool_`) is not.
+
+    Returns:
+        `str | None`: The text, `None` for NaN, an infinity or anything that is not a number.
+
+    Example:
+
+    ```python
+    >>> [number_text(value) for value in (1e20, 1e-05, 2.5, 3.0, -7, float("nan"), True)]
+    ['100000000000000000000', '0.00001', '2.5', '3', '-7', None, None]
+    ```
+    """
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, Decimal)):
+        return None
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Rational):
+        return f"{value.numerator}/{value.denominator}"
+    # `str` of a NumPy float is the shortest round-trip text of its own width, exponent or not; Decimal reads both.
+    exact = value if isinstance(value, Decimal) else Decimal(str(value))
+    if not exact.is_finite():
+        return None
+    if exact.is_zero():
+        return "0"
+    text = format(exact, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def gsm8k_answer(answer: str) -> str:
@@ -266,6 +308,9 @@ def _answer_text(value: Any) -> str:
     # answer contains `####`, so both rules apply to every dataset, local copies included.
     if isinstance(value, (list, tuple)):
         value = value[0] if value else ""
+    if isinstance(value, (numbers.Real, Decimal)) and not isinstance(value, bool):
+        # NaN and infinities are missing answers, as an empty cell is.
+        return number_text(value) or ""
     text = "" if value is None else str(value)
     if "####" in text:
         text = gsm8k_answer(text)

@@ -19,6 +19,7 @@ import math_verify
 from math_verify import ExprExtractionConfig, LatexExtractionConfig
 
 from ._time_limit import map_with_time_limit
+from .data import number_text
 
 __all__ = ["REWARD_FUNCS", "accuracy_reward", "extract_answer", "get_reward_func"]
 
@@ -233,13 +234,9 @@ def _score_answer(gold_and_answer: tuple[str, str]) -> float:
 
 
 def _gold_text(solution: Any) -> str | None:
-    if isinstance(solution, bool):
-        return None
-    if isinstance(solution, (int, float)):
-        return str(solution)
-    if isinstance(solution, str) and solution.strip():
-        return solution
-    return None
+    if isinstance(solution, str):
+        return solution if solution.strip() else None
+    return number_text(solution)
 
 
 def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) -> list[float | None]:
