@@ -96,27 +96,20 @@ try:
     report = json.loads((out / "bench.json").read_text())
 except (OSError, json.JSONDecodeError):
     report = {"step_time": {}, "scoring": {}}
-for name, r in report["step_time"].items():
-    rows.append(
-        (
-            f"{name}",
-            f"{r['policy_parameters'] / 1e9:.2f}B params, {r['rows_per_step']} x {r['completion_tokens']} tokens: "
-            f"GRPO {r['grpo_step_seconds']:.2f} s/step, DSDR {r['dsdr_step_seconds']:.2f} s/step, "
-            f"step_time_ratio {r['step_time_ratio']:.4f}; peak {r['grpo_peak_memory_mb'] / 1024:.1f} GiB GRPO, "
-            f"{r['dsdr_peak_memory_mb'] / 1024:.1f} GiB DSDR, peak_memory_ratio {r['peak_memory_ratio']:.4f}",
-        )
-    )
 for name, r in report["scoring"].items():
-    rows.append(
-        (
-            f"scoring {name}",
-            f"scoring_over_encoder {r['scoring_over_encoder']:.3f}, {r['encoder_texts_per_second']:.0f} texts/s",
-        )
-    )
+    rows.append((f"scoring {name}", f"scoring_over_encoder {r['scoring_over_encoder']:.3f}"))
 if bench_status:
     rows.append(("benchmark", f"exit {bench_status} (124: cut at the time budget); see bench.log"))
 rows.append(("wall time", f"{seconds} s"))
 width = max(len(key) for key, _ in rows)
-print("\n" + "\n".join(f"{key:<{width}}  {value}" for key, value in rows))
+print("\n" + "\n".join(f"{key:<{width}}  {value}" for key, value in rows) + "\n")
+print("| config | policy | rows × tokens | GRPO s/step | DSDR s/step | step_time_ratio | GRPO → DSDR peak GiB | peak_memory_ratio |")
+print("|---|---|---|---|---|---|---|---|")
+for name, r in report["step_time"].items():
+    print(
+        f"| {name} | {r['policy_parameters'] / 1e9:.2f}B | {r['rows_per_step']} × {r['completion_tokens']} | "
+        f"{r['grpo_step_seconds']:.2f} | {r['dsdr_step_seconds']:.2f} | {r['step_time_ratio']:.4f} | "
+        f"{r['grpo_peak_memory_mb'] / 1024:.1f} → {r['dsdr_peak_memory_mb'] / 1024:.1f} | {r['peak_memory_ratio']:.4f} |"
+    )
 PY
 [ "$tests_status" -eq 0 ] && [ "$bench_status" -eq 0 ]
