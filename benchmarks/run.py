@@ -214,15 +214,16 @@ def _scoring_repetition(trainer, batch: tuple, group: int, reverse: bool) -> dic
     texts (`encode` of the truncated texts, or the forward pass over their windows)."""
     from trl import GRPOTrainer
 
-    from dsdr_trl.encoder import encode_windows, encoder_text, text_windows
+    from dsdr_trl.encoder import diversity_text, encode_windows, encoder_text, text_windows
     from dsdr_trl.formulas import _extract_cached, extract_formulas_batch
 
     inputs, completions, correct = batch
     prompts = [x["prompt"] for x in inputs]
     ids = [[0]] * len(completions)
     group_has_correct = [any(correct[i : i + group]) for i in range(0, len(correct), group)]
-    texts = [trainer._diversity_text(c) for i, c in enumerate(completions) if group_has_correct[i // group]]
     args = trainer.args
+    kept = [c for i, c in enumerate(completions) if group_has_correct[i // group]]
+    texts = [diversity_text(c, args.diversity_include_reasoning) for c in kept]
     if args.diversity_encoder_pooling == "windows":
         windows = [
             w

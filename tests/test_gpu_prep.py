@@ -71,13 +71,16 @@ def test_qwen2_policy_config_has_half_a_billion_parameters(step_worker):
 
 @pytest.mark.slow
 def test_qwen2_benchmark_config_runs_shrunk_on_cpu(tmp_path):
-    # One layer, a 4,096-word vocabulary and 16-token completions instead of 24, 151,936 and 1K: about a minute here.
+    # One layer, a 4,096-word vocabulary and 16-token completions instead of 24, 151,936 and 1K, and one scoring
+    # repetition on the tiny config: 25 to 90 s on 2 shared cores.
     command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--out-dir", str(tmp_path)]
     command += ["--step-configs", "qwen2-0.5b-1k:1:1", "--layers", "1", "--vocab", "4096", "--tokens", "16"]
-    command += ["--scoring-configs", "", "--skip-verifier"]
+    command += ["--scoring-configs", "tiny", "--scoring-repetitions", "1", "--skip-verifier"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    result = json.loads((tmp_path / "bench.json").read_text())["step_time"]["qwen2-0.5b-1k"]
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["scoring"]["tiny"]["scoring_over_encoder"] > 0  # the check's scoring figures take the same path
+    result = report["step_time"]["qwen2-0.5b-1k"]
     assert (result["policy_layers"], result["policy_vocab"], result["completion_tokens"]) == (1, 4096, 16)
     assert result["rows_per_step"] == 16 and result["timed_steps_per_run"] == 1
     assert result["warmup"] == "a one-step run at 16 tokens"
