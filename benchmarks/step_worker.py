@@ -8,9 +8,10 @@ two sides of every ratio run under the same conditions. A fresh process per run 
 
 The `qwen2-0.5b-*` configs are for a GPU: a randomly initialised policy of Qwen2-0.5B's shape (hidden size 896, 24
 layers, 14 heads, 2 KV heads, MLP 4864, vocabulary 151,936) with its output head untied, 0.63B parameters (the tied
-original has 0.49B), generating 1K or 4K tokens for G = 8. A word-level tokenizer of the same vocabulary is built in
-code (every id decodes to a short lowercase word), so its completions are text of realistic length for the encoder.
-Their warm-up is a one-step run at 16 tokens in the same process, so every step of the timed run is counted.
+original has 0.49B), in bfloat16 on a GPU, generating 1K or 4K tokens for G = 8. A word-level tokenizer of the same
+vocabulary is built in code (every id decodes to a short lowercase word), so its completions are text of realistic
+length for the encoder. Their warm-up is a one-step run at 16 tokens in the same process, so every step of the timed
+run is counted.
 `--layers`, `--tokens` and `--vocab` shrink a config for a smoke run on a CPU (the test suite runs `qwen2-0.5b-1k` so).
 """
 
@@ -86,6 +87,9 @@ def build_word_tokenizer(vocab_size: int):
 def build_policy(spec: dict, device: str = "cpu"):
     """The randomly initialised policy (seed 0) and tokenizer of a config, built on `device`.
 
+    A Qwen2 policy on a GPU is cast to bfloat16, the dtype in which TRL loads a Qwen checkpoint (`from_pretrained`
+    infers it from the weights); elsewhere every policy stays in float32.
+
     Returns:
         `tuple` of the model and its tokenizer: the test suite's Qwen3 family over the tiny BPE tokenizer, or, for a
         config with a `vocab`, a `Qwen2ForCausalLM` (untied output head) over [`build_word_tokenizer`].
@@ -122,6 +126,8 @@ def build_policy(spec: dict, device: str = "cpu"):
     with torch.device(device):  # initialising 0.6B parameters on a GPU takes a fraction of the time it takes on a CPU
         model = Qwen2ForCausalLM(config)
     model.generation_config = GenerationConfig(**special)
+    if torch.device(device).type == "cuda":
+        model.to(torch.bfloat16)
     return model, tokenizer
 
 
