@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fills .whl/ with what `scripts/gpu_check.sh` needs on an offline GPU machine, beyond what its image has.
 #
-#   bash scripts/prepare_gpu_wheels.sh        # here, where pip reaches a package registry
+#   bash scripts/prepare_gpu_wheels.sh        # where pip reaches a package registry; PYTHON=... for another env
 #
 # The GPU machine runs CPython 3.12 on manylinux x86-64 with torch (CUDA), transformers 5.17, accelerate, peft,
 # sentence-transformers, huggingface_hub, tokenizers, safetensors, numpy, pandas, pyarrow, sympy and pytest, and no
@@ -15,8 +15,8 @@
 # Everything that travels (the working tree and .whl/) must stay under 64 MiB; .whl/ under 60 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-/work/main/.venv/bin/python}
-[ -x "$PYTHON" ] || PYTHON=${VENV:-.venv}/bin/python
+PYTHON=${PYTHON:-${VENV:-.venv}/bin/python}  # the environment whose versions are carried (`make install` makes it)
+[ -x "$PYTHON" ] || { echo "prepare_gpu_wheels: no Python at $PYTHON; run make install, or set PYTHON." >&2; exit 1; }
 DEST=.whl
 LIMIT_MIB=60
 TRAVEL_LIMIT_MIB=64
