@@ -20,7 +20,7 @@ if ! nvidia-smi -L > /dev/null 2>&1; then
     exit 1
 fi
 start=$(date +%s)
-BUDGET=${GPU_CHECK_SECONDS:-570}  # the whole check, install included; the device runs one command for 600 s at most
+BUDGET=${GPU_CHECK_SECONDS:-570}  # the whole check, install included: keep it under the runner's limit (often 600 s)
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-outputs/gpu_check}
 SITE=/tmp/site
