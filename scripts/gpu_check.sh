@@ -17,7 +17,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 if ! nvidia-smi -L > /dev/null 2>&1; then
     echo "gpu_check: no CUDA device found (nvidia-smi lists none); run it on a GPU machine, see README 'On a GPU'."
-    exit 1
+    exit 2
 fi
 start=$(date +%s)
 BUDGET=${GPU_CHECK_SECONDS:-570}  # the whole check, install included: keep it under the runner's limit (often 600 s)
@@ -32,7 +32,7 @@ left() { local s=$((BUDGET - ($(date +%s) - start))); echo $((s > 30 ? s : 30));
 
 if ! compgen -G ".whl/*.whl" > /dev/null || [ ! -f .whl/encoder/packed.safetensors ]; then
     echo "gpu_check: .whl/ is missing or incomplete; run scripts/prepare_gpu_wheels.sh where pip works and carry .whl."
-    exit 1
+    exit 2
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 {
