@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import PromptArguments
-from .common import UsageError, check_config_path, run_command
+from .common import UsageError, check_config_path, check_output_path, check_row_limits, one_line_errors, run_command
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-pass1": {"num_samples": 1, "k": "1", "temperature": 0.1, "top_p": 0.9},
@@ -85,7 +85,7 @@ class EvalArguments(PromptArguments):
 def make_parser():
     from trl import TrlParser
 
-    return TrlParser((EvalArguments,), prog="dsdr-trl eval")
+    return one_line_errors(TrlParser((EvalArguments,), prog="dsdr-trl eval"))
 
 
 def _preset_name(argv: list[str]) -> str | None:
@@ -160,8 +160,9 @@ def run(args: EvalArguments) -> int:
         )
     if args.num_samples < 1 or args.batch_size < 1 or args.max_new_tokens < 1:
         raise ValueError("--num_samples, --batch_size and --max_new_tokens must be positive.")
-    if args.output and not Path(args.output).parent.exists():
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    check_row_limits(limit=args.limit)
+    if args.output:
+        check_output_path(args.output, "--output", directory=False)
 
     dataset = load_math_dataset(
         args.dataset,
@@ -213,6 +214,7 @@ def run(args: EvalArguments) -> int:
     print(f"\n{args.model} on {args.dataset} ({len(dataset)} problems, {args.num_samples} samples each)\n")
     print(result.to_markdown())
     if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         with open(args.output, "w") as file:
             json.dump({**result.to_dict(), **_provenance()}, file, indent=2, ensure_ascii=False)
         print(f"\nWrote {args.output}")
