@@ -31,6 +31,7 @@ from .common import (
     check_output_path,
     check_row_limits,
     one_line_errors,
+    read_config,
     run_command,
 )
 
@@ -434,9 +435,7 @@ def _target_processes(launch_args: list[str]) -> int:
     if (count := _launch_value(launch_args, "--num_processes")) is not None:
         return int(count)
     if (config_file := _launch_value(launch_args, "--config_file")) is not None:
-        import yaml
-
-        config = yaml.safe_load(Path(config_file).read_text()) or {}
+        config = read_config(config_file)
         return int(config.get("num_processes", 1)) * int(config.get("num_machines", 1) or 1)
     return int(os.environ.get("WORLD_SIZE", "1"))
 
