@@ -367,6 +367,8 @@ def test_malformed_yaml_config(capsys, tmp_path):
     broken.write_text("model_name_or_path: m\n  learning_rate: [1\n")
     for command in ("train", "eval"):
         fails_clearly(capsys, [command, "--config", str(broken)], "not valid YAML", "line 2, column 16")
+    argv = ["train", "--config", TINY, "--dry_run", "--accelerate_config", str(broken)]
+    fails_clearly(capsys, argv, f"Config file '{broken}' is not valid YAML")
     listed = tmp_path / "list.yaml"
     listed.write_text("- learning_rate: 1\n")
     fails_clearly(capsys, ["train", "--config", str(listed)], "holds a YAML list, not a mapping")
