@@ -402,7 +402,7 @@ def test_row_limits_must_be_positive(capsys, tmp_path, value):
     refused_without_output(capsys, tmp_path, argv, "--limit must be a positive number of rows")
 
 
-def test_unreachable_hub_model_in_train_fails_fast(capsys, tmp_path, monkeypatch):
+def test_unreachable_hub_model_fails_fast(capsys, tmp_path, monkeypatch):
     argv = ["train", "--config", TINY, "--model_name_or_path", "some-org/no-model"]
     refused_without_output(capsys, tmp_path, argv, "Could not load the model 'some-org/no-model'", "HF_HUB_OFFLINE")
     # A dry run notes it, as it does for a Hub dataset: offline, a recipe's Hub model cannot be checked.
@@ -414,6 +414,8 @@ def test_unreachable_hub_model_in_train_fails_fast(capsys, tmp_path, monkeypatch
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")  # `.invalid` never resolves (RFC 2606)
     refused_without_output(capsys, tmp_path, argv, "hub.invalid cannot be reached", "local directory")
+    argv = ["eval", "--model", "some-org/no-model", "--dataset", "configs/tiny/eval.jsonl"]
+    refused_without_output(capsys, tmp_path, argv, "hub.invalid cannot be reached", "--model")
 
 
 def test_output_dir_that_is_a_file(capsys, tmp_path):

@@ -145,7 +145,9 @@ def _load_model(args: EvalArguments, device: str):
 
 def run(args: EvalArguments) -> int:
     """Evaluates `args.model` on `args.dataset`; writes `args.output` and prints the table. Returns 0."""
-    from ..data import load_math_dataset
+    from huggingface_hub import is_offline_mode
+
+    from ..data import hub_unreachable_reason, load_math_dataset, looks_local
     from ..evaluation import evaluate_policy, parse_ks
 
     if not args.model:
@@ -163,6 +165,11 @@ def run(args: EvalArguments) -> int:
     check_row_limits(limit=args.limit)
     if args.output:
         check_output_path(args.output, "--output", directory=False)
+    if not looks_local(args.model) and not is_offline_mode() and (reason := hub_unreachable_reason()) is not None:
+        # In seconds, where the Hub client would retry for about a minute.
+        raise FileNotFoundError(
+            f"Could not load the model '{args.model}' ({reason}). Pass a local directory with --model."
+        )
 
     dataset = load_math_dataset(
         args.dataset,
