@@ -23,7 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from ..data import PromptArguments
-from .common import RUN_CONFIG_NAME, UsageError, check_config_keys, check_config_path, read_run_config, run_command
+from .common import (
+    RUN_CONFIG_NAME,
+    UsageError,
+    check_config_keys,
+    check_config_path,
+    check_output_path,
+    check_row_limits,
+    one_line_errors,
+    read_run_config,
+    run_command,
+)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-pass1": {"num_samples": 1, "k": "1", "temperature": 0.1, "top_p": 0.9},
@@ -136,7 +146,7 @@ def _apply_run_config(args: EvalArguments) -> None:
 def make_parser():
     from trl import TrlParser
 
-    return TrlParser((EvalArguments,), prog="dsdr-trl eval")
+    return one_line_errors(TrlParser((EvalArguments,), prog="dsdr-trl eval"))
 
 
 def _preset_name(argv: list[str]) -> str | None:
@@ -198,7 +208,9 @@ def _load_model(args: EvalArguments, device: str):
 
 def run(args: EvalArguments) -> int:
     """Evaluates `args.model` on `args.dataset`; writes `args.output` and prints the table. Returns 0."""
-    from ..data import load_math_dataset
+    from huggingface_hub import is_offline_mode
+
+    from ..data import hub_unreachable_reason, load_math_dataset, looks_local
     from ..evaluation import evaluate_policy, parse_ks
 
     if not args.model:
@@ -214,8 +226,14 @@ def run(args: EvalArguments) -> int:
     if args.num_samples < 1 or args.batch_size < 1 or args.max_new_tokens < 1:
         raise ValueError("--num_samples, --batch_size and --max_new_tokens must be positive.")
     _apply_run_config(args)
-    if args.output and not Path(args.output).parent.exists():
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    check_row_limits(limit=args.limit)
+    if args.output:
+        check_output_path(args.output, "--output", directory=False)
+    if not looks_local(args.model) and not is_offline_mode() and (reason := hub_unreachable_reason()) is not None:
+        # In seconds, where the Hub client would retry for about a minute.
+        raise FileNotFoundError(
+            f"Could not load the model '{args.model}' ({reason}). Pass a local directory with --model."
+        )
 
     dataset = load_math_dataset(
         args.dataset,
@@ -268,6 +286,7 @@ def run(args: EvalArguments) -> int:
     print(f"\n{args.model} on {args.dataset} ({len(dataset)} problems, {args.num_samples} samples each)\n")
     print(result.to_markdown())
     if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         with open(args.output, "w") as file:
             json.dump({**result.to_dict(), **_provenance()}, file, indent=2, ensure_ascii=False)
         print(f"\nWrote {args.output}")

@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from .common import read_config
+
 __all__ = [
     "LAUNCH_FLAGS",
     "accelerate_option_hints",
@@ -110,9 +112,7 @@ def prepare_recipe(path: str, out_dir: str) -> tuple[str, list[str]]:
 
     from ..data import DATASETS
 
-    recipe = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(recipe, dict):
-        raise ValueError(f"Config file '{path}' is not a mapping of field names to values.")
+    recipe = read_config(path)
     launch_args: list[str] = []
     for flag in LAUNCH_FLAGS:
         value = recipe.pop(flag[2:], None)
