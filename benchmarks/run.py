@@ -6,13 +6,17 @@ slows both sides alike. The machine it ran on is recorded with the figures.
 
 - `step_time_ratio`: DSDR over GRPO wall time per optimizer step (same model, data, seed and generation length; every
   completion is forced to the full length), at the test suite's tiny config and at 256-token completions with G = 8.
-  Each run is a fresh process (`benchmarks/step_worker.py`); its first step is a warm-up and is not counted.
+  Each run is a fresh process (`benchmarks/step_worker.py`); its first step is a warm-up and is not counted. On a GPU,
+  `--step-configs qwen2-0.5b-1k:1:2,qwen2-0.5b-4k:1:1` measures a 0.63B-parameter policy generating 1K and 4K tokens
+  (`scripts/gpu_check.sh`); those configs warm up with a short run of their own instead of a first step.
 - `peak_memory_ratio`: DSDR over GRPO peak memory of those same processes (RSS on CPU, max allocated on CUDA).
 - `scoring_over_encoder`: the whole DSDR scoring of one generation batch (everything `_calculate_rewards` adds to
   TRL's: gathering, formula extraction, embedding, group math, metrics) over the bare `SentenceTransformer.encode` of
   exactly the texts the math needs, with a fresh batch of texts per repetition so no cache is warm. With
   `diversity_encoder_pooling="windows"` the denominator is the encoder's own forward pass over the same windows
   (already tokenized), so the figure also charges the windows' tokenization and pooling to DSDR.
+- `formulas_nested_over_ordinary`: formula extraction of 256 nested `\boxed` groups in 8 KB (the worst of a few
+  shapes) over that of an ordinary 8 KB completion, uncached.
 - `verifier`: completions per second of `accuracy_reward` on ordinary completions with one worker and with the
   default number (every usable core), on the same completions, as a ratio (`scaling_over_one_worker`); the wall time
   one hostile completion costs, alone in its call (so the latency includes killing an overrunning worker) and in place
@@ -103,25 +107,33 @@ def median_ratio(numerators: list[float], denominators: list[float]) -> float:
 # Step time and peak memory
 
 
-def run_worker(method: str, config: str, steps: int, out_dir: Path, tag: str) -> dict:
+def run_worker(method: str, config: str, steps: int, out_dir: Path, tag: str, worker_args: list[str]) -> dict:
     out = out_dir / f"{config}-{method}-{tag}.json"
     command = [sys.executable, str(ROOT / "benchmarks" / "step_worker.py")]
-    command += ["--method", method, "--config", config, "--steps", str(steps), "--out", str(out)]
-    subprocess.run(command, check=True, capture_output=True, text=True, timeout=900)
+    command += ["--method", method, "--config", config, "--steps", str(steps), "--out", str(out), *worker_args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"{config} {method} failed:\n{done.stdout[-3000:]}{done.stderr[-5000:]}")
     return json.loads(out.read_text())
 
 
-def bench_steps(configs: dict[str, int], steps: int, out_dir: Path) -> dict:
+def bench_steps(
+    configs: dict[str, tuple[int, int]], out_dir: Path, worker_args: list[str] | None = None, on_result=None
+) -> dict:
+    """Step time and peak memory of each config, `{name: (repetitions, steps)}`; `worker_args` go to every worker.
+
+    `on_result(results)` is called after each config, so that a run cut short keeps what it measured.
+    """
     results = {}
-    for config, repetitions in configs.items():
+    for config, (repetitions, steps) in configs.items():
         runs: dict[str, list[dict]] = {"grpo": [], "dsdr": []}
         for repetition in range(repetitions):
             order = ("grpo", "dsdr") if repetition % 2 == 0 else ("dsdr", "grpo")
             for method in order:
-                runs[method].append(run_worker(method, config, steps, out_dir, str(repetition)))
+                runs[method].append(run_worker(method, config, steps, out_dir, str(repetition), worker_args or []))
                 print(f"  {config} {method} #{repetition}: {runs[method][-1]['step_times']}", flush=True)
-        # Per repetition: the median of its timed steps (the first step is a warm-up).
-        per_run = {m: [statistics.median(r["step_times"][1:]) for r in rs] for m, rs in runs.items()}
+        # Per repetition: the median of its timed steps (the warm-up, a first step or a run of its own, is not timed).
+        per_run = {m: [statistics.median(r["timed_step_times"]) for r in rs] for m, rs in runs.items()}
         memory_key = "peak_cuda_bytes" if runs["dsdr"][0]["peak_cuda_bytes"] is not None else "peak_rss_bytes"
         memory = {m: [r[memory_key] for r in rs] for m, rs in runs.items()}
         results[config] = {
@@ -133,11 +145,16 @@ def bench_steps(configs: dict[str, int], steps: int, out_dir: Path) -> dict:
             "grpo_peak_memory_mb": statistics.median(memory["grpo"]) / 1024**2,
             "dsdr_peak_memory_mb": statistics.median(memory["dsdr"]) / 1024**2,
             "policy_parameters": runs["grpo"][0]["policy_parameters"],
+            "policy_layers": runs["grpo"][0]["policy_layers"],
+            "policy_vocab": runs["grpo"][0]["policy_vocab"],
             "rows_per_step": runs["grpo"][0]["rows_per_step"],
             "completion_tokens": runs["grpo"][0]["completion_tokens"],
             "repetitions": repetitions,
-            "timed_steps_per_run": steps - 1,
+            "timed_steps_per_run": len(runs["grpo"][0]["timed_step_times"]),
+            "warmup": runs["grpo"][0]["warmup"],
         }
+        if on_result:
+            on_result(results)
     return results
 
 
@@ -202,15 +219,17 @@ def _scoring_repetition(trainer, batch: tuple, group: int, reverse: bool) -> dic
     texts (`encode` of the truncated texts, or the forward pass over their windows)."""
     from trl import GRPOTrainer
 
-    from dsdr_trl.encoder import encode_windows, encoder_text, text_windows
-    from dsdr_trl.formulas import _extract_cached, extract_formulas_batch
+    from dsdr_trl import formulas
+    from dsdr_trl.encoder import diversity_text, encode_windows, encoder_text, text_windows
+    from dsdr_trl.formulas import extract_formulas_batch
 
     inputs, completions, correct = batch
     prompts = [x["prompt"] for x in inputs]
     ids = [[0]] * len(completions)
     group_has_correct = [any(correct[i : i + group]) for i in range(0, len(correct), group)]
-    texts = [trainer._diversity_text(c) for i, c in enumerate(completions) if group_has_correct[i // group]]
     args = trainer.args
+    kept = [c for i, c in enumerate(completions) if group_has_correct[i // group]]
+    texts = [diversity_text(c, args.diversity_include_reasoning) for c in kept]
     if args.diversity_encoder_pooling == "windows":
         windows = [
             w
@@ -234,9 +253,9 @@ def _scoring_repetition(trainer, batch: tuple, group: int, reverse: bool) -> dic
     ]
     times = {}
     for key, fn, fn_args, kwargs in reversed(calls) if reverse else calls:
-        _extract_cached.cache_clear()  # a new generation batch: no completion was seen before
+        formulas._cache.clear()  # a new generation batch: no completion was seen before
         times[key] = _time(fn, *fn_args, **kwargs)
-    _extract_cached.cache_clear()
+    formulas._cache.clear()
     times["extract"] = _time(extract_formulas_batch, texts)
     times["rows_embedded"] = len(texts)
     times["windows_embedded"] = len(windows)
@@ -245,7 +264,7 @@ def _scoring_repetition(trainer, batch: tuple, group: int, reverse: bool) -> dic
     return times
 
 
-def bench_scoring(configs: dict[str, dict], repetitions: int, out_dir: Path) -> dict:
+def bench_scoring(configs: dict[str, dict], repetitions: int, out_dir: Path, encoder: str | None = None) -> dict:
     import torch
     from datasets import Dataset
 
@@ -267,6 +286,7 @@ def bench_scoring(configs: dict[str, dict], repetitions: int, out_dir: Path) -> 
             diversity_encoder_pooling=spec.get("pooling", "truncate"),
             report_to="none",
             save_strategy="no",
+            **({"diversity_encoder": encoder} if encoder else {}),
         )
         trainer = DSDRGRPOTrainer(
             model=build_tiny_model(tokenizer),
@@ -404,6 +424,40 @@ def bench_verifier(ordinary: int, repetitions: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Formula extraction on nested groups
+
+
+def nested_boxes(opener: str, body: str, closer: str = "}", depth: int = 256, size: int = 8_192) -> str:
+    """`depth` nested groups opened by `opener` (`{i}` is the level), filled with `body` up to `size` characters."""
+    head = "".join(opener.replace("{i}", str(level)) for level in range(depth))
+    return head + body * ((size - len(head) - depth * len(closer)) // len(body)) + closer * depth
+
+
+def bench_formulas(repetitions: int) -> dict:
+    from dsdr_trl import formulas
+
+    nested = {
+        "around thin spaces": nested_boxes("\\boxed{", "\\,x"),
+        "around rows": nested_boxes("\\boxed{", "a&=b\\\\"),
+        "a distinct root per level": nested_boxes("\\boxed{\\sqrt{{i}}\\cdot", "\\,"),
+    }
+    ordinary = synthetic_completion(random.Random(0), 8_192, "34")
+    seconds: dict[str, list[float]] = {name: [] for name in ["ordinary", *nested]}
+    for repetition in range(repetitions):
+        texts = {"ordinary": ordinary, **nested}
+        for name in reversed(texts) if repetition % 2 else texts:
+            formulas._cache.clear()
+            seconds[name].append(_time(formulas.extract_formulas, texts[name]))
+    worst = max(nested, key=lambda name: statistics.median(seconds[name]))
+    return {
+        "ordinary_seconds": statistics.median(seconds["ordinary"]),
+        "nested_seconds": {name: statistics.median(seconds[name]) for name in nested},
+        "worst_nested_input": worst,
+        "nested_over_ordinary": median_ratio(seconds[worst], seconds["ordinary"]),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Report
 
 
@@ -419,14 +473,15 @@ def markdown(report: dict) -> str:
     ]
     if report["step_time"]:
         lines += [
-            "| config | policy params | rows × tokens | GRPO s/step | DSDR s/step | step_time_ratio | peak_memory_ratio |",
-            "|---|---|---|---|---|---|---|",
+            "| config | policy params | rows × tokens | GRPO s/step | DSDR s/step | step_time_ratio | GRPO peak MB | "
+            "peak_memory_ratio |",
+            "|---|---|---|---|---|---|---|---|",
         ]
     for name, r in report["step_time"].items():
         lines.append(
             f"| {name} | {r['policy_parameters'] / 1e6:.2f}M | {r['rows_per_step']} × {r['completion_tokens']} | "
             f"{r['grpo_step_seconds']:.3f} | {r['dsdr_step_seconds']:.3f} | {r['step_time_ratio']:.3f} | "
-            f"{r['peak_memory_ratio']:.3f} ({r['peak_memory_kind']}) |"
+            f"{r['grpo_peak_memory_mb']:.0f} | {r['peak_memory_ratio']:.3f} ({r['peak_memory_kind']}) |"
         )
     if report["scoring"]:
         lines += [
@@ -441,6 +496,14 @@ def markdown(report: dict) -> str:
             f"{r['completion_chars']} | {r['scoring_seconds']:.4f} | {r['encode_seconds']:.4f} | "
             f"{r['formula_extraction_seconds']:.4f} | {r['scoring_over_encoder']:.3f} |"
         )
+    if "formulas" in report:
+        f = report["formulas"]
+        lines += [
+            "",
+            f"Formula extraction: 256 nested `\\boxed` in 8 KB {f['nested_seconds'][f['worst_nested_input']] * 1000:.1f} "
+            f"ms (`{f['worst_nested_input']}`), an ordinary 8 KB completion {f['ordinary_seconds'] * 1000:.1f} ms: "
+            f"formulas_nested_over_ordinary {f['nested_over_ordinary']:.1f}.",
+        ]
     if "verifier" not in report:
         return "\n".join([*lines, ""])
     v = report["verifier"]
@@ -468,9 +531,16 @@ def main() -> None:
     parser.add_argument(
         "--step-configs",
         default=",".join(f"{name}:{reps}" for name, reps in STEP_CONFIGS.items()),
-        help="comma-separated config:repetitions (configs in benchmarks/step_worker.py: tiny, long, policy)",
+        help="comma-separated config:repetitions[:steps] (configs in benchmarks/step_worker.py: tiny, long, policy, "
+        "qwen2-0.5b-1k, qwen2-0.5b-4k); empty for none",
     )
-    parser.add_argument("--steps", type=int, default=3, help="optimizer steps per run, the first a warm-up")
+    parser.add_argument(
+        "--steps", type=int, default=3, help="optimizer steps per run where a config names none (see step_worker.py)"
+    )
+    parser.add_argument("--layers", type=int, help="the policy's layers in every step config (a smoke run)")
+    parser.add_argument("--tokens", type=int, help="completion tokens in every step config (a smoke run)")
+    parser.add_argument("--vocab", type=int, help="the policy's vocabulary in every Qwen2 step config (a smoke run)")
+    parser.add_argument("--diversity-encoder", help="DSDR's encoder, a local sentence-transformers directory")
     parser.add_argument("--scoring-repetitions", type=int, default=7)
     parser.add_argument(
         "--scoring-configs",
@@ -489,42 +559,56 @@ def main() -> None:
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    step_configs = {
-        name: int(reps) for name, _, reps in (item.partition(":") for item in args.step_configs.split(",") if item)
-    }
+    step_configs = {}
+    for item in filter(None, args.step_configs.split(",")):
+        name, reps, *steps = item.split(":")
+        step_configs[name] = (int(reps), int(steps[0]) if steps else args.steps)
+    worker_options = {"--layers": args.layers, "--tokens": args.tokens, "--vocab": args.vocab}
+    worker_options["--diversity-encoder"] = args.diversity_encoder
+    worker_args = [f"{flag}={value}" for flag, value in worker_options.items() if value is not None]
     scoring_configs = {name: SCORING_CONFIGS[name] for name in args.scoring_configs.split(",") if name}
     scoring_repetitions = args.scoring_repetitions
     if args.quick:
-        step_configs = {name: 1 for name in step_configs}
+        step_configs = {name: (1, steps) for name, (_, steps) in step_configs.items()}
         scoring_repetitions = 2
     if args.only == "verifier":
         step_configs, scoring_configs = {}, {}
 
     start = time.perf_counter()
-    report = {"machine": machine()}
+    report = {"machine": machine(), "step_time": {}, "scoring": {}}
+
+    def save(**sections) -> None:
+        """Writes the report as it stands, so that a run cut short keeps every section it finished."""
+        report.update(sections)
+        report["wall_seconds"] = time.perf_counter() - start
+        report["figures"] = {
+            "step_time_ratio": {name: r["step_time_ratio"] for name, r in report["step_time"].items()},
+            "peak_memory_ratio": {name: r["peak_memory_ratio"] for name, r in report["step_time"].items()},
+            "scoring_over_encoder": {name: r["scoring_over_encoder"] for name, r in report["scoring"].items()},
+        }
+        if "formulas" in report:
+            report["figures"]["formulas_nested_over_ordinary"] = report["formulas"]["nested_over_ordinary"]
+        if "verifier" in report:
+            v = report["verifier"]
+            report["figures"]["verifier_completions_per_second"] = v["completions_per_second"]
+            report["figures"]["verifier_scaling_over_one_worker"] = v["scaling_over_one_worker"]
+            report["figures"]["verifier_worst_case_seconds"] = v["worst_case_seconds"]
+            report["figures"]["verifier_worst_case_in_batch_seconds"] = v["worst_case_in_batch_seconds"]
+            report["figures"]["verifier_eight_identical_hostile_seconds"] = v["eight_identical_hostile_seconds"]
+        name = f"bench-{args.only}" if args.only else "bench"
+        (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2))
+        (out_dir / f"{name}.md").write_text(markdown(report))
+
     print("step time and peak memory", flush=True)
-    report["step_time"] = bench_steps(step_configs, args.steps, out_dir / "runs")
+    save(step_time=bench_steps(step_configs, out_dir / "runs", worker_args, lambda r: save(step_time=r)))
     print("scoring over encoder", flush=True)
-    report["scoring"] = bench_scoring(scoring_configs, scoring_repetitions, out_dir / "runs")
+    save(scoring=bench_scoring(scoring_configs, scoring_repetitions, out_dir / "runs", args.diversity_encoder))
+    if args.only is None:
+        print("formula extraction", flush=True)
+        save(formulas=bench_formulas(repetitions=9))
     if not args.skip_verifier:
         print("verifier", flush=True)
-        report["verifier"] = bench_verifier(ordinary=128, repetitions=2 if args.quick else args.verifier_repetitions)
-    report["wall_seconds"] = time.perf_counter() - start
-    report["figures"] = {
-        "step_time_ratio": {name: r["step_time_ratio"] for name, r in report["step_time"].items()},
-        "peak_memory_ratio": {name: r["peak_memory_ratio"] for name, r in report["step_time"].items()},
-        "scoring_over_encoder": {name: r["scoring_over_encoder"] for name, r in report["scoring"].items()},
-    }
-    if "verifier" in report:
-        v = report["verifier"]
-        report["figures"]["verifier_completions_per_second"] = v["completions_per_second"]
-        report["figures"]["verifier_scaling_over_one_worker"] = v["scaling_over_one_worker"]
-        report["figures"]["verifier_worst_case_seconds"] = v["worst_case_seconds"]
-        report["figures"]["verifier_worst_case_in_batch_seconds"] = v["worst_case_in_batch_seconds"]
-        report["figures"]["verifier_eight_identical_hostile_seconds"] = v["eight_identical_hostile_seconds"]
-    name = f"bench-{args.only}" if args.only else "bench"
-    (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2))
-    (out_dir / f"{name}.md").write_text(markdown(report))
+        save(verifier=bench_verifier(ordinary=128, repetitions=2 if args.quick else args.verifier_repetitions))
     print(markdown(report))
 
 

@@ -3,14 +3,18 @@
 `conftest.py` turns these into fixtures; a torchrun script imports them directly (it puts this folder on `sys.path`).
 """
 
+import os
+
 from datasets import Dataset
 
+from dsdr_trl.config import DEFAULT_DIVERSITY_ENCODER
 from dsdr_trl.toy.models import build_model as build_tiny_model
 from dsdr_trl.toy.models import build_tiny_tokenizer, save_tiny_model
 
 __all__ = [
     "PROMPTS",
     "SOLUTIONS",
+    "TEST_ENCODER",
     "TINY_CPU",
     "build_tiny_model",
     "build_tiny_tokenizer",
@@ -21,6 +25,10 @@ __all__ = [
 
 PROMPTS = ["Solve 2+2.", "What is 3*3?", "Compute 1/2+1/3.", "Find x if 2x=4.", "Add 5 and 7.", "Halve 10."]
 SOLUTIONS = ["4", "9", "\\frac{5}{6}", "2", "12", "5"]
+
+# The diversity encoder of the GPU tests: the bundled default, or the local copy that DSDR_TEST_ENCODER names
+# (`scripts/gpu_check.sh` names the float16 copy it carries, on a machine without the bundled package).
+TEST_ENCODER = os.environ.get("DSDR_TEST_ENCODER", DEFAULT_DIVERSITY_ENCODER)
 
 # What every tiny CPU run sets: fp32 on the CPU (bf16 autocast is slower there and adds noise), no activation
 # checkpointing (nothing to save on a 17k-parameter model), a log line per step, nothing written but the logs.

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,27 @@ def test_console_process_prints_no_traceback():
     assert "missing.yaml" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_console_process_reports_bad_input_in_one_line(tmp_path):
+    # The real entry point: argparse's error and the dropped-rows warning reach a user's terminal as single lines.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    rows = [{"prompt": "2*2=", "solution": "4"}, {"prompt": "3*3=", "solution": ""}]
+    data = write_rows(tmp_path / "some_answers.jsonl", rows)
+    for extra, status, line in [
+        (["--learning_rate", "abc"], 2, "dsdr-trl train: error: --learning_rate expects a number, got 'abc'."),
+        (["--dataset_name", data], 0, f"Dataset '{data}' (split 'train'): dropped 1 of 2 rows whose solution"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, "-m", "dsdr_trl", "train", "--config", TINY, "--dry_run", *extra],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=120,
+        )
+        assert result.returncode == status, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith(line), result.stderr
+
+
 @pytest.mark.slow
 def test_tiny_recipe_trains_then_evaluates(capsys, tmp_path):
     output_dir = tmp_path / "tiny-dsdr"
@@ -253,6 +275,10 @@ def test_conversational_file_with_extra_column_reaches_a_user_reward_module(
     calls = [json.loads(line) for line in (project / "calls.jsonl").read_text().splitlines()]
     assert len(calls) == 2 and all(set(call) <= {f"hint-{i}" for i in range(4)} for call in calls)
     assert "'rewards/hint_reward/mean'" in out + err and "'rewards/think_format_reward/mean'" in out + err
+    # The run's settings, readable by `dsdr-trl eval` and by people (TRL's training_args.bin is a pickle).
+    saved = json.loads((tmp_path / "out" / "dsdr_config.json").read_text())
+    assert saved["script_args"]["reward_funcs"] == ["my_rewards.hint_reward", "accuracy_reward", "think_format_reward"]
+    assert saved["training_args"]["max_steps"] == 2 and saved["model_args"]["model_name_or_path"] == tiny_model_dir
 
 
 def test_train_without_arguments_prints_a_short_usage(capsys):
@@ -298,3 +324,230 @@ def test_accelerate_launch_runs_two_processes_on_cpu(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "accelerate.commands.launch" in result.stdout and "batch on 2 process(es)" in result.stdout
     assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_eval_takes_chat_template_kwargs_and_system_prompt_from_the_training_run(capsys, tmp_path):
+    import shutil
+
+    # A training output directory as `dsdr-trl train` leaves it: the settings at its top, the weights in a checkpoint.
+    run = tmp_path / "run"
+    shutil.copytree(ROOT / WARMSTART, run / "checkpoint-2")
+    saved = {"script_args": {"system_prompt": "Multiply."}, "training_args": {"chat_template_kwargs": {"x": False}}}
+    (run / "dsdr_config.json").write_text(json.dumps(saved))
+    # One greedy sample of 4 tokens on one problem: only the settings are under test.
+    argv = ["eval", "--model", str(run / "checkpoint-2"), "--dataset", "configs/tiny/eval.jsonl", "--limit", "1"]
+    argv += ["--max_new_tokens", "4", "--temperature", "0", "--diversity_encoder", "none"]
+
+    status, out, err = run_cli(capsys, *argv, "--output", str(tmp_path / "a.json"))
+    assert status == 0, err
+    assert (
+        "from the training run's dsdr_config.json: chat_template_kwargs={\"x\": false}, system_prompt='Multiply.'"
+        in out
+    )
+    config = json.loads((tmp_path / "a.json").read_text())["config"]
+    assert config["chat_template_kwargs"] == {"x": False} and config["system_prompt"] == "Multiply."
+
+    overrides = ["--chat_template_kwargs", '{"enable_thinking": false}', "--system_prompt", ""]
+    status, out, err = run_cli(capsys, *argv, *overrides, "--output", str(tmp_path / "b.json"))
+    assert status == 0, err
+    assert "from the training run's" not in out
+    config = json.loads((tmp_path / "b.json").read_text())["config"]
+    assert config["chat_template_kwargs"] == {"enable_thinking": False} and config["system_prompt"] == ""
+
+    fails_clearly(capsys, [*argv, "--chat_template_kwargs", "enable_thinking=false"], "must be a JSON object")
+
+
+def test_unknown_yaml_keys_say_what_a_command_line_user_can_do(capsys, tmp_path):
+    # Keys from an open-r1 recipe: torch_dtype (renamed) and num_processes (a launch key) are taken; the others are
+    # named, each with what to do instead.
+    recipe = tmp_path / "open-r1.yaml"
+    extra = "torch_dtype: float32\nnum_processes: 1\nwandb_project: r1\nzero_stage: 2\nenv:\n  WANDB_MODE: offline\n"
+    recipe.write_text((ROOT / TINY).read_text() + "\n" + extra)
+    err = fails_clearly(
+        capsys,
+        ["train", "--config", str(recipe), "--dry_run"],
+        "'wandb_project' (set WANDB_PROJECT under the YAML's env: mapping instead)",
+        "'zero_stage' (an `accelerate launch` option: set it in an accelerate config file and pass --accelerate_config",
+        "remove them from the YAML",
+    )
+    assert "torch_dtype" not in err and "num_processes" not in err and "fail_with_unknown_args" not in err
+    recipe.write_text((ROOT / TINY).read_text() + "\n" + "torch_dtype: float32\nnum_processes: 1\n")
+    data = ["--dataset_name", "configs/tiny/train.jsonl", "--passk_eval_dataset", "configs/tiny/eval.jsonl"]
+    status, out, err = run_cli(capsys, "train", "--config", str(recipe), "--dry_run", *data)
+    assert status == 0 and "batch on 1 process(es)" in out, err
+
+    eval_config = tmp_path / "eval.yaml"
+    eval_config.write_text("model: m\ndataset: d\ntorch_dtype: bfloat16\nnum_processes: 8\n")
+    fails_clearly(
+        capsys,
+        ["eval", "--config", str(eval_config)],
+        "'torch_dtype' (this command calls it dtype)",
+        "'num_processes' (a launch setting of dsdr-trl train; eval runs in one process)",
+    )
+
+
+# Bad input, as a hostile or careless user gives it: each case is one error line with exit status 2, and nothing is
+# written where the run would have put its output.
+
+
+def write_rows(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def refused_without_output(capsys, tmp_path, argv: list[str], *fragments: str) -> str:
+    """`fails_clearly`, and the run's output location (`tmp_path / "out"`) was not created."""
+    output = tmp_path / "out"
+    flag = "--output_dir" if argv[0] == "train" else "--output"
+    err = fails_clearly(
+        capsys, [*argv, flag, str(output / "results.json" if argv[0] == "eval" else output)], *fragments
+    )
+    assert not output.exists()
+    return err
+
+
+def test_all_empty_solution_column_is_refused_at_load(capsys, tmp_path):
+    data = write_rows(tmp_path / "empty_answers.jsonl", [{"prompt": "1+1=", "solution": ""}, {"prompt": "2*2="}])
+    for dry_run in (["--dry_run"], []):
+        refused_without_output(
+            capsys, tmp_path, ["train", "--config", TINY, "--dataset_name", data, *dry_run], "empty in all 2 rows"
+        )
+    refused_without_output(capsys, tmp_path, ["eval", "--model", WARMSTART, "--dataset", data], "--solution_column")
+
+
+def test_partly_empty_solution_column_reports_the_dropped_rows(capsys, caplog, tmp_path):
+    rows = [{"prompt": f"{i}*2=", "solution": str(2 * i) if i % 2 else " "} for i in range(6)]
+    data = write_rows(tmp_path / "some_answers.jsonl", rows)
+    status, out, err = run_cli(capsys, "train", "--config", TINY, "--dry_run", "--dataset_name", data)
+    assert status == 0, err
+    (warning,) = [record for record in caplog.records if record.name == "dsdr_trl.data"]
+    assert warning.levelname == "WARNING"
+    assert "dropped 3 of 6 rows whose solution column 'solution' is empty (rows 0, 2, 4)" in warning.getMessage()
+    assert "(3 rows, columns" in out
+
+
+def test_malformed_yaml_config(capsys, tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model_name_or_path: m\n  learning_rate: [1\n")
+    for command in ("train", "eval"):
+        fails_clearly(capsys, [command, "--config", str(broken)], "not valid YAML", "line 2, column 16")
+    argv = ["train", "--config", TINY, "--dry_run", "--accelerate_config", str(broken)]
+    fails_clearly(capsys, argv, f"Config file '{broken}' is not valid YAML")
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- learning_rate: 1\n")
+    fails_clearly(capsys, ["train", "--config", str(listed)], "holds a YAML list, not a mapping")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        ("empty.jsonl", "", "is empty"),
+        ("blank.jsonl", "\n  \n", "is empty"),
+        ("bad_line.jsonl", '{"prompt": "1+1=", "solution": "2"}\n{"prompt": "2+2=", "solution": \n', "line 2 is not"),
+        ("header_only.csv", "prompt,solution\n", "has a header but no rows"),
+    ],
+)
+def test_empty_or_malformed_data_file(capsys, tmp_path, name, content, fragment):
+    (tmp_path / name).write_text(content)
+    data = str(tmp_path / name)
+    refused_without_output(
+        capsys, tmp_path, ["train", "--config", TINY, "--dry_run", "--dataset_name", data], fragment
+    )
+    refused_without_output(capsys, tmp_path, ["eval", "--model", WARMSTART, "--dataset", data], fragment)
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_row_limits_must_be_positive(capsys, tmp_path, value):
+    for flag in ("--max_train_samples", "--passk_eval_limit"):
+        refused_without_output(
+            capsys, tmp_path, ["train", "--config", TINY, flag, value], f"{flag} must be a positive number of rows"
+        )
+    argv = ["eval", "--model", WARMSTART, "--dataset", "configs/tiny/eval.jsonl", "--limit", value]
+    refused_without_output(capsys, tmp_path, argv, "--limit must be a positive number of rows")
+
+
+def test_unreachable_hub_model_fails_fast(capsys, tmp_path, monkeypatch):
+    argv = ["train", "--config", TINY, "--model_name_or_path", "some-org/no-model"]
+    refused_without_output(capsys, tmp_path, argv, "Could not load the model 'some-org/no-model'", "HF_HUB_OFFLINE")
+    # A dry run notes it, as it does for a Hub dataset: offline, a recipe's Hub model cannot be checked.
+    status, out, err = run_cli(capsys, *argv, "--dry_run")
+    assert status == 0 and "model: some-org/no-model: not checked" in out, err
+    # Online with no network, the Hub is found out of reach in one connection attempt, not after retries.
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")  # `.invalid` never resolves (RFC 2606)
+    refused_without_output(capsys, tmp_path, argv, "hub.invalid cannot be reached", "local directory")
+    argv = ["eval", "--model", "some-org/no-model", "--dataset", "configs/tiny/eval.jsonl"]
+    refused_without_output(capsys, tmp_path, argv, "hub.invalid cannot be reached", "--model")
+
+
+def test_output_dir_that_is_a_file(capsys, tmp_path):
+    existing = tmp_path / "model"
+    existing.write_text("keep me")
+    for dry_run in (["--dry_run"], []):
+        argv = ["train", "--config", TINY, "--output_dir", str(existing), *dry_run]
+        fails_clearly(capsys, argv, "is an existing file, not a directory")
+    assert existing.read_text() == "keep me"
+
+
+def test_eval_output_is_checked_before_evaluating(capsys, tmp_path, monkeypatch):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("evaluate_policy should not be reached")
+
+    monkeypatch.setattr("dsdr_trl.evaluation.evaluate_policy", must_not_run)
+    argv = ["eval", "--model", WARMSTART, "--dataset", "configs/tiny/eval.jsonl", "--conversational", "false"]
+    fails_clearly(capsys, [*argv, "--output", str(tmp_path)], "is a directory; pass a file path")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    fails_clearly(capsys, [*argv, "--output", str(blocker / "results.json")], "which is a file")
+    # A missing folder is created only when the results are written: a failure before leaves nothing behind.
+    fails_clearly(capsys, [*argv, "--output", str(tmp_path / "new" / "results.json"), "--limit", "0"], "--limit")
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["train", "--config", TINY, "--learning_rate", "abc"], "--learning_rate expects a number, got 'abc'."),
+        (["train", "--config", TINY, "--max_steps", "1.5"], "--max_steps expects an integer, got '1.5'."),
+        (["train", "--config", TINY, "--use_cpu", "maybe"], "--use_cpu expects true or false, got maybe."),
+        (["train", "--config", TINY, "--learning_rate"], "--learning_rate: expected one argument"),
+        (["eval", "--model", WARMSTART, "--preset", "paper"], "--preset: invalid choice: 'paper'"),
+    ],
+)
+def test_wrongly_typed_value_is_one_line(capsys, argv, line):
+    err = fails_clearly(capsys, argv, line)
+    assert "usage:" not in err
+
+
+def test_wrongly_typed_value_in_the_config_file_is_one_line(capsys, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text((ROOT / TINY).read_text().replace("learning_rate: 2.0e-4", "learning_rate: fast"))
+    fails_clearly(capsys, ["train", "--config", str(recipe), "--dry_run"], "--learning_rate expects a number")
+
+
+def test_prompt_longer_than_the_models_context_is_refused(capsys, tmp_path):
+    # The warm start has 96 positions and a character-level tokenizer: a 120-character problem cannot fit.
+    rows = [{"prompt": "12*3=", "solution": "36"}, {"prompt": "1" * 115 + "*2=", "solution": "2"}]
+    data = write_rows(tmp_path / "long.jsonl", rows)
+    for dry_run in (["--dry_run"], []):
+        argv = ["train", "--config", TINY, "--dataset_name", data, *dry_run]
+        refused_without_output(capsys, tmp_path, argv, "context of 96 tokens", "row 1 has 118 tokens")
+    status, out, err = run_cli(capsys, "train", "--config", TINY, "--dry_run")
+    assert status == 0 and "context 96 tokens; longest prompt" in out, err
+
+
+def test_dry_run_judges_checkpoints_for_the_launchs_process_count(capsys):
+    # The paper recipe checkpoints every 160 steps: on its 8 processes a generation batch ends every 16 steps, on 2
+    # every 64. The dry run itself is one process; it reports for the launch it plans.
+    for processes, expected in [("8", None), ("2", "Set save_steps to a multiple of 64.")]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            status, out, err = run_cli(
+                capsys, "train", "--config", "qwen3-1.7b/dsdr", "--dry_run", "--num_processes", processes
+            )
+        assert status == 0, err
+        assert not [w for w in caught if "save_steps" in str(w.message)]  # the config's one-process judgement
+        lines = [line for line in out.splitlines() if "save_steps" in line]
+        assert len(lines) == (expected is not None) and all(expected in line for line in lines), lines

@@ -136,3 +136,62 @@ def test_a_setting_warning_is_shown_once_per_process():
         for _ in range(3):
             make(local_entropy_coef=0.03)
     assert sum(issubclass(w.category, DSDRSettingWarning) for w in caught) == 1
+
+
+# 8 rows per micro-batch, 2 micro-batches per optimizer step, one generation batch of 32 completions: a generation
+# batch ends every 2 optimizer steps.
+SPANNING = dict(
+    per_device_train_batch_size=8, gradient_accumulation_steps=2, steps_per_generation=4, num_generations=8
+)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "boundary"),
+    [
+        (SPANNING | {"save_strategy": "steps", "save_steps": 3}, 2),
+        (SPANNING | {"save_strategy": "steps", "save_steps": 6, "num_iterations": 2}, 4),  # each batch used twice
+        (
+            {
+                "save_strategy": "steps",
+                "save_steps": 10,
+                "generation_batch_size": 24,
+                "per_device_train_batch_size": 8,
+                "gradient_accumulation_steps": 2,
+                "num_generations": 8,
+            },
+            3,
+        ),  # 24 completions at 16 per step
+    ],
+)
+def test_checkpoints_inside_a_generation_batch_warn_with_the_fix(kwargs, boundary):
+    (message,) = dsdr_warnings(**kwargs)
+    assert f"Set save_steps to a multiple of {boundary}." in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        SPANNING | {"save_strategy": "steps", "save_steps": 4},
+        SPANNING | {"save_strategy": "steps", "save_steps": 0.25},  # a fraction of the run: resolved by the Trainer
+        SPANNING | {"save_strategy": "epoch"},
+        {"save_strategy": "steps", "save_steps": 3, "gradient_accumulation_steps": 2},  # one generation per step
+    ],
+)
+def test_checkpoints_at_generation_batch_ends_do_not_warn(kwargs):
+    assert dsdr_warnings(**kwargs) == []
+
+
+def test_checkpoint_alignment_for_another_process_count():
+    # The paper recipes: 2048 completions per generation batch, 4 x 4 per process and step, checkpoints every 160
+    # steps. On 8 processes a batch ends every 16 steps; in this one process, every 128.
+    with pytest.warns(DSDRSettingWarning, match="multiple of 128"):
+        config = make(
+            save_strategy="steps",
+            save_steps=160,
+            generation_batch_size=2048,
+            per_device_train_batch_size=4,
+            gradient_accumulation_steps=4,
+            num_generations=8,
+        )
+    assert config.checkpoint_misalignment(num_processes=8) is None
+    assert "multiple of 128" in config.checkpoint_misalignment(num_processes=1)

@@ -1,7 +1,14 @@
 """Dataset adapters and local files of `dsdr_trl.data`, on the small sample files under tests/data/."""
 
+import json
+import math
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from dsdr_trl import data
@@ -12,6 +19,7 @@ from dsdr_trl.data import (
     gsm8k_answer,
     load_math_dataset,
     looks_local,
+    number_text,
     resolve_prompt_template,
 )
 
@@ -133,6 +141,59 @@ def test_gsm8k_answer_and_local_detection(tmp_path):
     assert not looks_local("openai/gsm8k") and not looks_local("math500")
 
 
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1e20, "100000000000000000000"),
+        (1e23, "100000000000000000000000"),  # the digits written, not int(1e23) = 99999999999999991611392
+        (1e-05, "0.00001"),
+        (-1.5e-10, "-0.00000000015"),
+        (2.5, "2.5"),
+        (3.0, "3"),
+        (-0.0, "0"),
+        (np.float32(0.1), "0.1"),  # float32's own shortest digits, not float(0.1f) = 0.10000000149011612
+        (np.float16(1e-3), "0.001"),
+        (np.float64(1e20), "100000000000000000000"),
+        (np.int64(-7), "-7"),
+        (np.uint64(2**64 - 1), "18446744073709551615"),
+        (Decimal("1E+20"), "100000000000000000000"),
+        (Decimal("1.50"), "1.5"),
+        (Fraction(1, 3), "1/3"),
+        (math.nan, None),
+        (np.float64("inf"), None),
+        (Decimal("NaN"), None),
+        (True, None),
+        (np.bool_(False), None),
+        ("12", None),
+        (None, None),
+        (1 + 2j, None),
+    ],
+)
+def test_number_text_is_positional(value, text):
+    assert number_text(value) == text
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_float_solution_columns_load_as_positional_numbers(tmp_path, suffix):
+    from dsdr_trl.rewards import accuracy_reward
+
+    problems = ["Big?", "Small?", "Half?", "Whole?"]
+    answers = [1e20, 1e-05, 2.5, 3.0]
+    path = tmp_path / f"floats{suffix}"
+    if suffix == ".parquet":
+        pq.write_table(pa.table({"problem": problems, "answer": pa.array(answers, pa.float64())}), path)
+    else:
+        # json.dumps writes the floats as 1e+20 and 1e-05, as any JSON writer may.
+        path.write_text(
+            "".join(json.dumps({"problem": p, "answer": a}) + "\n" for p, a in zip(problems, answers, strict=True))
+        )
+    solution = load_math_dataset(str(path))["solution"]
+    assert solution == ["100000000000000000000", "0.00001", "2.5", "3"]
+    completions = [r"\boxed{100000000000000000000}", r"\boxed{e+20}", r"\boxed{0.00001}", r"\boxed{3}"]
+    golds = [solution[0], solution[0], solution[1], solution[3]]
+    assert accuracy_reward(completions, solution=golds) == [1.0, 0.0, 1.0, 1.0]
+
+
 def test_every_other_column_is_kept_for_the_reward_functions():
     dataset = load_math_dataset(str(DATA / "math500_sample.jsonl"))
     assert dataset.column_names == ["prompt", "solution", "problem", "answer", "subject", "level", "unique_id"]
@@ -159,3 +220,66 @@ def test_conversational_prompts_are_kept_with_their_messages():
     assert dataset["difficulty"] == [2.5, 3.0]
     with pytest.raises(ValueError, match="holds conversations.*drop --conversational false"):
         load_math_dataset(str(DATA / "deepmath_conversational_sample.jsonl"), conversational=False)
+
+
+def test_rows_without_a_reference_answer_are_dropped_and_counted(tmp_path, caplog):
+    rows = ['{"problem": "a", "answer": "1"}', '{"problem": "b", "answer": null}', '{"problem": "c", "answer": []}']
+    rows += ['{"problem": "d", "answer": "  "}', '{"problem": "e", "answer": ["7"]}']
+    (tmp_path / "gaps.jsonl").write_text("\n".join(rows) + "\n")
+    dataset = load_math_dataset(str(tmp_path / "gaps.jsonl"), limit=2)
+    # The limit counts usable rows; the others are reported with their count and indices.
+    assert dataset["problem"] == ["a", "e"] and dataset["solution"] == ["1", "7"]
+    (message,) = [record.getMessage() for record in caplog.records if record.name == "dsdr_trl.data"]
+    assert "dropped 3 of 5 rows whose solution column 'answer' is empty (rows 1, 2, 3)" in message
+
+
+def test_solution_column_empty_in_every_row_is_refused(tmp_path):
+    (tmp_path / "none.csv").write_text("question,answer\nwhat?,\nwhy?,\n")
+    with pytest.raises(ValueError, match="solution column 'answer' is empty in all 2 rows.*--solution_column"):
+        load_math_dataset(str(tmp_path / "none.csv"))
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("empty.jsonl", "", "is empty"),
+        ("empty.parquet", "", "is empty"),
+        ("blank.json", "\n\n", "is empty"),
+        ("header.csv", "prompt,answer\n", "has a header but no rows"),
+        ("bad.jsonl", '{"prompt": "a", "answer": "1"}\n\n{"prompt": "b", answer: 2}\n', "line 3 is not valid JSON"),
+        ("bad.json", '[{"prompt": "a", "answer": "1"},', "cannot be read as json"),
+    ],
+)
+def test_unreadable_local_files_name_the_file_and_the_problem(tmp_path, name, content, match):
+    (tmp_path / name).write_text(content)
+    with pytest.raises(ValueError, match=match) as error:
+        load_math_dataset(str(tmp_path / name))
+    assert str(tmp_path / name) in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_limit_must_be_positive(limit):
+    with pytest.raises(ValueError, match="limit must be a positive number of rows"):
+        load_math_dataset(str(DATA / "math500_sample.jsonl"), limit=limit)
+
+
+def test_prompt_lengths_count_what_grpo_trainer_feeds_the_model(tmp_path, tiny_tokenizer):
+    from helpers import TINY_CPU, build_tiny_model, even_length_reward, prompt_dataset
+
+    from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
+
+    config = DSDRConfig(output_dir=str(tmp_path), **TINY_CPU, per_device_train_batch_size=4, num_generations=4)
+    trainer = DSDRGRPOTrainer(
+        model=build_tiny_model(tiny_tokenizer),
+        reward_funcs=even_length_reward,
+        args=config,
+        train_dataset=prompt_dataset(),
+        processing_class=tiny_tokenizer,
+    )
+    plain = ["Solve 2+2.", "Compute 1/2+1/3 and then some more."]
+    chats = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}] for text in plain]
+    for prompts in (plain, chats):
+        expected = [len(ids) for ids in trainer._tokenize_prompts(prompts)[0]]
+        assert data.prompt_lengths(prompts, tiny_tokenizer) == expected
+    lengths = zip(data.prompt_lengths(chats, tiny_tokenizer), data.prompt_lengths(plain, tiny_tokenizer), strict=True)
+    assert all(chat > text for chat, text in lengths)  # the chat template adds its tokens

@@ -259,3 +259,111 @@ def test_standard_errors_over_problems():
     assert result.standard_errors["pass@2"] == pytest.approx(math.sqrt(1 / 3) / math.sqrt(3))
     assert result.to_dict()["stderr"]["pass@1"] == result.standard_errors["pass@1"]
     assert EvaluationResult(ks=[1], per_problem=per_problem[:1]).standard_errors["pass@1"] is None
+
+
+# A chat template that reads a template argument, as Qwen3's reads `enable_thinking`.
+THINKING_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}<eos>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    "{% if enable_thinking is defined and enable_thinking is false %}[no-think]{% endif %}"
+)
+
+
+def test_chat_template_kwargs_reach_the_template(tiny_tokenizer):
+    import copy
+
+    from dsdr_trl.evaluation import _prompt_texts
+
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.chat_template = THINKING_TEMPLATE
+    conversation = [{"role": "user", "content": "Solve 2+2."}]
+    assert _prompt_texts(tokenizer, [conversation]) == ["<|user|>Solve 2+2.<eos><|assistant|>"]
+    rendered = _prompt_texts(tokenizer, [conversation, "plain text"], {"enable_thinking": False})
+    assert rendered == ["<|user|>Solve 2+2.<eos><|assistant|>[no-think]", "plain text"]
+
+
+def test_pass_at_k_callback_renders_prompts_with_the_trainers_chat_template_kwargs(tiny_tokenizer):
+    import copy
+    from types import SimpleNamespace
+
+    from dsdr_trl.callbacks import PassAtKCallback
+
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.chat_template = THINKING_TEMPLATE
+    seen = []
+
+    class RecordingEngine:
+        """Stands in for TRL's VLLMGeneration: keeps the prompt ids it is given and answers '4'."""
+
+        temperature, top_p, max_completion_length = 1.0, 1.0, 16
+
+        def sync_weights(self):
+            pass
+
+        def generate(self, prompts, images, num_generations):
+            seen.extend(tokenizer.decode(ids) for ids in prompts)
+            answer = tokenizer("4", add_special_tokens=False)["input_ids"]
+            return prompts, [answer] * len(prompts), None, None
+
+    trainer = SimpleNamespace(
+        use_vllm=True,
+        vllm_generation=RecordingEngine(),
+        processing_class=tokenizer,
+        state=SimpleNamespace(global_step=0),
+        _last_loaded_step=0,
+        chat_template_kwargs={"enable_thinking": False},  # GRPOTrainer keeps GRPOConfig.chat_template_kwargs here
+    )
+    conversation = [{"role": "user", "content": "Solve 2+2."}]
+    callback = PassAtKCallback(trainer, [conversation], ["4"], encoder=None)
+    callback._evaluate_with_vllm(callback.prompts, callback.solutions)
+    assert seen == ["<|user|>Solve 2+2.<eos><|assistant|>[no-think]"]
+
+
+def test_scoring_runs_in_chunks_behind_a_progress_bar(capsys):
+    from dsdr_trl.evaluation import SCORING_CHUNK
+
+    calls = []
+
+    def last_digit_reward(completions, solution, **kwargs):
+        calls.append(len(completions))
+        return [float(c[-1] == s) for c, s in zip(completions, solution, strict=True)]
+
+    # 5 problems of SCORING_CHUNK // 2 + 1 samples: three chunks, whose borders fall inside problems.
+    size, answers = SCORING_CHUNK // 2 + 1, ["3", "7", "9", "0", "3"]
+    samples = [[f"answer {i % 10}" for i in range(size)] for _ in answers]
+    correct = score_samples(samples, answers, last_digit_reward, show_progress=True)
+    total = len(answers) * size
+    assert calls == [SCORING_CHUNK, SCORING_CHUNK, total - 2 * SCORING_CHUNK]
+    assert [sum(flags) for flags in correct] == [sum(i % 10 == int(a) for i in range(size)) for a in answers]
+    assert [flags[3] for flags in correct] == [True, False, False, False, True]
+    err = capsys.readouterr().err
+    assert "Scoring: 100%" in err and f"{total}/{total}" in err
+    score_samples(samples, answers, last_digit_reward)
+    assert "Scoring" not in capsys.readouterr().err  # no bar unless asked for
+
+
+@pytest.mark.parametrize(("rank", "max_lora_rank"), [(4, 8), (16, 16), (24, 32)])
+def test_vllm_serves_a_lora_directory_as_its_base_model_plus_the_adapter(
+    tiny_model_dir, tmp_path, rank, max_lora_rank
+):
+    # vLLM is not needed to check what it would be handed: a real adapter saved by peft, as `dsdr-trl train` saves it.
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from dsdr_trl.evaluation import vllm_model_args
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    adapter = get_peft_model(base, LoraConfig(r=rank, target_modules=["q_proj", "v_proj"]))
+    adapter.save_pretrained(tmp_path / "run")
+    llm_kwargs, lora = vllm_model_args(str(tmp_path / "run"))
+    assert llm_kwargs == {"model": tiny_model_dir, "enable_lora": True, "max_lora_rank": max_lora_rank}
+    assert lora == ("adapter", 1, str((tmp_path / "run").resolve()))
+
+    assert vllm_model_args("org/full-model") == ({"model": "org/full-model"}, None)
+    config = json.loads((tmp_path / "run" / "adapter_config.json").read_text())
+    (tmp_path / "run" / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": None}))
+    with pytest.raises(ValueError, match="base_model_name_or_path"):
+        vllm_model_args(str(tmp_path / "run"))
+    (tmp_path / "run" / "adapter_config.json").write_text(json.dumps({**config, "r": 1024}))
+    with pytest.raises(ValueError, match="without --use_vllm"):
+        vllm_model_args(str(tmp_path / "run"))

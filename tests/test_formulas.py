@@ -2,13 +2,14 @@
 mode under its hard time limit."""
 
 import re
+import sys
 import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dsdr_trl import sympy_forms
+from dsdr_trl import formulas, sympy_forms
 from dsdr_trl.formulas import (
     MAX_FORMULA_CHARS,
     MAX_FORMULAS_PER_TEXT,
@@ -360,6 +361,92 @@ def test_extract_formulas_never_raises(text):
         assert isinstance(formula, str)
         assert 0 < len(formula) <= MAX_FORMULA_CHARS
         assert formula == formula.strip() and "\x00" not in formula
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Nested groups and the cache
+
+
+@pytest.fixture
+def empty_formula_cache(monkeypatch):
+    cache = type(formulas._cache)(formulas._CACHE_MAX_BYTES, getsizeof=formulas._cache.getsizeof)
+    monkeypatch.setattr(formulas, "_cache", cache)
+    return cache
+
+
+def nested_boxes(opener: str, body: str, closer: str = "}", depth: int = 256, size: int = 8_192) -> str:
+    """`depth` nested groups opened by `opener` (`{i}` is the level), filled with `body` up to `size` characters."""
+    head = "".join(opener.replace("{i}", str(level)) for level in range(depth))
+    tail = closer * depth
+    return head + body * ((size - len(head) - len(tail)) // len(body)) + tail
+
+
+# 256 nested `\boxed` groups in 8 KB, each shape a different cost per character of normalisation.
+NESTED = {
+    "around prose": nested_boxes("\\boxed{", " x"),
+    "around thin spaces": nested_boxes("\\boxed{", "\\,x"),
+    "around text commands": nested_boxes("\\boxed{", "\\text{a}"),
+    "around rows": nested_boxes("\\boxed{", "a&=b\\\\"),
+    "a fraction per level": nested_boxes("\\boxed{\\frac{a}{b}+", "x"),
+    "a distinct root per level": nested_boxes("\\boxed{\\sqrt{{i}}\\cdot", "\\,"),
+    "math inside each level": nested_boxes("\\boxed{$", "x", closer="$}"),
+}
+
+
+@pytest.mark.parametrize("name", NESTED)
+def test_nested_boxes_are_read_a_bounded_number_of_times(name, empty_formula_cache, monkeypatch):
+    # Reading every group in full read these texts 87 to 247 times over.
+    text = NESTED[name]
+    read = []
+    for helper in ("_normalize", "_split_rows"):
+        original = getattr(formulas, helper)
+        monkeypatch.setattr(formulas, helper, lambda s, original=original: read.append(len(s)) or original(s))
+    extract_formulas(text)
+    assert 0 < sum(read) <= 8 * len(text)
+
+
+def test_256_nested_boxes_in_8_kb_extract_within_20_ms(empty_formula_cache):
+    # The fault table's bound; reading every group in full took 0.2 to 0.5 s. Measured in CPU time, so that other
+    # processes on a busy machine do not count, and the best of five runs is kept: 2 to 7 ms measured here.
+    for name, text in NESTED.items():
+        times = []
+        for _ in range(5):
+            empty_formula_cache.clear()
+            start = time.process_time()
+            extract_formulas(text)
+            times.append(time.process_time() - start)
+        assert min(times) <= 0.020, f"{name}: {min(times) * 1000:.1f} ms"
+
+
+def test_nested_groups_past_the_budget_still_give_their_formulas():
+    chain = "\\boxed{" * 200 + "x" + "}" * 200  # reads 100 times its length if every group is read in full
+    long = "+".join(f"a_{i}" for i in range(40))
+    found = extract_formulas(
+        chain + f" then \\boxed{{\\boxed{{y}}+1}}, $z = \\boxed{{y}}+1$ and \\boxed{{\\boxed{{{long}}}+1}}."
+    )
+    # A group's short formula stands in for it; a long one is replaced by a digest.
+    assert {"x", "y", "y+1", "z=y+1", long} <= found
+    (with_long,) = found - {"x", "y", "y+1", "z=y+1", long}
+    assert re.fullmatch(r"#[0-9a-f]{16}\+1", with_long)
+
+
+def test_the_cache_stays_under_its_byte_cap(empty_formula_cache):
+    def hostile(i: int) -> str:
+        # As large as a cached text may be, 4 bytes per character, with 16 distinct formulas: 10,000 of them would
+        # hold 330 MB.
+        math = "".join(f"$x_{{{i}}}^{{{j}}}$" for j in range(16))
+        return math + "\U0001f600" * (formulas._CACHE_MAX_TEXT_CHARS - len(math))
+
+    for i in range(10_000):
+        extract_formulas(hostile(i))
+    held = sum(
+        sys.getsizeof(text) + sys.getsizeof(found) + sum(map(sys.getsizeof, found))
+        for text, (found, _) in empty_formula_cache.items()
+    )
+    assert held <= formulas._CACHE_MAX_BYTES
+    # The cap, not the number of texts, limited it: the cache is full and the oldest texts were dropped.
+    assert held >= formulas._CACHE_MAX_BYTES // 2 and len(empty_formula_cache) < 10_000
+    assert hostile(9_999) in empty_formula_cache and hostile(0) not in empty_formula_cache
 
 
 # ---------------------------------------------------------------------------------------------------------------------

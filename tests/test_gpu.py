@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import build_tiny_model, even_length_reward, prompt_dataset
+from helpers import TEST_ENCODER, build_tiny_model, even_length_reward, prompt_dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
@@ -54,7 +54,7 @@ def test_bf16_dsdr_and_grpo_train_on_gpu(tmp_path, tiny_tokenizer):
     dsdr = DSDRGRPOTrainer(
         model=build_tiny_model(tiny_tokenizer),
         reward_funcs=even_length_reward,
-        args=DSDRConfig(**common(tmp_path, "dsdr")),
+        args=DSDRConfig(**common(tmp_path, "dsdr"), diversity_encoder=TEST_ENCODER),
         train_dataset=prompt_dataset(4),
         processing_class=tiny_tokenizer,
     )

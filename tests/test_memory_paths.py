@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import build_tiny_model, build_tiny_tokenizer, even_length_reward, prompt_dataset
+from helpers import TEST_ENCODER, build_tiny_model, build_tiny_tokenizer, even_length_reward, prompt_dataset
 
 from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
 
@@ -204,6 +204,7 @@ def _deepspeed_worker(stage: int, out_path: str) -> None:
         save_strategy="no",
         seed=3,
         correctness_reward="even_length_reward",
+        diversity_encoder=TEST_ENCODER,
     )
     trainer = DSDRGRPOTrainer(
         model=build_tiny_model(tokenizer),

@@ -1,10 +1,12 @@
 """Every YAML under configs/ parses, every training recipe passes `--dry_run`, and paper recipes carry Table 2."""
 
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
+import dsdr_trl
 from dsdr_trl import cli
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -109,13 +111,14 @@ def test_recipes_by_name_from_any_directory(monkeypatch, tmp_path, capsys):
 
     assert {"qwen3-1.7b/dsdr", "qwen3-4b/dsdr-vllm-server", "tiny/dsdr"} <= set(list_recipes())
     assert resolve_recipe("qwen3-1.7b/dsdr") == str(CONFIGS / "qwen3-1.7b" / "dsdr.yaml")
-    monkeypatch.chdir(tmp_path)  # the tiny recipe's data files are found next to it, not in the working directory
-    # Its model is the warm start inside the checkout (a path relative to the repository root), named here in full.
-    warmstart = str(CONFIGS.parent / "src" / "dsdr_trl" / "toy" / "assets" / "warmstart")
-    status = cli.main(["train", "--config", "tiny/dsdr", "--dry_run", "--model_name_or_path", warmstart])
+    # The tiny recipe's data files are found next to it, and its model (`dsdr_trl/toy/assets/warmstart`) inside the
+    # package, not in the working directory.
+    monkeypatch.chdir(tmp_path)
+    status = cli.main(["train", "--config", "tiny/dsdr", "--dry_run"])
     out, err = capsys.readouterr()
     assert status == 0, err
     assert "(32 rows, columns ['prompt', 'solution', 'problem'])" in out
+    assert str(Path(dsdr_trl.__file__).parent / "toy" / "assets" / "warmstart") in out
     status = cli.main(["train", "--config", "qwen3-1.7b/dsdr", "--dry_run", "--num_processes", "4"])
     out, err = capsys.readouterr()
     # The recipe targets 8 processes; the flag overrides it and the plan is reported for 4.
@@ -127,3 +130,104 @@ def test_recipes_command_lists_them(capsys):
     assert cli.main(["recipes"]) == 0
     out = capsys.readouterr().out
     assert "qwen3-1.7b/dsdr" in out and "zero2" in out and "accelerate/" not in out
+    assert f"sbatch --nodes=N FILE RECIPE): {CONFIGS / 'slurm' / 'dsdr_multinode.slurm'}" in out
+
+
+SLURM = CONFIGS / "slurm" / "dsdr_multinode.slurm"
+# Stand-ins for SLURM's commands, which this machine does not have: `scontrol show hostnames` expands a comma list,
+# `srun` records its arguments (NUL-separated, a file per call) instead of starting job steps.
+FAKE_SCONTROL = '#!/bin/bash\n[[ $1 == show && $2 == hostnames ]] && tr , "\\n" <<< "$3"\n'
+# The training step returns once the server step has recorded itself, as real trainers wait for the server: the
+# script stops the server when training ends.
+FAKE_SRUN = """#!/bin/bash
+printf "%s\\0" "$@" > "$SRUN_LOG/$$"
+if [[ " $* " == *" bash -c "* ]]; then
+    for _ in $(seq 100); do (( $(ls "$SRUN_LOG" | wc -l) > 1 )) && break; sleep 0.1; done
+fi
+"""
+
+
+def run_slurm_script(tmp_path, *args: str, **env: str):
+    import os
+    import subprocess
+    import sys
+
+    bin_dir, srun_log = tmp_path / "bin", tmp_path / "srun"
+    bin_dir.mkdir(exist_ok=True)
+    srun_log.mkdir(exist_ok=True)
+    for name, text in (("scontrol", FAKE_SCONTROL), ("srun", FAKE_SRUN)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    environment = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "PYTHON": sys.executable,
+        "SLURM_JOB_NODELIST": "gpu-a,gpu-b,gpu-c",
+        "SRUN_LOG": str(srun_log),
+        **env,
+    }
+    return subprocess.run(
+        [shutil.which("bash"), str(SLURM), *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        timeout=120,
+    )
+
+
+def test_slurm_script_parses():
+    import subprocess
+
+    result = subprocess.run([shutil.which("bash"), "-n", str(SLURM)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_slurm_script_serves_vllm_on_the_first_node_and_trains_on_the_others(tmp_path):
+    import shlex
+
+    extra = ["--gradient_accumulation_steps", "2", "--run_name", "two words"]
+    result = run_slurm_script(tmp_path, "qwen3-4b/dsdr-vllm-server", *extra, DRY_RUN="1", GPUS_PER_NODE="4")
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines())
+    assert list(lines) == ["gpu-a", "gpu-b", "gpu-c"]
+    # The served model is the recipe's, with one data-parallel engine per GPU of its node.
+    assert shlex.split(lines["gpu-a"]) == [
+        "trl", "vllm-serve", "--model", "Qwen/Qwen3-4B-Base", "--data_parallel_size", "4", "--port", "8000"
+    ]  # fmt: skip
+    zero3 = str(CONFIGS / "accelerate" / "zero3.yaml")
+    for rank, node in enumerate(["gpu-b", "gpu-c"]):
+        command = shlex.split(lines[node])
+        launch, script = command[: command.index("-m")], command[command.index("-m") :]
+        assert launch[:2] == ["accelerate", "launch"]
+        flags = dict(zip(launch[2::2], launch[3::2], strict=True))
+        assert flags == {
+            "--config_file": zero3,
+            "--num_machines": "2",
+            "--num_processes": "8",  # 2 training nodes x 4 GPUs
+            "--main_process_ip": "gpu-b",
+            "--main_process_port": "29500",
+            "--machine_rank": str(rank),
+        }
+        assert script == [
+            "-m", "dsdr_trl.scripts.train", "--config", "qwen3-4b/dsdr-vllm-server", "--use_vllm", "true",
+            "--vllm_mode", "server", "--vllm_server_host", "gpu-a", "--vllm_server_port", "8000", *extra,
+        ]  # fmt: skip
+
+    # Without DRY_RUN the same commands go to srun: the server on gpu-a, one training task on each other node, where
+    # SLURM_PROCID becomes the machine rank.
+    result = run_slurm_script(tmp_path, "qwen3-4b/dsdr-vllm-server", *extra, GPUS_PER_NODE="4")
+    assert result.returncode == 0, result.stderr
+    calls = [path.read_text().split("\0")[:-1] for path in (tmp_path / "srun").iterdir()]
+    (serve,) = [call for call in calls if "--nodelist=gpu-a" in call]
+    (train,) = [call for call in calls if call is not serve]
+    assert serve[:3] == ["--nodes=1", "--ntasks=1", "--nodelist=gpu-a"] and serve[3:] == shlex.split(lines["gpu-a"])
+    assert train[:4] == ["--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--nodelist=gpu-b,gpu-c"]
+    assert train[4:6] == ["bash", "-c"] and "--machine_rank $SLURM_PROCID" in train[6]
+    assert shlex.split(train[6].replace("$SLURM_PROCID", "1")) == shlex.split(lines["gpu-c"])
+
+
+def test_slurm_script_needs_two_nodes(tmp_path):
+    result = run_slurm_script(tmp_path, "qwen3-4b/dsdr", DRY_RUN="1", SLURM_JOB_NODELIST="gpu-a")
+    assert result.returncode == 2 and "needs at least 2 nodes" in result.stderr

@@ -1,18 +1,22 @@
-"""Checkpoint and resume mid-run: steps 3-4 after resuming from checkpoint-2 equal those of an uninterrupted run."""
+"""Checkpoint and resume mid-run: steps after resuming from a checkpoint equal those of an uninterrupted run when the
+checkpoint ends a generation batch; a checkpoint inside one warns, and its resume does differ."""
+
+import warnings
 
 import pytest
 import torch
 from helpers import TINY_CPU, build_tiny_model, even_length_reward, prompt_dataset
 
 from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
+from dsdr_trl.config import DSDRSettingWarning
 
 pytestmark = pytest.mark.slow
 
 
-def run(output_dir, tokenizer, num_prompts, resume_from=None):
-    config = DSDRConfig(
-        output_dir=str(output_dir),
-        **TINY_CPU | dict(save_strategy="steps", save_steps=2),
+def run(output_dir, tokenizer, num_prompts, resume_from=None, **overrides):
+    settings = dict(
+        save_strategy="steps",
+        save_steps=2,
         # 2 prompts x G=4 per optimizer step, split into 2 micro-batches: TRL generates once per optimizer step
         # (steps_per_generation = gradient_accumulation_steps), so a checkpoint never holds half-used completions.
         per_device_train_batch_size=4,
@@ -25,6 +29,7 @@ def run(output_dir, tokenizer, num_prompts, resume_from=None):
         local_entropy_coef=0.01,
         diversity_coef=0.01,
     )
+    config = DSDRConfig(output_dir=str(output_dir), **TINY_CPU | settings | overrides)
     trainer = DSDRGRPOTrainer(
         model=build_tiny_model(tokenizer, seed=5),
         reward_funcs=even_length_reward,
@@ -58,3 +63,45 @@ def test_resume_from_checkpoint_reproduces_later_steps(tmp_path, tiny_tokenizer,
     assert any(full_logs[step]["grad_norm"] > 0 for step in (3, 4))  # the compared steps did update the model
     for (name, p_full), p_resumed in zip(full.model.named_parameters(), resumed.model.parameters(), strict=True):
         torch.testing.assert_close(p_resumed, p_full, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def assert_same_steps(full_logs, resumed_logs, steps):
+    for step in steps:
+        # A step without a generation logs no reward or completion metrics.
+        assert resumed_logs[step].keys() == full_logs[step].keys()
+        for key, value in full_logs[step].items():
+            if "time" in key:  # wall-clock figures
+                continue
+            assert resumed_logs[step][key] == pytest.approx(value, rel=1e-5, abs=1e-7), (step, key)
+
+
+# One generation batch for two optimizer steps: steps_per_generation = 4 micro-batches, at 2 per step.
+TWO_STEP_GENERATIONS = dict(steps_per_generation=4)
+
+
+def test_resume_at_a_generation_batch_boundary_is_exact_when_a_batch_spans_steps(tmp_path, tiny_tokenizer):
+    # 4 prompts x G=4 per generation, 2 optimizer steps each; checkpoint-2 ends the first generation batch.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DSDRSettingWarning)  # save_steps=2 lines up: no warning
+        _, full_logs = run(tmp_path / "full", tiny_tokenizer, 8, **TWO_STEP_GENERATIONS)
+        _, resumed_logs = run(
+            tmp_path / "resumed", tiny_tokenizer, 8, str(tmp_path / "full" / "checkpoint-2"), **TWO_STEP_GENERATIONS
+        )
+    assert_same_steps(full_logs, resumed_logs, steps=(3, 4))
+
+
+def test_checkpoints_inside_a_generation_batch_warn_and_their_resume_differs(tmp_path, tiny_tokenizer):
+    with pytest.warns(DSDRSettingWarning, match="Set save_steps to a multiple of 2"):
+        _, full_logs = run(tmp_path / "full", tiny_tokenizer, 8, save_steps=1, **TWO_STEP_GENERATIONS)
+    with pytest.warns(DSDRSettingWarning):
+        _, resumed_logs = run(
+            tmp_path / "resumed",
+            tiny_tokenizer,
+            8,
+            str(tmp_path / "full" / "checkpoint-1"),
+            save_steps=1,
+            **TWO_STEP_GENERATIONS,
+        )
+    # What the warning says: step 2 used the second half of the completions sampled at step 1 in the uninterrupted
+    # run, and freshly sampled ones after resuming.
+    assert resumed_logs[2]["loss"] != pytest.approx(full_logs[2]["loss"], rel=1e-5, abs=1e-7)

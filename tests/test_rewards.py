@@ -1,9 +1,11 @@
+import math
 import os
 import signal
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dsdr_trl import _time_limit, rewards
@@ -108,6 +110,29 @@ def test_different_values_score_zero(answer, gold):
 
 def test_gold_formats_and_types():
     assert accuracy_reward([r"\boxed{34}"] * 4, solution=["34", "$34$", r"\boxed{34}", 34]) == [1.0] * 4
+
+
+def test_float_references_are_the_numbers_they_stand_for():
+    # `str(1e20)` is "1e+20", which math-verify reads as e + 20: the right answer scored 0 and "e+20" scored 1.
+    completions = [r"\boxed{100000000000000000000}", r"\boxed{e+20}", r"\boxed{0.00001}", r"\boxed{e-5}"]
+    assert accuracy_reward(completions, solution=[1e20, 1e20, 1e-05, 1e-05]) == [1.0, 0.0, 1.0, 0.0]
+
+
+NUMBER_TYPES = [int, float, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint64]
+NUMBER_TYPES += [np.float16, np.float32, np.float64, np.longdouble]
+
+
+def test_every_integer_and_float_type_is_a_reference():
+    right = accuracy_reward([r"\boxed{12}"] * len(NUMBER_TYPES), solution=[kind(12) for kind in NUMBER_TYPES])
+    wrong = accuracy_reward([r"\boxed{13}"] * len(NUMBER_TYPES), solution=[kind(12) for kind in NUMBER_TYPES])
+    assert right == [1.0] * len(NUMBER_TYPES) and wrong == [0.0] * len(NUMBER_TYPES)
+    halves = [float, np.float16, np.float32, np.float64, np.longdouble]
+    assert accuracy_reward([r"\boxed{\frac{5}{2}}"] * 5, solution=[kind(2.5) for kind in halves]) == [1.0] * 5
+
+
+def test_booleans_and_non_finite_numbers_are_not_references():
+    solution = [True, np.bool_(True), math.nan, np.float32("nan"), math.inf, -np.inf, 1.0]
+    assert accuracy_reward([r"\boxed{1}"] * 7, solution=solution) == [None] * 6 + [1.0]
 
 
 def test_conversational_completions():
@@ -233,6 +258,7 @@ def test_unusable_pool_gives_none_a_warning_and_the_metric(short_time_limit, mon
         pytest.skip("finding the workers reads /proc")
     # One worker, started, then stopped: the pool takes no item. A short start limit makes the reward give up on it
     # quickly.
+    _time_limit.shutdown_pool()  # so that only the new pool's worker is left
     monkeypatch.setattr(_time_limit, "WORKERS", 1)
     assert score(r"\boxed{34}", "34") == 1.0
     (worker,) = pool_workers()

@@ -5,7 +5,12 @@ and about the diversity of correct solutions, so this callback measures them onc
 baseline) and every `eval_steps` optimizer steps after, and logs `eval/pass@k`, `eval/avg@N`,
 `eval/semantic_distance`, ... through the Trainer's own `log` (one entry of `trainer_state.json`'s log history per
 evaluation, sent to every logger). When the trainer generates with vLLM, so does the callback, with the current
-weights.
+weights; prompts go through the chat template with the trainer's `chat_template_kwargs`, as TRL's rollouts do.
+
+Names in Weights & Biases and Trackio: their transformers callbacks file every key that does not start with `eval_`
+under `train/`, so `eval/pass@1` appears there as `train/eval/pass@1`. With `prefix="eval_"` (`dsdr-trl train
+--passk_eval_prefix eval_`) the numbers are logged as `eval_pass@1`, TRL's own convention for its evaluation metrics
+(`eval_reward`), and appear in those trackers' `eval/` section next to `eval/reward`.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ class PassAtKCallback(TrainerCallback):
     Every process samples its share of the problems (problem i goes to process `i % num_processes`) and the
     per-problem counts are gathered, so each process holds the same numbers. Sampling uses its own seed and restores
     the global RNG state afterwards, so training is not perturbed. Under DeepSpeed ZeRO-3 every process must
-    generate in lockstep; give at least as many problems as processes.
+    generate in lockstep; give at least as many problems as processes. Conversational prompts are rendered with the
+    trainer's `chat_template_kwargs` (`GRPOConfig.chat_template_kwargs`, e.g. `{"enable_thinking": False}`).
 
     Args:
         trainer ([`~trl.GRPOTrainer`]):
@@ -48,7 +54,8 @@ class PassAtKCallback(TrainerCallback):
             Sentence encoder for the semantic distance: `"trainer"` reuses the DSDR trainer's encoder when it has
             one, `None` skips the semantic distance.
         prefix (`str`, *optional*, defaults to `"eval/"`):
-            Prefix of the logged names.
+            Prefix of the logged names. `"eval_"` puts them in the `eval/` section of Weights & Biases and Trackio
+            (see the module docstring).
         **generation_kwargs:
             `temperature`, `top_p`, `max_new_tokens`, `batch_size`, `seed` for
             [`~dsdr_trl.evaluation.generate_samples`].
@@ -80,6 +87,7 @@ class PassAtKCallback(TrainerCallback):
         self.eval_steps = eval_steps
         self.encoder = getattr(trainer, "diversity_encoder", None) if encoder == "trainer" else encoder
         self.prefix = prefix
+        self.chat_template_kwargs = dict(getattr(trainer, "chat_template_kwargs", None) or {})
         self.generation_kwargs = generation_kwargs
         self.history: list[tuple[int, dict[str, float]]] = []
 
@@ -107,6 +115,7 @@ class PassAtKCallback(TrainerCallback):
                 num_samples=self.num_samples,
                 encoder=self.encoder,
                 show_progress=False,
+                chat_template_kwargs=self.chat_template_kwargs,
                 **self.generation_kwargs,
             )
         per_problem = result.per_problem if world == 1 else gather_object(result.per_problem)
@@ -127,7 +136,7 @@ class PassAtKCallback(TrainerCallback):
             engine.sync_weights()
             trainer._last_loaded_step = trainer.state.global_step
         tokenizer = trainer.processing_class
-        texts = _prompt_texts(tokenizer, prompts)
+        texts = _prompt_texts(tokenizer, prompts, self.chat_template_kwargs)
         prompt_ids = [ids for text in texts for ids in [tokenizer(text, add_special_tokens=False)["input_ids"]]]
         repeated = [ids for ids in prompt_ids for _ in range(self.num_samples)]  # TRL's layout: each prompt G times
         overrides = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
 import warnings
 from dataclasses import dataclass, field
@@ -32,7 +33,8 @@ MAX_STABLE_LOCAL_ENTROPY_COEF = 0.01
 
 
 class DSDRSettingWarning(UserWarning):
-    """A setting that switches DSDR off, or takes it out of the regime the paper tested, without an error."""
+    """A setting that switches DSDR off, takes it out of the regime the paper tested, or keeps a resumed run from
+    repeating an uninterrupted one, without an error."""
 
 
 # The modes of `dsdr_trl.formulas.extract_formulas_batch(canonicalize=...)`; a test keeps the two in step.
@@ -296,6 +298,35 @@ class DSDRConfig(GRPOConfig):
                 f"{self.local_entropy_coef}, correct completions only). Set entropy_coef=0 and "
                 "use_adaptive_entropy=False, or local_entropy_coef=0."
             )
+        if (message := self.checkpoint_misalignment()) is not None:
+            warn(message)
+
+    def checkpoint_misalignment(self, num_processes: int | None = None) -> str | None:
+        """
+        Why a checkpoint would fall inside a generation batch, with the fix; `None` when every one ends a batch.
+
+        TRL samples `generation_batch_size` completions at once, uses each `num_iterations` times and keeps them in
+        memory, not in the checkpoint: a run resumed inside a generation batch samples its rest afresh, so it does not
+        repeat the uninterrupted run (at a batch's end it does).
+
+        Args:
+            num_processes (`int`, *optional*):
+                The process count of the run; defaults to this process's `world_size`.
+        """
+        if self.save_strategy != "steps" or self.save_steps < 1:  # a fraction of the run is resolved by the Trainer
+            return None
+        per_step = self.per_device_train_batch_size * (num_processes or self.world_size)
+        per_step *= self.gradient_accumulation_steps
+        used = self.generation_batch_size * self.num_iterations
+        boundary = used // math.gcd(used, per_step)  # the fewest optimizer steps that end a generation batch
+        if self.save_steps % boundary == 0:
+            return None
+        return (
+            f"save_steps={self.save_steps:g} puts checkpoints inside a generation batch: {self.generation_batch_size} "
+            f"completions used {self.num_iterations}x, {per_step} per optimizer step, end together only every "
+            f"{boundary} steps. A run resumed from such a checkpoint samples the rest of that batch afresh and differs "
+            f"from the uninterrupted run. Set save_steps to a multiple of {boundary}."
+        )
 
     @property
     def dsdr_enabled(self) -> bool:

@@ -15,7 +15,9 @@ Each row gets `prompt` (a one-message conversation `[{"role": "user", "content":
 (the raw problem text). A prompt column that already holds a conversation (a list of `{"role", "content"}`
 messages, as in TRL's conversational datasets) is kept as it is: the template applies to its last user message and
 `system_prompt` is prepended unless it starts with a system message. Every other column is kept, since TRL hands
-each one to the reward functions as a keyword argument (one value per completion).
+each one to the reward functions as a keyword argument (one value per completion). A row whose reference answer is
+empty can never be scored, so it is dropped, with a logged warning giving the count; a solution column that is empty
+in every row, a file with no rows and a line that is not JSON are errors naming the file.
 
 Hub ids and columns of the adapters are the usual public copies of each benchmark, as their dataset cards describe
 them; where a copy's layout was uncertain the adapter accepts several column names (first present wins). Offline
@@ -25,10 +27,14 @@ the local-file alternative.
 
 from __future__ import annotations
 
+import json
+import logging
+import numbers
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +47,14 @@ __all__ = [
     "DatasetSpec",
     "DatasetUnavailableError",
     "hub_dataset_id",
+    "hub_unreachable_reason",
     "load_math_dataset",
     "looks_local",
+    "prompt_lengths",
     "resolve_prompt_template",
 ]
+
+logger = logging.getLogger(__name__)
 
 LOCAL_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -68,6 +78,46 @@ _GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
 
 class DatasetUnavailableError(FileNotFoundError):
     """A dataset that cannot be read: a missing local file, or a Hub dataset out of reach."""
+
+
+def number_text(value: Any) -> str | None:
+    """
+    A number from a data column as a reference answer: positional decimal digits, never an exponent.
+
+    `str(1e20)` is `1e+20` and `str(0.00001)` is `1e-05`, which math-verify reads as expressions in Euler's number;
+    written positionally (`100000000000000000000`, `0.00001`) they are the numbers they stand for. Floats keep the
+    shortest digits that round-trip in their own precision (`numpy.float32(0.1)` is `0.1`), and an integral value
+    loses its `.0` (`3.0` is `3`, as an integer column writes it; math-verify takes `3` and `3.0` as equal).
+
+    Args:
+        value (`Any`):
+            A cell of a data column. Python and NumPy integers and floats (any width) and `Decimal` are numbers;
+            `bool` (and `numpy.bool_`) is not.
+
+    Returns:
+        `str | None`: The text, `None` for NaN, an infinity or anything that is not a number.
+
+    Example:
+
+    ```python
+    >>> [number_text(value) for value in (1e20, 1e-05, 2.5, 3.0, -7, float("nan"), True)]
+    ['100000000000000000000', '0.00001', '2.5', '3', '-7', None, None]
+    ```
+    """
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, Decimal)):
+        return None
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Rational):
+        return f"{value.numerator}/{value.denominator}"
+    # `str` of a NumPy float is the shortest round-trip text of its own width, exponent or not; Decimal reads both.
+    exact = value if isinstance(value, Decimal) else Decimal(str(value))
+    if not exact.is_finite():
+        return None
+    if exact.is_zero():
+        return "0"
+    text = format(exact, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def gsm8k_answer(answer: str) -> str:
@@ -203,10 +253,49 @@ def _load_local(path: str, split: str | None):
                 raise ValueError(f"'{path}' has splits {list(loaded.keys())}, not '{split}'; pass one of them.")
             loaded = loaded[split]
         return loaded
-    return load_dataset(LOCAL_SUFFIXES[file.suffix.lower()], data_files=str(file), split="train")
+    _check_has_rows(file)
+    try:
+        return load_dataset(LOCAL_SUFFIXES[file.suffix.lower()], data_files=str(file), split="train")
+    except Exception as error:  # datasets wraps the parser's error (JSON, CSV, Parquet) in its own types
+        raise ValueError(_unreadable_reason(file, error)) from error
 
 
-def _hub_unreachable_reason(timeout: float = 3.0) -> str | None:
+def _check_has_rows(file: Path) -> None:
+    """Refuses a local file with no rows (empty, blank, or a CSV header alone), which `datasets` would not name."""
+    if file.stat().st_size == 0:
+        raise ValueError(f"Dataset file '{file}' is empty; it needs one row per problem.")
+    if file.suffix.lower() not in (".jsonl", ".json", ".csv"):
+        return
+    with file.open(encoding="utf-8", errors="replace") as lines:
+        filled = (line for line in lines if line.strip())
+        if next(filled, None) is None:
+            raise ValueError(f"Dataset file '{file}' is empty; it needs one row per problem.")
+        if file.suffix.lower() == ".csv" and next(filled, None) is None:
+            raise ValueError(f"Dataset file '{file}' has a header but no rows; it needs one row per problem.")
+
+
+def _unreadable_reason(file: Path, error: Exception) -> str:
+    """Why `datasets` could not read a local file: the first line that is not JSON, for JSON Lines, else the cause."""
+    if file.suffix.lower() == ".jsonl":
+        with file.open(encoding="utf-8", errors="replace") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    json.loads(line)
+                except ValueError as bad:
+                    return (
+                        f"Dataset file '{file}': line {number} is not valid JSON ({bad}); correct or remove that line "
+                        "(JSON Lines holds one JSON object per line)."
+                    )
+    cause = error.__cause__ or error
+    reason = str(cause).strip().split("\n")[0] or type(cause).__name__
+    return (
+        f"Dataset file '{file}' cannot be read as {LOCAL_SUFFIXES[file.suffix.lower()]} ({reason}); correct the file."
+    )
+
+
+def hub_unreachable_reason(timeout: float = 3.0) -> str | None:
     """Why the Hub cannot be reached, found in at most `timeout` seconds; `None` when it may be reachable.
 
     `datasets` retries for tens of seconds without network; a plain TCP connection fails in milliseconds. Behind a
@@ -223,7 +312,7 @@ def _hub_unreachable_reason(timeout: float = 3.0) -> str | None:
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
     except OSError as error:
-        return f"{host} cannot be reached: {error}; if the dataset is in your local cache, set HF_HUB_OFFLINE=1"
+        return f"{host} cannot be reached: {error}; if it is in your local cache, set HF_HUB_OFFLINE=1"
     return None
 
 
@@ -236,12 +325,12 @@ def _load_hub(path: str, config: str | None, split: str):
         + f", split={split!r}).to_json('data.jsonl')`) and pass that local file as the dataset instead, with "
         "--prompt_column/--solution_column if its columns differ."
     )
-    if not is_offline_mode() and (reason := _hub_unreachable_reason()) is not None:
+    if not is_offline_mode() and (reason := hub_unreachable_reason()) is not None:
         raise DatasetUnavailableError(f"Could not load the Hub dataset '{path}' ({reason}). {hint}")
     try:
         return load_dataset(path, config, split=split)
     except Exception as error:  # datasets raises many types here (connection, offline, missing repo or split)
-        reason = _hub_unreachable_reason() if is_offline_mode() else str(error).split("\n")[0]
+        reason = hub_unreachable_reason() if is_offline_mode() else str(error).split("\n")[0]
         raise DatasetUnavailableError(f"Could not load the Hub dataset '{path}' ({reason}). {hint}") from error
 
 
@@ -266,6 +355,9 @@ def _answer_text(value: Any) -> str:
     # answer contains `####`, so both rules apply to every dataset, local copies included.
     if isinstance(value, (list, tuple)):
         value = value[0] if value else ""
+    if isinstance(value, (numbers.Real, Decimal)) and not isinstance(value, bool):
+        # NaN and infinities are missing answers, as an empty cell is.
+        return number_text(value) or ""
     text = "" if value is None else str(value)
     if "####" in text:
         text = gsm8k_answer(text)
@@ -317,14 +409,16 @@ def load_math_dataset(
         system_prompt (`str`, *optional*):
             A system message prepended to conversational prompts.
         limit (`int`, *optional*):
-            Keep only the first `limit` rows.
+            Keep only the first `limit` rows (counted after dropping the rows whose reference answer is empty).
 
     Returns:
         `datasets.Dataset` with columns `prompt`, `solution`, `problem`, then every other column of the source.
 
     Raises:
         `DatasetUnavailableError`: A missing file, or a Hub dataset that cannot be reached.
-        `ValueError`: A missing column, an empty dataset or a bad template.
+        `ValueError`: A missing column, a file that cannot be parsed, an empty dataset, a solution column empty in
+            every row, or a bad template. Rows with an empty reference answer among others are dropped, with a
+            logged warning giving their count.
     """
     spec = DATASETS.get(name_or_path)
     if spec is not None:
@@ -346,6 +440,9 @@ def load_math_dataset(
     solution_col = _pick(columns, solution_candidates, solution_column, "solution", "--solution_column", name_or_path)
     if len(dataset) == 0:
         raise ValueError(f"Dataset '{name_or_path}' (split '{split}') has no rows.")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of rows, got {limit}; pass None to keep every row.")
+    dataset = _drop_rows_without_answer(dataset, solution_col, name_or_path, split)
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
 
@@ -390,6 +487,64 @@ def load_math_dataset(
     mapped = dataset.map(to_row, remove_columns=drop, desc=None)
     first = ["prompt", "solution", "problem"]
     return mapped.select_columns(first + [name for name in mapped.column_names if name not in first])
+
+
+def _drop_rows_without_answer(dataset, solution_col: str, name: str, split: str):
+    """The rows whose reference answer is not empty; none left is an error, some dropped a logged warning.
+
+    A row without a reference can never be scored: in training its completions would all get `None` rewards (no
+    signal), and in an evaluation it would count as unsolved.
+    """
+    empty = [index for index, value in enumerate(dataset[solution_col]) if not _answer_text(value)]
+    if len(empty) == len(dataset):
+        raise ValueError(
+            f"Dataset '{name}' (split '{split}'): the solution column '{solution_col}' is empty in all "
+            f"{len(dataset)} rows; point --solution_column at the column holding the reference answers."
+        )
+    if empty:
+        shown = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
+        logger.warning(
+            "Dataset '%s' (split '%s'): dropped %d of %d rows whose solution column '%s' is empty (rows %s); "
+            "fill in their answers to keep them.",
+            name,
+            split,
+            len(empty),
+            len(dataset),
+            solution_col,
+            shown,
+        )
+        dropped = set(empty)
+        dataset = dataset.select([index for index in range(len(dataset)) if index not in dropped])
+    return dataset
+
+
+def prompt_lengths(prompts: Sequence[Any], processing_class: Any, **chat_template_kwargs: Any) -> list[int]:
+    """
+    The number of tokens of each prompt as `GRPOTrainer` feeds it to the model.
+
+    Args:
+        prompts (`Sequence[str | list[dict]]`):
+            A dataset's `prompt` column: plain texts, or conversations rendered with the chat template and its
+            generation prompt.
+        processing_class (`PreTrainedTokenizerBase` or `ProcessorMixin`):
+            The model's tokenizer or processor.
+        **chat_template_kwargs:
+            Passed to `apply_chat_template`, as TRL does with `GRPOConfig.chat_template_kwargs`.
+
+    Returns:
+        `list[int]`: One token count per prompt.
+    """
+    lengths: list[int] = []
+    for start in range(0, len(prompts), 256):
+        batch = list(prompts[start : start + 256])
+        if _is_conversation(batch[0]):
+            ids = processing_class.apply_chat_template(
+                conversation=batch, add_generation_prompt=True, tokenize=True, return_dict=True, **chat_template_kwargs
+            )["input_ids"]
+        else:
+            ids = processing_class(text=batch)["input_ids"]
+        lengths += [len(row) for row in ids]
+    return lengths
 
 
 def _is_conversation(value: Any) -> bool:

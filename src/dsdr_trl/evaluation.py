@@ -19,13 +19,16 @@ Nothing here imports the trainer at module level: the sentence encoder is passed
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = [
     "DIVERSITY_METRICS",
+    "SCORING_CHUNK",
     "EvaluationResult",
     "diversity_of_samples",
     "evaluate_policy",
@@ -34,7 +37,12 @@ __all__ = [
     "pass_at_k",
     "score_samples",
     "summarize",
+    "vllm_model_args",
 ]
+
+# Samples per reward-function call in `score_samples`: the verifier's worker is long-lived, so a chunk costs only its
+# items, and the progress bar moves every chunk.
+SCORING_CHUNK = 512
 
 # Per-problem diversity numbers, in the order tables show them.
 DIVERSITY_METRICS = ("semantic_distance", "formula_unique_ratio", "distinct_answers", "distinct_correct")
@@ -117,9 +125,10 @@ def score_samples(
     solutions: Sequence[str],
     reward_func: Callable[..., list[float | None]] | None = None,
     threshold: float = 0.5,
+    show_progress: bool = False,
 ) -> list[list[bool]]:
     """
-    Marks each sample correct or not with one call of a TRL-style reward function over all samples.
+    Marks each sample correct or not with a TRL-style reward function, called on chunks of [`SCORING_CHUNK`] samples.
 
     Args:
         samples (`Sequence[Sequence[str]]`):
@@ -131,6 +140,8 @@ def score_samples(
             [`~dsdr_trl.rewards.accuracy_reward`].
         threshold (`float`, *optional*, defaults to `0.5`):
             A sample is correct when its reward is above this value; `None` counts as incorrect, as in training.
+        show_progress (`bool`, *optional*, defaults to `False`):
+            Show a tqdm progress bar over the samples.
 
     Returns:
         `list[list[bool]]`: Same shape as `samples`.
@@ -139,9 +150,16 @@ def score_samples(
         raise ValueError(f"Got {len(samples)} problems' samples but {len(solutions)} solutions.")
     if reward_func is None:
         from .rewards import accuracy_reward as reward_func
+    from tqdm.auto import tqdm
+
     flat = [text for group in samples for text in group]
     repeated = [solution for group, solution in zip(samples, solutions, strict=True) for _ in group]
-    rewards = reward_func(completions=flat, solution=repeated) if flat else []
+    rewards: list[float | None] = []
+    with tqdm(total=len(flat), desc="Scoring", unit="sample", disable=not show_progress) as progress:
+        for start in range(0, len(flat), SCORING_CHUNK):
+            chunk = slice(start, start + SCORING_CHUNK)
+            rewards += reward_func(completions=flat[chunk], solution=repeated[chunk])
+            progress.update(len(flat[chunk]))
     flags = [reward is not None and not math.isnan(reward) and reward > threshold for reward in rewards]
     out, start = [], 0
     for group in samples:
@@ -392,8 +410,11 @@ def summarize(
     return EvaluationResult(ks=ks, per_problem=per_problem, metadata=dict(metadata or {}))
 
 
-def _prompt_texts(tokenizer: Any, prompts: Sequence[str | list[dict[str, str]]]) -> list[str]:
-    """Prompts as model input text: conversations go through the chat template, strings are used as they are."""
+def _prompt_texts(
+    tokenizer: Any, prompts: Sequence[str | list[dict[str, str]]], chat_template_kwargs: dict[str, Any] | None = None
+) -> list[str]:
+    """Prompts as model input text: conversations go through the chat template (with `chat_template_kwargs`, e.g.
+    `{"enable_thinking": False}`, as TRL passes `GRPOConfig.chat_template_kwargs`), strings are used as they are."""
     from trl.data_utils import is_conversational, maybe_apply_chat_template
 
     texts = []
@@ -402,7 +423,7 @@ def _prompt_texts(tokenizer: Any, prompts: Sequence[str | list[dict[str, str]]])
         if is_conversational(example) and not getattr(tokenizer, "chat_template", None):
             texts.append("\n\n".join(message["content"] for message in prompt))  # a base model without a template
         else:
-            texts.append(maybe_apply_chat_template(example, tokenizer)["prompt"])
+            texts.append(maybe_apply_chat_template(example, tokenizer, **(chat_template_kwargs or {}))["prompt"])
     return texts
 
 
@@ -418,6 +439,7 @@ def generate_samples(
     seed: int = 0,
     use_vllm: bool = False,
     show_progress: bool = True,
+    chat_template_kwargs: dict[str, Any] | None = None,
 ) -> list[list[str]]:
     """
     Samples `num_samples` completions for each prompt.
@@ -428,7 +450,8 @@ def generate_samples(
 
     Args:
         model (`PreTrainedModel` or `str`):
-            The policy. With `use_vllm=True`, a local path or Hub id that vLLM loads.
+            The policy. With `use_vllm=True`, a local path or Hub id that vLLM loads; a LoRA adapter directory is
+            served as its base model plus the adapter (see [`vllm_model_args`]).
         tokenizer (`PreTrainedTokenizerBase`):
             Its tokenizer.
         prompts (`Sequence[str | list[dict]]`):
@@ -449,6 +472,9 @@ def generate_samples(
             Generate with vLLM (must be installed) instead of transformers.
         show_progress (`bool`, *optional*, defaults to `True`):
             Show a tqdm progress bar.
+        chat_template_kwargs (`dict`, *optional*):
+            Extra arguments of the chat template, as `GRPOConfig.chat_template_kwargs` (e.g.
+            `{"enable_thinking": False}` for Qwen3).
 
     Returns:
         `list[list[str]]`: `num_samples` decoded completions per prompt, special tokens removed.
@@ -457,7 +483,7 @@ def generate_samples(
         raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-    texts = _prompt_texts(tokenizer, prompts)
+    texts = _prompt_texts(tokenizer, prompts, chat_template_kwargs)
     if use_vllm:
         return _generate_with_vllm(model, texts, num_samples, temperature, top_p, max_new_tokens, seed)
 
@@ -512,16 +538,60 @@ def generate_samples(
 # vLLM: only imported when asked for.
 
 
+# The LoRA ranks vLLM accepts for `max_lora_rank`.
+_VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def vllm_model_args(model: str) -> tuple[dict[str, Any], tuple[str, int, str] | None]:
+    """
+    How vLLM loads `model`: the keyword arguments of `vllm.LLM`, and those of a `LoRARequest` for an adapter.
+
+    A directory with `adapter_config.json` (a LoRA run of `dsdr-trl train` saves only the adapter) is served as its
+    base model (`base_model_name_or_path`) with LoRA enabled and a `max_lora_rank` that fits the adapter's rank; the
+    adapter is then applied per request with `LoRARequest(name, id, path)`. Anything else is loaded as it is.
+
+    Args:
+        model (`str`):
+            A local directory or a Hub id.
+
+    Returns:
+        `tuple[dict, tuple | None]`: `LLM(**kwargs)` arguments, and `LoRARequest(*args)` arguments or `None`.
+
+    Raises:
+        `ValueError`: If the adapter does not name its base model or its rank exceeds what vLLM supports.
+    """
+    adapter_config = Path(model).expanduser() / "adapter_config.json"
+    if not adapter_config.is_file():
+        return {"model": model}, None
+    config = json.loads(adapter_config.read_text())
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise ValueError(
+            f"'{adapter_config}' names no base_model_name_or_path; set it to the model the adapter was trained on."
+        )
+    rank = int(config.get("r") or 8)
+    fitting = [value for value in _VLLM_LORA_RANKS if value >= rank]
+    if not fitting:
+        raise ValueError(
+            f"The adapter in '{model}' has rank {rank}, above vLLM's largest max_lora_rank ({_VLLM_LORA_RANKS[-1]}); "
+            "evaluate it without --use_vllm (the adapter is merged into the model)."
+        )
+    llm_kwargs = {"model": base, "enable_lora": True, "max_lora_rank": fitting[0]}
+    return llm_kwargs, ("adapter", 1, str(adapter_config.parent.resolve()))
+
+
 def _generate_with_vllm(
     model: Any, texts: list[str], num_samples: int, temperature: float, top_p: float, max_new_tokens: int, seed: int
 ) -> list[list[str]]:
     try:
         from vllm import LLM, SamplingParams
+        from vllm.lora.request import LoRARequest
     except ImportError as error:
         raise ImportError("use_vllm=True needs vLLM: pip install 'trl[vllm]'.") from error
     if not isinstance(model, str):
         raise ValueError("With use_vllm=True, pass the model as a local path or Hub id, not a loaded model.")
-    llm = LLM(model=model, seed=seed)
+    llm_kwargs, lora = vllm_model_args(model)
+    llm = LLM(**llm_kwargs, seed=seed)
     params = SamplingParams(
         n=num_samples,
         temperature=temperature,
@@ -531,7 +601,9 @@ def _generate_with_vllm(
         max_tokens=max_new_tokens,
         seed=seed,
     )
-    return [[choice.text for choice in request.outputs] for request in llm.generate(texts, params)]
+    lora_request = LoRARequest(*lora) if lora is not None else None
+    outputs = llm.generate(texts, params, lora_request=lora_request)
+    return [[choice.text for choice in request.outputs] for request in outputs]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -555,6 +627,7 @@ def evaluate_policy(
     show_progress: bool = True,
     metadata: dict[str, Any] | None = None,
     keep_samples: bool = False,
+    chat_template_kwargs: dict[str, Any] | None = None,
 ) -> EvaluationResult:
     """
     Generates, scores and summarises in one call: [`generate_samples`] → [`score_samples`] →
@@ -580,8 +653,9 @@ def evaluate_policy(
         seed=seed,
         use_vllm=use_vllm,
         show_progress=show_progress,
+        chat_template_kwargs=chat_template_kwargs,
     )
-    correct = score_samples(samples, solutions, reward_func)
+    correct = score_samples(samples, solutions, reward_func, show_progress=show_progress)
     diversity = diversity_of_samples(samples, correct, encoder)
     extra = [{"solution": str(solution)} for solution in solutions]
     if keep_samples:

@@ -52,13 +52,17 @@ Normalisation is string-level and deliberately conservative.
         - trailing `.`, `,`, `;` and `:` are removed (`n!` keeps its `!`);
         - a formula without any letter, digit or control word (`,`, `=`, `()`, `\{\}`) is dropped.
 
-Caps keep hostile text cheap.
+Caps keep hostile text cheap, and the work linear in the text's length.
     Only the first `MAX_TEXT_CHARS` characters of a text are scanned, at most `MAX_FORMULAS_PER_TEXT` spans are
-    collected and at most as many formulas returned. Math spans never overlap, but nested `\boxed` groups do, so the
-    characters split into rows per text are capped at `2 * MAX_TEXT_CHARS`; a span past that budget is one row. A
-    row longer than `MAX_SPAN_CHARS` is not normalised in full. Every returned formula has at most
-    `MAX_FORMULA_CHARS` characters: a longer one (or an over-long row) keeps its first normalised characters and ends
-    with `#` and a 16-hex-digit BLAKE2b digest of the whole, so two long formulas are only merged when they are equal.
+    collected and at most as many formulas returned. Math spans never overlap, but nested `\boxed` groups do: 256 of
+    them around one body would read that body 256 times. So the characters read in full per text are capped at twice
+    its length plus 1,000; a span past that budget is one row, read condensed: the content of each `\boxed` group
+    inside it is replaced by the group's formula when that is at most 64 characters (`\boxed{\boxed{x}+1}` still
+    gives `x+1`), else by a digest of its formulas. Each character is then read a bounded number of times. A row
+    longer than `MAX_SPAN_CHARS` (counted in the text, before condensing) is not normalised in full. Every returned
+    formula has at most `MAX_FORMULA_CHARS` characters: a longer one (or an over-long row) keeps its first normalised
+    characters and ends with `#` and a 16-hex-digit BLAKE2b digest of the whole, so two long formulas are only merged
+    when they are equal.
     Non-`str` input: `None` is the empty text, `bytes` are decoded as UTF-8 with replacement characters, anything
     else raises `TypeError`.
 
@@ -69,11 +73,15 @@ Caps keep hostile text cheap.
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import operator
 import re
+import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
+
+from cachetools import LRUCache
 
 __all__ = [
     "CANONICALIZE_MODES",
@@ -96,10 +104,17 @@ MAX_FORMULA_CHARS = 512
 # Typical formulas parse in a few milliseconds; the limit only has to stop the pathological ones.
 DEFAULT_SYMPY_SECONDS = 1.0
 
-# Completions longer than this are not cached: the cache would keep megabytes of degenerate text alive.
+# Completions longer than this are not cached: one degenerate generation would push out thousands of ordinary ones.
 _CACHE_MAX_TEXT_CHARS = 8_192
-_TEXT_CACHE_SIZE = 8_192
+# The cache of extraction results is capped in bytes (texts, formulas and bookkeeping), not in entries: an ordinary
+# entry takes a few kilobytes, a hostile one up to ~170 KB, so an entry count alone would not bound its memory.
+_CACHE_MAX_BYTES = 64 * 2**20
+_CACHE_ENTRY_OVERHEAD_BYTES = 400
 _DIGEST_CHARS = 16
+# Characters read in full per text: twice its length plus this slack, so short texts with a few nested boxes are read
+# in full. Past the budget a span is read condensed, with at most this many characters per `\boxed` group inside it.
+_BUDGET_SLACK_CHARS = 1_000
+_STAND_IN_CHARS = 64
 
 _EQUATION_ENVS = frozenset(
     name + star
@@ -210,6 +225,8 @@ _UNICODE_MAP = str.maketrans(
 )
 
 _ARGUMENT_COMMANDS = re.compile(r"(\\[^A-Za-z])|\\(?:label|tag\*?|[hv]space\*?|[hv]?phantom)\{[^{}]*\}")
+# Without one of these words the substitution above would only copy every control symbol back.
+_ARGUMENT_WORD = re.compile(r"\\(?:label|tag|[hv]space|[hv]?phantom)")
 # Group 2 lets `\left.` and `\right.` lose their null delimiter; other commands get the dot back.
 _CONTROL = re.compile(r"\\(?:([A-Za-z]+)([ \t]*\.)?|(.))|[$~]", re.DOTALL)
 _WRAPPERS = (
@@ -243,9 +260,10 @@ def _check_mode(canonicalize: str) -> None:
         raise ValueError(f"canonicalize must be one of {CANONICALIZE_MODES}, got {canonicalize!r}.")
 
 
-def _scan_spans(text: str) -> list[str]:
-    r"""Raw contents of the math spans and `\boxed{…}` groups of `text`, in order of their end."""
-    spans: list[str] = []
+def _scan_spans(text: str) -> list[tuple[int, int, bool]]:
+    r"""`(start, end, is_box)` of the contents of the math spans and `\boxed{…}` groups of `text`, in order of their
+    end."""
+    spans: list[tuple[int, int, bool]] = []
     mode: str | None = None  # "$", "$$", "\\(", "\\[" or an environment name
     start = 0
     depth = 0
@@ -259,7 +277,7 @@ def _scan_spans(text: str) -> list[str]:
             continue
         if first == "}":
             if boxes and boxes[-1][0] == depth:
-                spans.append(text[boxes.pop()[1] : m.start()])
+                spans.append((boxes.pop()[1], m.start(), True))
                 if len(spans) >= MAX_FORMULAS_PER_TEXT:
                     break
             if depth:
@@ -282,7 +300,7 @@ def _scan_spans(text: str) -> list[str]:
                     continue
                 if token == "$" and m.end() < size and text[m.end()] in "0123456789":
                     continue
-                spans.append(text[start : m.start()])
+                spans.append((start, m.start(), False))
                 mode = None
                 # In "$a$$b$" the second dollar of "$$" opens the next inline formula.
                 if token == "$$" and m.end() < size and not text[m.end()].isspace():
@@ -300,7 +318,7 @@ def _scan_spans(text: str) -> list[str]:
                 or (mode == "\\[" and token == "\\]")
                 or (m.lastindex == 2 and m.group(2) == mode)
             ):
-                spans.append(text[start : m.start()])
+                spans.append((start, m.start(), False))
                 mode = None
                 closed = True
             else:
@@ -442,7 +460,7 @@ def _strip_outer_braces(s: str) -> str:
 def _normalize(s: str) -> str:
     """String-level normal form of one formula (see the module docstring); `""` when nothing meaningful is left."""
     s = s.translate(_UNICODE_MAP)
-    if "\\" in s:
+    if "\\" in s and _ARGUMENT_WORD.search(s):
         s = _ARGUMENT_COMMANDS.sub(r"\1", s)
     if "\\" in s or "$" in s or "~" in s:
         s = _CONTROL.sub(_rewrite_control, s)
@@ -467,41 +485,82 @@ def _digest_key(prefix: str, whole: str) -> str:
     return f"{prefix[: MAX_FORMULA_CHARS - _DIGEST_CHARS - 1]}#{digest}"
 
 
+def _row_formula(row: str, raw_chars: int) -> str:
+    """The formula of one row that stands for `raw_chars` characters of the text; `""` when nothing meaningful is left."""
+    if raw_chars > MAX_SPAN_CHARS:
+        return _digest_key(_normalize(row[:MAX_FORMULA_CHARS]), row)
+    formula = _normalize(row)
+    return _digest_key(formula, formula) if len(formula) > MAX_FORMULA_CHARS else formula
+
+
+def _condensed(text: str, start: int, end: int, groups: list[tuple[int, int, str]]) -> str:
+    r"""`text[start:end]` with the content of each `\boxed` group in `groups` (inside it, in order) replaced by its
+    stand-in."""
+    parts = []
+    for group_start, group_end, stand_in in groups:
+        parts += (text[start:group_start], stand_in)
+        start = group_end
+    parts.append(text[start:end])
+    return "".join(parts)
+
+
+def _stand_in(found: list[str]) -> str:
+    r"""What a condensed span reads in place of a `\boxed` group's content: its formula if it has one short formula,
+    else a digest of its formulas."""
+    if len(found) == 1 and len(found[0]) <= _STAND_IN_CHARS:
+        return found[0]
+    return _digest_key("", "\n".join(found)) if found else ""
+
+
 def _extract(text: str) -> frozenset[str]:
     formulas: set[str] = set()
     # Math spans never overlap, so they fit in this budget; only nested `\boxed` groups can exhaust it.
-    budget = 2 * MAX_TEXT_CHARS
-    for span in _scan_spans(text):
-        if len(span) > budget:
-            rows = [span]
+    budget = 2 * len(text) + _BUDGET_SLACK_CHARS
+    # Closed `\boxed` groups that no closed group contains, in order: (content start, end, stand-in).
+    outermost: list[tuple[int, int, str]] = []
+    for start, end, is_box in _scan_spans(text):
+        first_inside = len(outermost)
+        while first_inside and outermost[first_inside - 1][0] >= start:
+            first_inside -= 1
+        if end - start <= budget:
+            budget -= end - start
+            rows = [_row_formula(row, len(row)) for row in _split_rows(text[start:end])]
         else:
-            budget -= len(span)
-            rows = _split_rows(span)
-        for row in rows:
-            if len(row) > MAX_SPAN_CHARS:
-                formula = _digest_key(_normalize(row[:MAX_FORMULA_CHARS]), row)
-            else:
-                formula = _normalize(row)
-                if not formula:
-                    continue
-                if len(formula) > MAX_FORMULA_CHARS:
-                    formula = _digest_key(formula, formula)
+            inside = outermost[first_inside:]
+            rows = [_row_formula(_condensed(text, start, end, inside), end - start)]
+        found = [formula for formula in rows if formula]
+        if is_box:
+            outermost[first_inside:] = [(start, end, _stand_in(found))]
+        for formula in found:
             formulas.add(formula)
             if len(formulas) >= MAX_FORMULAS_PER_TEXT:
                 return frozenset(formulas)
     return frozenset(formulas)
 
 
-@functools.lru_cache(maxsize=_TEXT_CACHE_SIZE)
-def _extract_cached(text: str) -> frozenset[str]:
-    return _extract(text)
+# Least recently used entries go first; each value is (formulas, the entry's size in bytes).
+_cache: LRUCache[str, tuple[frozenset[str], int]] = LRUCache(_CACHE_MAX_BYTES, getsizeof=operator.itemgetter(1))
+_cache_lock = threading.Lock()
+
+
+def _entry_bytes(text: str, formulas: frozenset[str]) -> int:
+    return (
+        sys.getsizeof(text) + sys.getsizeof(formulas) + sum(map(sys.getsizeof, formulas)) + _CACHE_ENTRY_OVERHEAD_BYTES
+    )
 
 
 def _string_formulas(text: Any) -> frozenset[str]:
     text = _coerce_text(text)[:MAX_TEXT_CHARS]
-    if len(text) <= _CACHE_MAX_TEXT_CHARS:
-        return _extract_cached(text)
-    return _extract(text)
+    if len(text) > _CACHE_MAX_TEXT_CHARS:
+        return _extract(text)
+    with _cache_lock:
+        entry = _cache.get(text)
+    if entry is not None:
+        return entry[0]
+    formulas = _extract(text)
+    with _cache_lock:
+        _cache[text] = (formulas, _entry_bytes(text, formulas))
+    return formulas
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -571,7 +630,8 @@ def extract_formulas(text: str | None, canonicalize: str = "none") -> set[str]:
     Formulas are the contents of `$…$`, `$$…$$`, `\(…\)`, `\[…\]`, equation-like environments (one formula per row
     of a multi-line environment) and `\boxed{…}` wherever it appears, normalised so that spellings that render the
     same compare equal (see the module docstring for the exact rules and caps). Never raises on a `str` and runs in
-    time linear in the text length. Results of the string-level extraction are cached per text.
+    time linear in the text length. Results of the string-level extraction are cached per text (texts of up to 8,192
+    characters, least recently used dropped first, at most 64 MiB per process).
 
     Args:
         text (`str` or `None`):

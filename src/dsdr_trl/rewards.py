@@ -22,6 +22,7 @@ import math_verify
 from math_verify import ExprExtractionConfig, LatexExtractionConfig
 
 from ._time_limit import Outcome, run_with_time_limit
+from .data import number_text
 
 __all__ = ["REWARD_FUNCS", "accuracy_reward", "extract_answer", "get_reward_func"]
 
@@ -241,13 +242,9 @@ def _verify(gold_and_answer: tuple[str, str | None]) -> float:
 
 
 def _gold_text(solution: Any) -> str | None:
-    if isinstance(solution, bool):
-        return None
-    if isinstance(solution, (int, float)):
-        return str(solution)
-    if isinstance(solution, str) and solution.strip():
-        return solution
-    return None
+    if isinstance(solution, str):
+        return solution if solution.strip() else None
+    return number_text(solution)
 
 
 def _verify_in_pool(items: list[tuple[str, str | None]]) -> list[Outcome]:

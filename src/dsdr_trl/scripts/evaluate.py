@@ -8,6 +8,10 @@ Writes a JSON file (aggregate `pass@k`, `avg@N`, diversity means, the settings, 
 (dsdr-method.md §3): `paper-pass1` is one sample at temperature 0.1, `paper-avg16` 16 samples at 0.7, `paper-passk`
 64 samples for k = 1…64 (the paper does not give that temperature; 0.7 is assumed), all with top-p 0.9. A flag given
 next to a preset overrides it. Arguments can also come from a YAML file with `--config`.
+
+Prompts are rendered as in training: when `--model` is a `dsdr-trl train` output directory (or one of its
+`checkpoint-N` folders), its `dsdr_config.json` supplies `chat_template_kwargs` (e.g. `{"enable_thinking": false}`)
+and `system_prompt`; `--chat_template_kwargs '{...}'` and `--system_prompt` override them (`'{}'` and `""` for none).
 """
 
 from __future__ import annotations
@@ -19,7 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from ..data import PromptArguments
-from .common import UsageError, check_config_path, run_command
+from .common import (
+    RUN_CONFIG_NAME,
+    UsageError,
+    check_config_keys,
+    check_config_path,
+    check_output_path,
+    check_row_limits,
+    one_line_errors,
+    read_run_config,
+    run_command,
+)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-pass1": {"num_samples": 1, "k": "1", "temperature": 0.1, "top_p": 0.9},
@@ -66,6 +80,13 @@ class EvalArguments(PromptArguments):
     )
     batch_size: int = field(default=16, metadata={"help": "Sequences per generate call."})
     seed: int = field(default=0, metadata={"help": "Sampling seed."})
+    chat_template_kwargs: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Extra arguments of the chat template as JSON, as GRPOConfig's, e.g. '{\"enable_thinking\": false}'; "
+            "default: the training run's (from its dsdr_config.json), else none."
+        },
+    )
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, bfloat16, float16 or float32."})
     device: str | None = field(default=None, metadata={"help": "Device; default: cuda if available, else cpu."})
     use_vllm: bool = field(default=False, metadata={"help": "Generate with vLLM (must be installed)."})
@@ -82,10 +103,50 @@ class EvalArguments(PromptArguments):
     )
 
 
+# Keys of a training recipe or an open-r1 YAML that `dsdr-trl eval` does not take, and what to do instead.
+CONFIG_KEY_HINTS = {
+    "torch_dtype": "this command calls it dtype",
+    "model_name_or_path": "this command calls it model",
+    "dataset_name": "this command calls it dataset",
+    **{
+        key: "a launch setting of dsdr-trl train; eval runs in one process"
+        for key in ("accelerate_config", "num_processes", "num_machines", "machine_rank", "main_process_ip")
+    },
+}
+
+
+def _apply_run_config(args: EvalArguments) -> None:
+    """Fills `chat_template_kwargs` and `system_prompt`, where not given, from the training run of `args.model`, then
+    parses `chat_template_kwargs` into a dict."""
+    run_config = read_run_config(args.model)
+    if run_config is not None:
+        taken = []
+        saved_kwargs = run_config.get("training_args", {}).get("chat_template_kwargs")
+        if args.chat_template_kwargs is None and saved_kwargs:
+            args.chat_template_kwargs, taken = saved_kwargs, [f"chat_template_kwargs={json.dumps(saved_kwargs)}"]
+        saved_prompt = run_config.get("script_args", {}).get("system_prompt")
+        if args.system_prompt is None and saved_prompt:
+            args.system_prompt, taken = saved_prompt, [*taken, f"system_prompt={saved_prompt!r}"]
+        if taken:
+            print(f"[dsdr-trl eval] from the training run's {RUN_CONFIG_NAME}: {', '.join(taken)}")
+    value = args.chat_template_kwargs
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, dict):
+            raise UsageError(
+                f"--chat_template_kwargs must be a JSON object such as '{{\"enable_thinking\": false}}', got "
+                f"{args.chat_template_kwargs!r}."
+            )
+    args.chat_template_kwargs = value or {}
+
+
 def make_parser():
     from trl import TrlParser
 
-    return TrlParser((EvalArguments,), prog="dsdr-trl eval")
+    return one_line_errors(TrlParser((EvalArguments,), prog="dsdr-trl eval"))
 
 
 def _preset_name(argv: list[str]) -> str | None:
@@ -100,6 +161,8 @@ def _preset_name(argv: list[str]) -> str | None:
 def parse_args(argv: list[str]) -> EvalArguments:
     """Parses `argv`, applying a `--preset` first so that explicit flags win over it."""
     parser = make_parser()
+    if "--config" in argv:
+        check_config_keys(parser, argv[argv.index("--config") + 1], "eval", CONFIG_KEY_HINTS)
     preset = _preset_name(argv)
     if preset in PRESETS:
         parser.set_defaults(**PRESETS[preset])
@@ -145,7 +208,9 @@ def _load_model(args: EvalArguments, device: str):
 
 def run(args: EvalArguments) -> int:
     """Evaluates `args.model` on `args.dataset`; writes `args.output` and prints the table. Returns 0."""
-    from ..data import load_math_dataset
+    from huggingface_hub import is_offline_mode
+
+    from ..data import hub_unreachable_reason, load_math_dataset, looks_local
     from ..evaluation import evaluate_policy, parse_ks
 
     if not args.model:
@@ -160,8 +225,15 @@ def run(args: EvalArguments) -> int:
         )
     if args.num_samples < 1 or args.batch_size < 1 or args.max_new_tokens < 1:
         raise ValueError("--num_samples, --batch_size and --max_new_tokens must be positive.")
-    if args.output and not Path(args.output).parent.exists():
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    _apply_run_config(args)
+    check_row_limits(limit=args.limit)
+    if args.output:
+        check_output_path(args.output, "--output", directory=False)
+    if not looks_local(args.model) and not is_offline_mode() and (reason := hub_unreachable_reason()) is not None:
+        # In seconds, where the Hub client would retry for about a minute.
+        raise FileNotFoundError(
+            f"Could not load the model '{args.model}' ({reason}). Pass a local directory with --model."
+        )
 
     dataset = load_math_dataset(
         args.dataset,
@@ -205,6 +277,7 @@ def run(args: EvalArguments) -> int:
         seed=args.seed,
         encoder=encoder,
         use_vllm=args.use_vllm,
+        chat_template_kwargs=args.chat_template_kwargs,
         metadata={key: value for key, value in asdict(args).items() if key != "output"},
         keep_samples=args.save_samples,
     )
@@ -213,6 +286,7 @@ def run(args: EvalArguments) -> int:
     print(f"\n{args.model} on {args.dataset} ({len(dataset)} problems, {args.num_samples} samples each)\n")
     print(result.to_markdown())
     if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         with open(args.output, "w") as file:
             json.dump({**result.to_dict(), **_provenance()}, file, indent=2, ensure_ascii=False)
         print(f"\nWrote {args.output}")

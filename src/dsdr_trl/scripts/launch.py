@@ -16,8 +16,11 @@ import os
 import sys
 from pathlib import Path
 
+from .common import read_config
+
 __all__ = [
     "LAUNCH_FLAGS",
+    "accelerate_option_hints",
     "launch",
     "list_recipes",
     "prepare_recipe",
@@ -37,6 +40,16 @@ LAUNCH_FLAGS = (
     "--main_process_port",
     "--mixed_precision",
 )
+
+
+def accelerate_option_hints() -> dict[str, str]:
+    """What to do with a recipe key that is an `accelerate launch` option other than [`LAUNCH_FLAGS`] (`zero_stage`,
+    `gpu_ids`, ...): such settings belong in an accelerate config file."""
+    from accelerate.commands.launch import launch_command_parser
+
+    taken = {flag[2:] for flag in LAUNCH_FLAGS}
+    advice = "an `accelerate launch` option: set it in an accelerate config file and pass --accelerate_config FILE"
+    return {action.dest: advice for action in launch_command_parser()._actions if action.dest not in taken}
 
 
 def recipes_dir() -> Path:
@@ -79,7 +92,8 @@ def resolve_accelerate_config(name: str) -> str:
     return resolve_accelerate_config_argument(["--accelerate_config", name])[1]
 
 
-# Recipe keys that name files; a relative one is read next to the recipe when it exists there.
+# Recipe keys that name files; a relative one is read next to the recipe when it exists there, and one that starts with
+# `dsdr_trl/` inside the installed package (the toy policy the tiny recipe trains from).
 _PATH_KEYS = ("dataset_name", "passk_eval_dataset", "model_name_or_path")
 # Keys of other TRL-based recipes (open-r1) with the name this package's parser uses.
 _RENAMED_KEYS = {"torch_dtype": "dtype"}
@@ -91,16 +105,14 @@ def prepare_recipe(path: str, out_dir: str) -> tuple[str, list[str]]:
 
     The copy differs in three ways: launch keys ([`LAUNCH_FLAGS`] without dashes, e.g. `num_processes`) are taken
     out and returned as `accelerate launch` arguments; relative file paths (`dataset_name`, `passk_eval_dataset`,
-    `model_name_or_path`) that exist next to the recipe become absolute, so a recipe works from any directory; and
-    `torch_dtype` (open-r1's name) becomes `dtype`.
+    `model_name_or_path`) that exist next to the recipe, or inside the package when they start with `dsdr_trl/`, become
+    absolute, so a recipe works from any directory; and `torch_dtype` (open-r1's name) becomes `dtype`.
     """
     import yaml
 
     from ..data import DATASETS
 
-    recipe = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(recipe, dict):
-        raise ValueError(f"Config file '{path}' is not a mapping of field names to values.")
+    recipe = read_config(path)
     launch_args: list[str] = []
     for flag in LAUNCH_FLAGS:
         value = recipe.pop(flag[2:], None)
@@ -113,8 +125,11 @@ def prepare_recipe(path: str, out_dir: str) -> tuple[str, list[str]]:
     for key in _PATH_KEYS:
         value = recipe.get(key)
         if isinstance(value, str) and value not in DATASETS and not Path(value).expanduser().is_absolute():
+            inside_package = Path(__file__).resolve().parents[2] / value
             if (base / value).exists():
                 recipe[key] = str(base / value)
+            elif value.startswith("dsdr_trl/") and inside_package.exists():
+                recipe[key] = str(inside_package)
     copy = Path(out_dir) / Path(path).name
     copy.write_text(yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True))
     return str(copy), launch_args

@@ -25,4 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name}")
     configs = sorted(path.stem for path in (root / "accelerate").glob("*.yaml"))
     print(f"Accelerate configs (--accelerate_config NAME): {', '.join(configs)}, or TRL's zero1, fsdp1, fsdp2, ...")
+    print(
+        f"Several nodes, vLLM serving on the first (sbatch --nodes=N FILE RECIPE): {root / 'slurm' / 'dsdr_multinode.slurm'}"
+    )
     return 0

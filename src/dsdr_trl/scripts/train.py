@@ -13,19 +13,30 @@ Arguments come from three dataclasses, all settable in the YAML file or as flags
 [`DSDRScriptArguments`] (data, rewards, the pass@k callback, `--dry_run`), [`~dsdr_trl.DSDRConfig`] (every
 `GRPOConfig` field plus the DSDR coefficients) and TRL's `ModelConfig` (`model_name_or_path`, `dtype`,
 `--use_peft --lora_r ...`). An unknown key or flag is an error. `--dry_run` checks the arguments, the reward
-names and the dataset columns, and prints the plan without loading any model weights.
+names and the dataset columns, and prints the plan without loading any model weights. A run writes its arguments to
+`output_dir/dsdr_config.json`, from which `dsdr-trl eval` takes `chat_template_kwargs` and `system_prompt`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..data import PromptArguments, hub_dataset_id
-from .common import UsageError, check_config_path, run_command
+from .common import (
+    UsageError,
+    check_config_keys,
+    check_config_path,
+    check_output_path,
+    check_row_limits,
+    one_line_errors,
+    read_config,
+    run_command,
+    save_run_config,
+)
 
 
 @dataclass
@@ -109,6 +120,13 @@ class DSDRScriptArguments(PromptArguments):
     passk_eval_steps: int | None = field(
         default=None, metadata={"help": "Run the pass@k callback every N steps; default: eval_steps."}
     )
+    passk_eval_prefix: str = field(
+        default="eval/",
+        metadata={
+            "help": "Prefix of the callback's metric names. 'eval_' (TRL's convention for eval_reward) puts them in "
+            "the eval/ section of Weights & Biases and Trackio, which file 'eval/...' keys under train/."
+        },
+    )
     dry_run: bool = field(
         default=False,
         metadata={"help": "Check arguments, reward names and dataset columns, print the plan, load no weights."},
@@ -120,7 +138,7 @@ def make_parser():
 
     from ..config import DSDRConfig
 
-    return TrlParser((DSDRScriptArguments, DSDRConfig, ModelConfig), prog="dsdr-trl train")
+    return one_line_errors(TrlParser((DSDRScriptArguments, DSDRConfig, ModelConfig), prog="dsdr-trl train"))
 
 
 def _say(message: str) -> None:
@@ -190,6 +208,57 @@ def _load(script_args: DSDRScriptArguments, name: str, split: str | None, limit:
         raise
 
 
+def _check_model_and_prompts(
+    model_args: Any, training_args: Any, datasets: list[tuple[str | None, Any]], dry_run: bool
+) -> str:
+    """Loads the model's config and tokenizer (no weights) and returns the plan's model line.
+
+    A model out of reach fails here in one line, in seconds (a dry run only notes it for a Hub id), and so does a
+    prompt of `datasets` (`(name, dataset or None)` pairs) that leaves no room in the model's context: TRL's
+    `GRPOTrainer` does not truncate prompts, and positions past `max_position_embeddings` were never trained.
+    """
+    from huggingface_hub import is_offline_mode
+    from transformers import AutoConfig, AutoProcessor
+
+    from ..data import hub_unreachable_reason, looks_local, prompt_lengths
+
+    name = model_args.model_name_or_path
+    options = {"revision": model_args.model_revision, "trust_remote_code": training_args.trust_remote_code}
+    try:
+        if not looks_local(name) and not is_offline_mode() and (reason := hub_unreachable_reason()) is not None:
+            raise OSError(reason)
+        config = AutoConfig.from_pretrained(name, **options)
+        processor = AutoProcessor.from_pretrained(name, **options)
+    except OSError as error:
+        reason = (
+            "HF_HUB_OFFLINE is set and it is not in the local cache"
+            if is_offline_mode()
+            else str(error).split("\n")[0]
+        )
+        if dry_run and not looks_local(name):
+            return f"model: {name}: not checked: {reason}. A real run needs it (or a local directory)."
+        raise FileNotFoundError(
+            f"Could not load the model '{name}' ({reason}). Pass a local directory with --model_name_or_path."
+        ) from error
+    context = getattr(config.get_text_config(), "max_position_embeddings", None)
+    if context is None:
+        return f"model: {name}"
+    longest = 0
+    for label, dataset in datasets:
+        if dataset is None:
+            continue
+        lengths = prompt_lengths(dataset["prompt"], processor, **(training_args.chat_template_kwargs or {}))
+        over = [index for index, length in enumerate(lengths) if length >= context]
+        if over:
+            raise ValueError(
+                f"{len(over)} prompt(s) of dataset '{label}' leave no room in the model's context of {context} tokens "
+                f"(max_position_embeddings): row {over[0]} has {lengths[over[0]]} tokens. Shorten or drop those rows "
+                "(prompts are not truncated), or use a model with a longer context."
+            )
+        longest = max(longest, *lengths)
+    return f"model: {name} (context {context} tokens; longest prompt {longest})"
+
+
 def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any, processes: int | None = None) -> int:
     """Validates the arguments, then (unless `dry_run`) trains, saves the model and closes the trainer.
 
@@ -202,6 +271,12 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any, p
         raise UsageError("no training data: set dataset_name in the recipe or pass --dataset_name NAME_OR_FILE.")
     if not model_args.model_name_or_path:
         raise UsageError("no model: set model_name_or_path in the recipe or pass --model_name_or_path.")
+    check_row_limits(
+        max_train_samples=script_args.max_train_samples,
+        max_eval_samples=script_args.max_eval_samples,
+        passk_eval_limit=script_args.passk_eval_limit,
+    )
+    check_output_path(training_args.output_dir, "output_dir", directory=True)
     reward_funcs = _resolve_rewards(
         script_args.reward_funcs, training_args.correctness_reward, training_args.max_completion_length
     )
@@ -244,6 +319,16 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any, p
 
     if looks_local(model_name) and not Path(model_name).expanduser().exists():
         raise FileNotFoundError(f"Model directory '{model_name}' does not exist.")
+    model_line = _check_model_and_prompts(
+        model_args,
+        training_args,
+        [
+            (script_args.dataset_name, train_dataset),
+            (f"{script_args.dataset_name}, split {script_args.dataset_test_split}", eval_dataset),
+            (script_args.passk_eval_dataset, passk_dataset),
+        ],
+        dry_run,
+    )
 
     from trl.trainer.utils import get_callable_name
 
@@ -251,7 +336,7 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any, p
     world = processes or int(os.environ.get("WORLD_SIZE", "1"))
     prompts_per_generation = training_args.generation_batch_size // training_args.num_generations
     plan = [
-        f"model: {model_name}",
+        model_line,
         f"data: {script_args.dataset_name}"
         + ("" if train_dataset is None else f" ({len(train_dataset)} rows, columns {train_dataset.column_names})"),
         f"rewards: {reward_names}; correctness: {training_args.correctness_reward or reward_names[0]}",
@@ -268,6 +353,8 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any, p
             f"pass@k callback: {script_args.passk_eval_dataset}, k={ks}, {script_args.passk_eval_num_samples} "
             f"samples, every {script_args.passk_eval_steps or training_args.eval_steps} steps"
         )
+    if dry_run and (misalignment := training_args.checkpoint_misalignment(world)) is not None:
+        plan.append(f"WARNING: {misalignment}")
     if training_args.use_vllm and dry_run:
         try:
             import vllm  # noqa: F401  (a dry run checks what the real run will import)
@@ -327,8 +414,12 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any, p
                 max_new_tokens=script_args.passk_eval_max_new_tokens or training_args.max_completion_length,
                 batch_size=training_args.per_device_eval_batch_size,
                 seed=training_args.seed,
+                prefix=script_args.passk_eval_prefix,
             )
         )
+    if trainer.is_world_process_zero():  # `dsdr-trl eval` reads chat_template_kwargs and system_prompt back from it
+        sections = {"script_args": asdict(script_args), "model_args": asdict(model_args)}
+        save_run_config(training_args.output_dir, {**sections, "training_args": training_args.to_dict()})
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     _say(f"saved the model to {training_args.output_dir}")
@@ -358,9 +449,7 @@ def _target_processes(launch_args: list[str]) -> int:
     if (count := _launch_value(launch_args, "--num_processes")) is not None:
         return int(count)
     if (config_file := _launch_value(launch_args, "--config_file")) is not None:
-        import yaml
-
-        config = yaml.safe_load(Path(config_file).read_text()) or {}
+        config = read_config(config_file)
         return int(config.get("num_processes", 1)) * int(config.get("num_machines", 1) or 1)
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -368,8 +457,9 @@ def _target_processes(launch_args: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dsdr-trl train`; returns the exit status. See the module docstring."""
     import tempfile
+    import warnings
 
-    from .launch import launch, prepare_recipe, resolve_recipe, split_launch_args
+    from .launch import accelerate_option_hints, launch, prepare_recipe, resolve_recipe, split_launch_args
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
@@ -385,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         if "--config" in argv:
             index = argv.index("--config") + 1
             argv[index], recipe_launch = prepare_recipe(resolve_recipe(argv[index]), scratch)
+            check_config_keys(make_parser(), argv[index], "train", accelerate_option_hints())
         cli_launch, argv = split_launch_args(argv)
         # A flag overrides the recipe's key; inside a launched process the launch is done, so both are ignored.
         launch_args = [] if launched else _merge_launch_args(split_launch_args(recipe_launch)[0], cli_launch)
@@ -397,7 +488,10 @@ def main(argv: list[str] | None = None) -> int:
                 argv += ["--use_cpu", "true"]
         elif launch_args:
             return launch(launch_args, argv)
-        script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
+        with warnings.catch_warnings():
+            if _wants_dry_run(argv):  # the plan judges the checkpoints for the launch's process count instead
+                warnings.filterwarnings("ignore", message="save_steps=")
+            script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
         return run(script_args, training_args, model_args, processes=_target_processes(launch_args))
 
 
