@@ -200,25 +200,33 @@ class _Pool:
         self.workers = workers
         self.functions = functions
         context = get_context("loky")
-        ready = context.Semaphore(0)
+        self._ready = context.Semaphore(0)
         self.pebble = ProcessPool(
             max_workers=workers,
             initializer=_init_worker,
-            initargs=(os.getpid(), functions, WORKER_MEMORY_HEADROOM_BYTES, ready),
+            initargs=(os.getpid(), functions, WORKER_MEMORY_HEADROOM_BYTES, self._ready),
             context=context,
         )
         self._closed = threading.Event()
+        self._start_error: BaseException | None = None
         threading.Thread(target=self._own, name="dsdr-time-limit-pool", daemon=True).start()
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         for _ in range(workers):
-            if not ready.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            started = self._ready.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            if self._start_error is not None or not started:
                 self.close(wait_for_workers=False)
                 raise RuntimeError(
-                    f"The time-limit pool's workers did not start within {STARTUP_TIMEOUT_SECONDS:g} s."
+                    f"The time-limit pool could not start its workers: {self._start_error!r}"
+                    if self._start_error is not None
+                    else f"The time-limit pool's workers did not start within {STARTUP_TIMEOUT_SECONDS:g} s."
                 )
 
     def _own(self) -> None:
-        self.pebble.active  # noqa: B018 - starts the pool, and its first workers, from this thread
+        try:
+            self.pebble.active  # noqa: B018 - starts the pool, and its first workers, from this thread
+        except BaseException as error:  # e.g. a daemonic process may not start processes
+            self._start_error = error
+            self._ready.release()  # wakes the waiting constructor
         self._closed.wait()
 
     def usable(self, workers: int, fn_bytes: bytes) -> bool:

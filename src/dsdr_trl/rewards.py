@@ -309,6 +309,7 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
     # Each distinct (gold, answer) pair is verified once; `pairs` maps it to the rows that share it.
     pairs: dict[tuple[str, str], list[int]] = {}
     timeouts = failures = 0
+    failure_reasons = [outcome.value for outcome in gold_outcomes.values() if outcome.status == "unavailable"]
     for index, (completion, gold) in enumerate(zip(completions, golds, strict=True)):
         gold_outcome = gold_outcomes.get(gold)  # None: no gold, or one that timed out in an earlier call
         if gold_outcome is None or gold_outcome.status != "ok" or not gold_outcome.value:
@@ -333,11 +334,13 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
                 rewards[index] = None
         timeouts += len(rows) * (outcome.status == "timeout")
         failures += len(rows) * (outcome.status == "unavailable")
+        if outcome.status == "unavailable":
+            failure_reasons.append(outcome.value)
 
     if failures:
         warnings.warn(
-            f"The verifier's worker pool could not score {failures} of {len(completions)} completions; their rewards "
-            "are None. The pool is restarted on the next call.",
+            f"The verifier's worker pool could not score {failures} of {len(completions)} completions "
+            f"({failure_reasons[0]}); their rewards are None. The next call starts a new pool.",
             RuntimeWarning,
             stacklevel=2,
         )
