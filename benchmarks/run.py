@@ -17,8 +17,11 @@ slows both sides alike. The machine it ran on is recorded with the figures.
   (already tokenized), so the figure also charges the windows' tokenization and pooling to DSDR.
 - `formulas_nested_over_ordinary`: formula extraction of 256 nested `\boxed` groups in 8 KB (the worst of a few
   shapes) over that of an ordinary 8 KB completion, uncached.
-- `verifier`: completions per second of `accuracy_reward` on ordinary completions, and its worst-case latency per
-  hostile completion (each scored in its own call, so the latency includes killing an overrunning worker).
+- `verifier`: completions per second of `accuracy_reward` on ordinary completions with one worker and with the
+  default number (every usable core), on the same completions, as a ratio (`scaling_over_one_worker`); the wall time
+  one hostile completion costs, alone in its call (so the latency includes killing an overrunning worker) and in place
+  of an ordinary completion in a batch of 128 (over the median ordinary batch); and 8 identical hostile completions in
+  one call. `--only verifier` runs only this part (about two minutes).
 """
 
 from __future__ import annotations
@@ -328,49 +331,95 @@ def bench_scoring(configs: dict[str, dict], repetitions: int, out_dir: Path, enc
 # Verifier
 
 
+def _verifier_answer(rng: random.Random) -> str:
+    a, b = rng.randint(1, 999), rng.randint(2, 99)
+    return rng.choice((str(a), f"\\frac{{{a}}}{{{b}}}", f"{a}.{b}", f"{a}\\sqrt{{{b}}}", f"x^2+{a}x+{b}"))
+
+
+def ordinary_verifier_batch(seed: int, size: int) -> tuple[list[str], list[str]]:
+    """`size` completions of about 600 characters, 8 per reference, half of them correct; fresh answers per seed."""
+    rng = random.Random(seed)
+    solutions = [gold for gold in [_verifier_answer(rng) for _ in range(size // 8)] for _ in range(8)]
+    completions = [
+        synthetic_completion(rng, 600, gold if rng.random() < 0.5 else _verifier_answer(rng)) for gold in solutions
+    ]
+    return completions, solutions
+
+
 def bench_verifier(ordinary: int, repetitions: int) -> dict:
-    from dsdr_trl import rewards
+    """Throughput of `accuracy_reward` with one worker and with the default number (all usable cores), on the same
+    ordinary completions, in interleaved repetitions; then the wall time that one hostile completion costs, alone, in a
+    batch of `ordinary` otherwise ordinary completions, and eight identical ones in one call."""
+    from dsdr_trl import _time_limit, rewards
     from dsdr_trl.formulas import extract_formulas
 
-    def answer(rng: random.Random) -> str:
-        a, b = rng.randint(1, 999), rng.randint(2, 99)
-        return rng.choice((str(a), f"\\frac{{{a}}}{{{b}}}", f"{a}.{b}", f"{a}\\sqrt{{{b}}}", f"x^2+{a}x+{b}"))
+    load_at_start = os.getloadavg()
+    default_workers = _time_limit.worker_count()
 
-    rewards.accuracy_reward(["\\boxed{1}"], solution=["1"])  # starts and warms the worker
-    throughput = []
-    for repetition in range(repetitions):
-        # Fresh answers and golds each time, so that no parse cache (ours or math-verify's) is warm.
-        rng = random.Random(repetition)
-        solutions = [answer(rng) for _ in range(ordinary // 8) for _ in range(8)]
-        completions = [
-            synthetic_completion(rng, 600, gold if rng.random() < 0.5 else answer(rng)) for gold in solutions
-        ]
+    def call(completions: list[str], solutions: list[str]) -> float:
         start = time.perf_counter()
         rewards.accuracy_reward(completions, solution=solutions)
-        throughput.append(len(completions) / (time.perf_counter() - start))
+        return time.perf_counter() - start
 
-    latency, parser_latency, timeouts = {}, {}, 0
-    for name, text in HOSTILE_COMPLETIONS.items():
-        logged: list[float] = []
+    def use_workers(workers: int) -> None:
+        # A new pool of `workers` workers, each warmed by a few items, outside the timed calls.
+        _time_limit.shutdown_pool()
+        _time_limit.WORKERS = workers
+        call(*ordinary_verifier_batch(-1 - workers, 16 * workers))
+
+    # Seeds 0..repetitions-1: one fresh batch per repetition, scored by both pools, each freshly started (cold caches).
+    seconds: dict[int, list[float]] = {1: [], default_workers: []}
+    for repetition in range(repetitions):
+        batch = ordinary_verifier_batch(repetition, ordinary)
+        for workers in (1, default_workers) if repetition % 2 == 0 else (default_workers, 1):
+            use_workers(workers)
+            seconds[workers].append(call(*batch))
+            print(f"  {ordinary} ordinary, {workers} worker(s): {seconds[workers][-1]:.3f} s", flush=True)
+    distinct_pairs = len({(gold, rewards.extract_answer(text)) for text, gold in zip(*batch, strict=True)})
+
+    # Hostile completions, each measured on a full default pool (an overrun kills a worker, and its replacement would
+    # still be starting at the next measurement); a reference no earlier call has seen, so that no gold is cached.
+    alone, in_batch, parser_latency, timeouts = {}, {}, {}, 0
+    for index, (name, text) in enumerate(HOSTILE_COMPLETIONS.items()):
+        use_workers(default_workers)
+        logged: list[tuple[str, float]] = []
         start = time.perf_counter()
         reward = rewards.accuracy_reward(
-            [text], solution=["34"], log_metric=lambda _name, value, logged=logged: logged.append(value)
+            [text], solution=[str(1000 + index)], log_metric=lambda *metric, logged=logged: logged.append(metric)
         )
-        latency[name] = time.perf_counter() - start
-        timeouts += int(logged[0])
+        alone[name] = time.perf_counter() - start
+        timeouts += int(dict(logged)["dsdr/verifier_timeouts"])
+        completions, solutions = ordinary_verifier_batch(1000 + index, ordinary)
+        completions[ordinary // 2] = text
+        use_workers(default_workers)
+        in_batch[name] = call(completions, solutions)
         start = time.perf_counter()
         extract_formulas(text)
         parser_latency[name] = time.perf_counter() - start
-        print(f"  hostile {name}: reward {reward}, {latency[name]:.3f} s", flush=True)
+        print(f"  hostile {name}: reward {reward}, alone {alone[name]:.3f} s, in a batch {in_batch[name]:.3f} s")
+    ordinary_batch_seconds = statistics.median(seconds[default_workers])
+    worst = max(alone, key=alone.get)
+    use_workers(default_workers)
+    identical_seconds = call([HOSTILE_COMPLETIONS[worst]] * 8, ["2000"] * 8)
+    _time_limit.WORKERS = None
     return {
-        "completions_per_second": statistics.median(throughput),
+        "workers": default_workers,
+        "completions_per_second": ordinary / ordinary_batch_seconds,
+        "completions_per_second_one_worker": ordinary / statistics.median(seconds[1]),
+        "scaling_over_one_worker": median_ratio(seconds[1], seconds[default_workers]),
         "ordinary_completions": ordinary,
+        "distinct_pairs_per_call": distinct_pairs,
         "time_limit_seconds": rewards.VERIFY_TIME_LIMIT_SECONDS,
-        "worst_case_seconds": max(latency.values()),
-        "worst_case_input": max(latency, key=latency.get),
-        "hostile_latency_seconds": latency,
+        "worst_case_seconds": alone[worst],
+        "worst_case_input": worst,
+        "hostile_latency_seconds": alone,
+        # A batch with one hostile completion in place of an ordinary one, over the median ordinary batch.
+        "worst_case_in_batch_seconds": max(in_batch.values()) - ordinary_batch_seconds,
+        "hostile_in_batch_seconds": in_batch,
+        "eight_identical_hostile_seconds": identical_seconds,
         "hostile_timeouts": timeouts,
         "formula_parser_worst_case_seconds": max(parser_latency.values()),
+        "load_average": [load_at_start, os.getloadavg()],
     }
 
 
@@ -434,12 +483,13 @@ def markdown(report: dict) -> str:
             f"{r['grpo_step_seconds']:.3f} | {r['dsdr_step_seconds']:.3f} | {r['step_time_ratio']:.3f} | "
             f"{r['grpo_peak_memory_mb']:.0f} | {r['peak_memory_ratio']:.3f} ({r['peak_memory_kind']}) |"
         )
-    lines += [
-        "",
-        "| scoring config | pooling | rows (embedded, windows) | chars | DSDR scoring s | encoder s | formulas s | "
-        "scoring_over_encoder |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    if report["scoring"]:
+        lines += [
+            "",
+            "| scoring config | pooling | rows (embedded, windows) | chars | DSDR scoring s | encoder s | formulas s | "
+            "scoring_over_encoder |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
     for name, r in report["scoring"].items():
         lines.append(
             f"| {name} | {r['pooling']} | {r['rows']} ({r['rows_embedded']:g}, {r['windows_embedded']:g}) | "
@@ -457,12 +507,19 @@ def markdown(report: dict) -> str:
     if "verifier" not in report:
         return "\n".join([*lines, ""])
     v = report["verifier"]
+    load = ", ".join(f"{loads[0]:.1f}" for loads in v["load_average"])
     lines += [
         "",
-        f"Verifier: {v['completions_per_second']:.0f} completions/s on ordinary completions; worst case on "
-        f"{len(v['hostile_latency_seconds'])} hostile completions {v['worst_case_seconds']:.2f} s "
-        f"(`{v['worst_case_input']}`, per-item limit {v['time_limit_seconds']} s, {v['hostile_timeouts']} timeouts); "
-        f"formula parser worst case {v['formula_parser_worst_case_seconds'] * 1000:.1f} ms.",
+        f"Verifier ({v['ordinary_completions']} ordinary completions per call, {v['distinct_pairs_per_call']} "
+        f"distinct answer/reference pairs; load average {load} at its start and end): "
+        f"{v['completions_per_second_one_worker']:.0f} completions/s with 1 worker, "
+        f"{v['completions_per_second']:.0f} with {v['workers']} (scaling_over_one_worker "
+        f"{v['scaling_over_one_worker']:.2f}). Per hostile completion ({len(v['hostile_latency_seconds'])} inputs, "
+        f"per-item limit {v['time_limit_seconds']} s, {v['hostile_timeouts']} timeouts): worst case alone "
+        f"{v['worst_case_seconds']:.2f} s (`{v['worst_case_input']}`), in a batch of {v['ordinary_completions']} "
+        f"{v['worst_case_in_batch_seconds']:.2f} s over the ordinary batch; 8 identical in one call "
+        f"{v['eight_identical_hostile_seconds']:.2f} s. Formula parser worst case "
+        f"{v['formula_parser_worst_case_seconds'] * 1000:.1f} ms.",
         "",
     ]
     return "\n".join(lines)
@@ -491,6 +548,12 @@ def main() -> None:
         help=f"comma-separated scoring configs to run (of {', '.join(SCORING_CONFIGS)}); empty for none",
     )
     parser.add_argument("--skip-verifier", action="store_true", help="leave out the verifier figures")
+    parser.add_argument("--verifier-repetitions", type=int, default=5)
+    parser.add_argument(
+        "--only",
+        choices=("verifier",),
+        help="run only this part; it writes bench-<part>.json and .md instead of bench.json and bench.md",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke run")
     args = parser.parse_args()
 
@@ -508,6 +571,8 @@ def main() -> None:
     if args.quick:
         step_configs = {name: (1, steps) for name, (_, steps) in step_configs.items()}
         scoring_repetitions = 2
+    if args.only == "verifier":
+        step_configs, scoring_configs = {}, {}
 
     start = time.perf_counter()
     report = {"machine": machine(), "step_time": {}, "scoring": {}}
@@ -524,20 +589,26 @@ def main() -> None:
         if "formulas" in report:
             report["figures"]["formulas_nested_over_ordinary"] = report["formulas"]["nested_over_ordinary"]
         if "verifier" in report:
-            report["figures"]["verifier_completions_per_second"] = report["verifier"]["completions_per_second"]
-            report["figures"]["verifier_worst_case_seconds"] = report["verifier"]["worst_case_seconds"]
-        (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
-        (out_dir / "bench.md").write_text(markdown(report))
+            v = report["verifier"]
+            report["figures"]["verifier_completions_per_second"] = v["completions_per_second"]
+            report["figures"]["verifier_scaling_over_one_worker"] = v["scaling_over_one_worker"]
+            report["figures"]["verifier_worst_case_seconds"] = v["worst_case_seconds"]
+            report["figures"]["verifier_worst_case_in_batch_seconds"] = v["worst_case_in_batch_seconds"]
+            report["figures"]["verifier_eight_identical_hostile_seconds"] = v["eight_identical_hostile_seconds"]
+        name = f"bench-{args.only}" if args.only else "bench"
+        (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2))
+        (out_dir / f"{name}.md").write_text(markdown(report))
 
     print("step time and peak memory", flush=True)
     save(step_time=bench_steps(step_configs, out_dir / "runs", worker_args, lambda r: save(step_time=r)))
     print("scoring over encoder", flush=True)
     save(scoring=bench_scoring(scoring_configs, scoring_repetitions, out_dir / "runs", args.diversity_encoder))
-    print("formula extraction", flush=True)
-    save(formulas=bench_formulas(repetitions=9))
+    if args.only is None:
+        print("formula extraction", flush=True)
+        save(formulas=bench_formulas(repetitions=9))
     if not args.skip_verifier:
         print("verifier", flush=True)
-        save(verifier=bench_verifier(ordinary=128, repetitions=3))
+        save(verifier=bench_verifier(ordinary=128, repetitions=2 if args.quick else args.verifier_repetitions))
     print(markdown(report))
 
 

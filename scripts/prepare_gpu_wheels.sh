@@ -7,8 +7,8 @@
 # sentence-transformers, huggingface_hub, tokenizers, safetensors, numpy, pandas, pyarrow, sympy and pytest, and no
 # registry. Carried here, at the versions this environment runs (one version each, never torch):
 # - wheels: transformers (the package needs >= 5.18), trl, datasets and its dill and multiprocess, math-verify,
-#   latex2sympy2_extended and antlr4, cachetools, DeepSpeed (built here from its source release; pure Python, ops compiled on
-#   first use) with hjson and pydantic;
+#   latex2sympy2_extended and antlr4, cachetools, pebble and loky with its cloudpickle (the verifier's pool), DeepSpeed
+#   (built here from its source release; pure Python, ops compiled on first use) with hjson and pydantic;
 # - encoder/: the diversity encoder packed by scripts/encoder_copy.py (float16, word embeddings in int8; 33 MiB, where
 #   the bundled package is 88 MB).
 # dsdr_trl itself is not carried: the working tree travels, and the check runs it from src/.
@@ -23,7 +23,7 @@ TRAVEL_LIMIT_MIB=64
 
 # The GPU image's versions are adequate for everything else these need (see README, "On a GPU").
 CARRIED=(transformers trl datasets dill multiprocess math-verify latex2sympy2_extended antlr4-python3-runtime cachetools
-    deepspeed hjson pydantic pydantic_core annotated-types typing-inspection)
+    pebble loky cloudpickle deepspeed hjson pydantic pydantic_core annotated-types typing-inspection)
 
 pin() {  # name==version as installed in $PYTHON's environment
     "$PYTHON" - "$1" <<'PY'

@@ -1,11 +1,14 @@
 import math
+import os
+import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from dsdr_trl import rewards
+from dsdr_trl import _time_limit, rewards
 from dsdr_trl.rewards import REWARD_FUNCS, accuracy_reward, extract_answer, get_reward_func
 
 # Hang guard for a single reward call on hostile text: time limit (lowered below) plus a worker restart, with slack
@@ -172,7 +175,7 @@ def test_keeps_trainer_metric_name_and_logs_timeouts(short_time_limit):
         log_metric=lambda name, value: logged.append((name, value)),
     )
     assert result == [1.0, 0.0]
-    assert logged == [("dsdr/verifier_timeouts", 1.0)]
+    assert logged == [("dsdr/verifier_timeouts", 1.0), ("dsdr/verifier_failures", 0.0)]
 
 
 HOSTILE_COMPLETIONS = {
@@ -209,6 +212,70 @@ def test_hostile_batch_with_default_time_limit_is_bounded():
     # At most one overrun at the default limit, plus a worker restart.
     assert time.monotonic() - start < rewards.VERIFY_TIME_LIMIT_SECONDS + 3.0
     assert result == [1.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_identical_completions_are_verified_once_and_overrunning_golds_remembered(short_time_limit, monkeypatch):
+    sent: list[list] = []
+    real = rewards.run_with_time_limit
+
+    def recording(fn, items, seconds):
+        sent.append(list(items))
+        return real(fn, items, seconds)
+
+    monkeypatch.setattr(rewards, "run_with_time_limit", recording)
+    assert accuracy_reward([HOSTILE_COMPLETIONS["huge_power"]] * 8, solution=["34"] * 8) == [0.0] * 8
+    assert [item for call in sent for item in call] == [("34", None), ("34", "10^{10^{10}}")]
+
+    sent.clear()
+    overrunning_gold = r"\binom{100000000}{50000000}"  # parsing this reference overruns the limit
+    logged = []
+    first = accuracy_reward(
+        [r"\boxed{1}"] * 3, solution=[overrunning_gold] * 3, log_metric=lambda *metric: logged.append(metric)
+    )
+    second = accuracy_reward([r"\boxed{1}"] * 3, solution=[overrunning_gold] * 3)
+    assert first == second == [None] * 3
+    # Sent once: the second call costs no worker time for it.
+    assert [item for call in sent for item in call] == [(overrunning_gold, None)]
+    assert ("dsdr/verifier_timeouts", 3.0) in logged
+
+
+def pool_workers() -> list[int]:
+    """PIDs of this process's verifier workers (pebble names them `pebble_pool_worker`)."""
+    workers = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if parent == os.getpid() and b"pebble_pool_worker" in command:
+            workers.append(int(stat.parent.name))
+    return workers
+
+
+def test_unusable_pool_gives_none_a_warning_and_the_metric(short_time_limit, monkeypatch):
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("finding the workers reads /proc")
+    # One worker, started, then stopped: the pool takes no item. A short start limit makes the reward give up on it
+    # quickly.
+    _time_limit.shutdown_pool()  # so that only the new pool's worker is left
+    monkeypatch.setattr(_time_limit, "WORKERS", 1)
+    assert score(r"\boxed{34}", "34") == 1.0
+    (worker,) = pool_workers()
+    os.kill(worker, signal.SIGSTOP)
+    monkeypatch.setattr(_time_limit, "STARTUP_TIMEOUT_SECONDS", 1.0)
+    logged = []
+    completions = [r"\boxed{34}", r"\boxed{35}", "no answer"]
+    with pytest.warns(RuntimeWarning, match="could not score 3 of 3 completions"):
+        result = accuracy_reward(completions, solution=["34"] * 3, log_metric=lambda *metric: logged.append(metric))
+    assert result == [None, None, None]
+    assert logged == [("dsdr/verifier_timeouts", 0.0), ("dsdr/verifier_failures", 3.0)]
+    # The next call starts a new pool; the stopped worker is killed with the old one.
+    assert accuracy_reward(completions, solution=["34"] * 3) == [1.0, 0.0, 0.0]
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{worker}").exists() and worker in pool_workers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert worker not in pool_workers()
 
 
 def test_non_main_thread_gives_same_answers():

@@ -1,55 +1,134 @@
 """
-Hard per-item time limits that work from any thread.
+Hard per-item time limits that work from any thread, on a pool of worker processes.
 
 math-verify protects its sympy calls with `signal.alarm`, which only works in the main thread and cannot interrupt
-sympy while it is inside C code (a huge integer power, for instance). [`map_with_time_limit`] instead runs the work in
-a long-lived child process and kills that process when an item overruns, which bounds the wall time no matter what the
-item does.
+sympy while it is inside C code (a huge integer power, for instance). [`run_with_time_limit`] instead runs each item in
+a worker process of a pebble `ProcessPool`, which kills the worker when its item overruns and starts a replacement, so
+the limit holds whatever the item does.
 
-The child is a plain `python -c` subprocess (not a `multiprocessing` "spawn"/"forkserver" child) so that it does not
-re-import the parent's `__main__` script: a training script imports torch and transformers, and re-running its top
-level in the worker would cost seconds and gigabytes (or re-run training if it lacks a `__main__` guard). The child
-gets the parent's `sys.path` and only imports what the mapped function needs. POSIX only.
+- **Start method.** Workers start with loky's `"loky"` method: a fresh interpreter, like `"spawn"`, that does not
+  re-import the parent's `__main__` (a training script imports torch and transformers; re-running its top level in
+  each worker would cost seconds and gigabytes, or re-run training if it lacks a `__main__` guard). A worker imports
+  only this module, pebble, and the modules of the functions it runs.
+- **Start-up outside the clock.** Each worker loads every function mapped so far in its initializer, before it takes
+  any item, and the clock of an item starts when a worker takes it. A function the running pool has not loaded yet
+  replaces the pool once.
+- **Memory cap.** After loading, a worker caps its address space at its size plus [`WORKER_MEMORY_HEADROOM_BYTES`], so
+  that a hostile input raises `MemoryError` (the item fails) instead of calling the OOM killer.
+- **No orphans.** A worker asks the kernel to kill it when its parent dies (`PR_SET_PDEATHSIG`, Linux), mid-item
+  included: a killed or preempted training process leaves no worker behind.
+- **Number of workers.** [`worker_count`]: the cores this process may run on, divided by the ranks on this machine.
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
+import multiprocessing
 import os
 import pickle
+import queue
 import signal
-import socket
-import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
-from multiprocessing.connection import Connection
-from typing import TypeVar
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Literal, NamedTuple, TypeVar
+
+from loky.backend import get_context
+from pebble import ProcessPool
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-__all__ = ["map_with_time_limit"]
+__all__ = ["Outcome", "map_with_time_limit", "run_with_time_limit", "shutdown_pool", "worker_count"]
 
-# Worker start-up (interpreter, then importing the mapped function's module, e.g. sympy) is not charged to any item;
-# it only has to finish within this generous bound.
+# A pool that shows no progress for this long (no item finished, beyond the item time limit itself) is given up: its
+# items are reported `"unavailable"` and the next call starts a new pool. Worker start-up (an interpreter, then the
+# imports of the mapped functions, e.g. sympy) has to fit in it.
 STARTUP_TIMEOUT_SECONDS = 120.0
 
-# Address space the worker may grow by past its size after importing the mapped function. A hostile input can make
-# sympy allocate gigabytes within the time limit; this turns that into a `MemoryError` (the item gets `default`)
-# instead of pushing the machine into the OOM killer. `None` disables the cap.
+# Address space a worker may grow by past its size after loading the mapped functions. A hostile input can make sympy
+# allocate gigabytes within the time limit; this turns that into a `MemoryError` (the item fails) instead of pushing
+# the machine into the OOM killer. `None` disables the cap.
 WORKER_MEMORY_HEADROOM_BYTES: int | None = 4 * 1024**3
 
-# Executed by `python -c` in the child. It only touches the standard library until the parent's `sys.path` is in place.
-_BOOTSTRAP = (
-    "import sys\n"
-    "from multiprocessing.connection import Connection\n"
-    "conn = Connection(int(sys.argv[1]))\n"
-    "sys.path[:] = conn.recv()\n"
-    "from dsdr_trl._time_limit import _serve\n"
-    "_serve(conn)\n"
-)
+# Number of worker processes; `None` reads `DSDR_VERIFIER_WORKERS`, else applies the default rule of `worker_count`.
+WORKERS: int | None = None
+WORKERS_ENV = "DSDR_VERIFIER_WORKERS"
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_WORKER_NAME = "pebble_pool_worker"  # the name pebble gives its worker processes
+
+
+class Outcome(NamedTuple):
+    """What became of one item of [`run_with_time_limit`].
+
+    `status` is `"ok"` (`value` is the result), `"timeout"` (the item overran; its worker was killed), `"error"` (the
+    call raised, crashed its worker, or returned a value that cannot be pickled) or `"unavailable"` (the item was not
+    run: the pool could not start or stopped answering, or the worker could not load the function; `value` says why).
+    """
+
+    status: Literal["ok", "timeout", "error", "unavailable"]
+    value: Any = None
+
+
+def worker_count() -> int:
+    """
+    Number of worker processes of the pool.
+
+    [`WORKERS`] if set, else the environment variable `DSDR_VERIFIER_WORKERS`, else the cores this process may run on
+    (`os.sched_getaffinity`) divided by the number of processes on this machine (`LOCAL_WORLD_SIZE`, set by torchrun
+    and accelerate; 1 when unset), at least 1. In a multi-GPU run each rank verifies its own completions, so the ranks
+    of a machine share its cores instead of each starting one worker per core.
+
+    Raises:
+        `ValueError`: If the setting or one of the variables is not a positive integer.
+    """
+    if WORKERS is not None:
+        return _positive(WORKERS, "dsdr_trl._time_limit.WORKERS")
+    if os.environ.get(WORKERS_ENV):
+        return _positive(os.environ[WORKERS_ENV], WORKERS_ENV)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    ranks = _positive(os.environ.get("LOCAL_WORLD_SIZE") or 1, "LOCAL_WORLD_SIZE")
+    return max(1, cores // ranks)
+
+
+def _positive(value: Any, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return number
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# In the worker process
+
+# Pickled function -> the function, or the traceback of the failure to load it.
+_loaded: dict[bytes, Callable[[Any], Any] | str] = {}
+
+
+class _NotLoaded(Exception):
+    """The worker could not load (unpickle) the mapped function; the message is the worker's traceback."""
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Has the kernel kill this process when the thread that started it exits (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:
+        # The parent died before the request took effect.
+        os._exit(1)
 
 
 def _limit_address_space(headroom: int | None) -> None:
@@ -70,245 +149,243 @@ def _limit_address_space(headroom: int | None) -> None:
         pass
 
 
-def _serve(conn: Connection) -> None:
-    """Worker loop: runs batches and streams back one `(status, value)` per item, in order.
-
-    Messages from the parent carry `fn` and the items as separately pickled bytes, so that receiving a message never
-    fails and a bad piece is reported where it belongs:
-        - `("warm", fn_bytes)`: unpickle `fn` (imports its module) so that a later batch starts fast; no reply.
-        - `("run", fn_bytes, item_bytes, memory_headroom)`: reply `("ack", None)` once `fn` is loaded, or
-          `("fail", traceback)` if it cannot be; then `("ok", value)` or `("err", None)` per item.
-    """
-    # Ctrl-C in a terminal reaches the whole process group; the parent decides what happens to this worker.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    memory_capped = False
-    while True:
+def _load(fn_bytes: bytes) -> Callable[[Any], Any] | str:
+    if fn_bytes not in _loaded:
         try:
-            message = conn.recv()
-        except EOFError:
-            return
-        try:
-            fn = pickle.loads(message[1])  # noqa: S301 - bytes this package's parent process pickled itself
+            _loaded[fn_bytes] = pickle.loads(fn_bytes)  # noqa: S301 - bytes this package's parent process pickled itself
         except Exception:
-            if message[0] == "run":
-                conn.send(("fail", traceback.format_exc()))
-            continue
-        if message[0] == "warm":
-            continue
-        _, _, item_bytes, memory_headroom = message
-        if not memory_capped:
-            # Measured after the first import of `fn`'s module so that imports are not charged to the headroom.
-            _limit_address_space(memory_headroom)
-            memory_capped = True
-        conn.send(("ack", None))
-        for pickled_item in item_bytes:
-            try:
-                reply = ("ok", fn(pickle.loads(pickled_item)))  # noqa: S301 - pickled by the parent, as above
-            except BaseException:
-                reply = ("err", None)
-            try:
-                conn.send(reply)
-            except Exception:
-                # The value itself could not be pickled: report the item as failed, keep the stream aligned.
-                conn.send(("err", None))
+            _loaded[fn_bytes] = traceback.format_exc()
+    return _loaded[fn_bytes]
 
 
-class _Worker:
-    """One worker subprocess and the parent's end of the socket connected to it."""
-
-    def __init__(self, warm_fn: bytes | None = None):
-        """Starts the process; `warm_fn` (a pickled function) is loaded right away so the first batch starts fast."""
-        if not sys.executable:
-            raise RuntimeError("map_with_time_limit needs `sys.executable` to start its worker process.")
-        parent_sock, child_sock = socket.socketpair()
-        try:
-            self.process = subprocess.Popen(  # noqa: S603 - this interpreter with a constant bootstrap
-                [sys.executable, "-c", _BOOTSTRAP, str(child_sock.fileno())],
-                pass_fds=(child_sock.fileno(),),
-                stdin=subprocess.DEVNULL,
-            )
-        except BaseException:
-            parent_sock.close()
-            raise
-        finally:
-            # The parent must not hold the child's end, otherwise it would never see EOF when the worker dies.
-            child_sock.close()
-        self.conn = Connection(parent_sock.detach())
-        try:
-            self.conn.send([path for path in sys.path if isinstance(path, str)])
-            if warm_fn is not None:
-                self.conn.send(("warm", warm_fn))
-        except OSError:
-            # A worker that died already is detected (and replaced) when it is first used.
-            pass
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        try:
-            self.process.kill()
-        except OSError:
-            pass
-        self.process.wait()
-        self.conn.close()
+def _init_worker(parent_pid: int, functions: tuple[bytes, ...], memory_headroom: int | None, ready: Any) -> None:
+    """Pool initializer: runs in each new worker before it takes any item; releases `ready` when done."""
+    # pebble ends a worker with SIGTERM and a Python handler, which cannot run while an item is stuck in C code; the
+    # default action ends the worker at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent_pid)
+    for fn_bytes in functions:
+        _load(fn_bytes)
+    # Measured after the imports, so that they are not charged to the headroom.
+    _limit_address_space(memory_headroom)
+    ready.release()
 
 
-class _WorkerPool:
-    """The active worker plus a pre-started, pre-warmed spare, so that the call after an overrun does not wait for a
-    cold start (importing sympy and math-verify takes about a second)."""
+def _run(fn_bytes: bytes, item_bytes: bytes) -> tuple[bool, Any]:
+    """One item: `(True, result)`, or `(False, None)` if the call raised."""
+    fn = _load(fn_bytes)
+    if isinstance(fn, str):
+        raise _NotLoaded(fn)
+    try:
+        return True, fn(pickle.loads(item_bytes))  # noqa: S301 - pickled by the parent, as above
+    except BaseException:
+        return False, None
 
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.active: _Worker | None = None
-        self.spare: _Worker | None = None
 
-    def _take_worker(self, fn_bytes: bytes) -> _Worker:
-        if self.active is None or not self.active.alive():
-            if self.active is not None:
-                self.active.kill()
-            # A live spare is already warm: promote it rather than start another cold worker.
-            if self.spare is not None and self.spare.alive():
-                self.active, self.spare = self.spare, None
-            else:
-                self.active = _Worker()
-        if self.spare is None or not self.spare.alive():
-            if self.spare is not None:
-                self.spare.kill()
-            # Started now, it loads `fn` while the active worker runs, and is ready when the first overrun happens.
-            self.spare = _Worker(warm_fn=fn_bytes)
-        return self.active
+# ---------------------------------------------------------------------------------------------------------------------
+# In the parent process
 
-    def _discard_active(self, fn_bytes: bytes) -> None:
-        """Kills the active worker after an overrun or a crash, promotes the spare (started and warmed during earlier
-        work, so usually ready) and starts a new spare for the next replacement."""
-        if self.active is not None:
-            self.active.kill()
-        self.active = self.spare
-        self.spare = None
-        if self.active is None or not self.active.alive():
-            self.active = _Worker(warm_fn=fn_bytes)
-        self.spare = _Worker(warm_fn=fn_bytes)
 
-    def _start_batch(self, fn_bytes: bytes, item_bytes: list[bytes]) -> _Worker:
-        """Sends a batch and waits for the worker to acknowledge it; retries once on a worker that died idle."""
-        for attempt in range(2):
-            worker = self._take_worker(fn_bytes)
-            try:
-                worker.conn.send(("run", fn_bytes, item_bytes, WORKER_MEMORY_HEADROOM_BYTES))
-                if not worker.conn.poll(STARTUP_TIMEOUT_SECONDS):
-                    self._discard_active(fn_bytes)
-                    raise RuntimeError(
-                        f"The time-limit worker did not start within {STARTUP_TIMEOUT_SECONDS} s; the machine may be "
-                        "overloaded."
-                    )
-                status, payload = worker.conn.recv()
-            except (EOFError, OSError):
-                self._discard_active(fn_bytes)
-                if attempt == 1:
-                    raise RuntimeError("The time-limit worker died before running any item, twice in a row.") from None
-                continue
-            if status == "fail":
+class _Pool:
+    """A pebble pool whose workers have loaded `functions`, plus the thread that started them.
+
+    `PR_SET_PDEATHSIG` fires when the thread that started a worker exits, not only the process. pebble starts
+    replacement workers from its own manager thread, which lives as long as the pool, and the first workers from the
+    thread that starts the pool: here a thread of this class that lives as long as the pool too, so that a short-lived
+    caller thread cannot take the workers down with it.
+    """
+
+    def __init__(self, workers: int, functions: tuple[bytes, ...]):
+        """Starts the workers and waits until each has loaded `functions`, so that the first call has them all."""
+        self.workers = workers
+        self.functions = functions
+        context = get_context("loky")
+        self._ready = context.Semaphore(0)
+        self.pebble = ProcessPool(
+            max_workers=workers,
+            initializer=_init_worker,
+            initargs=(os.getpid(), functions, WORKER_MEMORY_HEADROOM_BYTES, self._ready),
+            context=context,
+        )
+        self._closed = threading.Event()
+        self._start_error: BaseException | None = None
+        threading.Thread(target=self._own, name="dsdr-time-limit-pool", daemon=True).start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        for _ in range(workers):
+            started = self._ready.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            if self._start_error is not None or not started:
+                self.close(wait_for_workers=False)
                 raise RuntimeError(
-                    "The time-limit worker could not load `fn`; it must be a top-level function that the worker can "
-                    f"import by module name. Worker traceback:\n{payload}"
+                    f"The time-limit pool could not start its workers: {self._start_error!r}"
+                    if self._start_error is not None
+                    else f"The time-limit pool's workers did not start within {STARTUP_TIMEOUT_SECONDS:g} s."
                 )
-            return worker
-        raise AssertionError("unreachable")
 
-    def map(
-        self,
-        fn: Callable[[T], R],
-        items: Sequence[T],
-        seconds: float,
-        default: R,
-        stats: dict[str, int] | None,
-    ) -> list[R]:
-        # Pickled up front so that an unpicklable argument is reported before any worker is involved.
+    def _own(self) -> None:
         try:
-            fn_bytes = pickle.dumps(fn)
-        except Exception as error:
-            raise TypeError(
-                f"`fn` must be picklable by reference (a top-level function of an importable module), got {fn!r}."
-            ) from error
-        try:
-            item_bytes = [pickle.dumps(item) for item in items]
-        except Exception as error:
-            raise TypeError(f"Every item must be picklable: {error}") from error
-        results: list[R] = [default] * len(item_bytes)
-        timeouts = errors = 0
-        start = 0
-        with self.lock:
+            self.pebble.active  # noqa: B018 - starts the pool, and its first workers, from this thread
+        except BaseException as error:  # e.g. a daemonic process may not start processes
+            self._start_error = error
+            self._ready.release()  # wakes the waiting constructor
+        self._closed.wait()
+
+    def usable(self, workers: int, fn_bytes: bytes) -> bool:
+        return self.pebble.active and self.workers == workers and fn_bytes in self.functions
+
+    def close(self, wait_for_workers: bool) -> None:
+        """Stops the workers (killing any busy one); in the background unless `wait_for_workers`."""
+
+        def stop() -> None:
+            self.pebble.stop()
             try:
-                while start < len(item_bytes):
-                    worker = self._start_batch(fn_bytes, item_bytes[start:])
-                    index = start
-                    while index < len(item_bytes):
-                        if not worker.conn.poll(seconds):
-                            timeouts += 1
-                            self._discard_active(fn_bytes)
-                            break
-                        try:
-                            status, value = worker.conn.recv()
-                        except (EOFError, OSError):
-                            # The worker died on this item (segfault, abort on allocation failure, external kill).
-                            errors += 1
-                            self._discard_active(fn_bytes)
-                            break
-                        except Exception:
-                            # The value arrived but cannot be unpickled here; the stream is still aligned.
-                            status, value = "err", None
-                        if status == "ok":
-                            results[index] = value
-                        else:
-                            errors += 1
-                        index += 1
-                    start = index + 1 if index < len(item_bytes) else index
-            except BaseException:
-                # The worker may still owe results for this batch; never hand it to a later call.
-                if self.active is not None:
-                    self.active.kill()
-                    self.active = None
-                raise
+                self.pebble.join()
             finally:
-                if stats is not None:
-                    stats["timeouts"] = stats.get("timeouts", 0) + timeouts
-                    stats["errors"] = stats.get("errors", 0) + errors
-        return results
+                self._closed.set()
 
-    def close(self) -> None:
-        for worker in (self.active, self.spare):
-            if worker is not None:
-                worker.kill()
-        self.active = self.spare = None
+        if wait_for_workers:
+            stop()
+        else:
+            threading.Thread(target=stop, name="dsdr-time-limit-pool-stop", daemon=True).start()
 
 
-_pool: _WorkerPool | None = None
-_pool_lock = threading.Lock()
+_pool: _Pool | None = None
+_functions: dict[bytes, None] = {}  # every function mapped so far, in order; new workers load them all
+_lock = threading.Lock()
 
 
-def _get_pool() -> _WorkerPool:
+def _get_pool(fn_bytes: bytes) -> _Pool:
     global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = _WorkerPool()
-        return _pool
+    _functions.setdefault(fn_bytes)
+    workers = worker_count()
+    if _pool is None or not _pool.usable(workers, fn_bytes):
+        shutdown_pool(wait=False)
+        _pool = _Pool(workers, tuple(_functions))
+    return _pool
 
 
-def _forget_pool_after_fork() -> None:
-    # A forked child shares the parent's sockets; talking to (or killing) the parent's workers would corrupt them.
-    global _pool, _pool_lock
-    _pool = None
-    _pool_lock = threading.Lock()
+def _outcome(future: Future) -> Outcome | None:
+    """The outcome of a finished item, or `None` if the pool broke before running it."""
+    error = future.exception()
+    if error is None:
+        succeeded, value = future.result()
+        return Outcome("ok", value) if succeeded else Outcome("error")
+    if isinstance(error, TimeoutError):
+        return Outcome("timeout")
+    if isinstance(error, _NotLoaded):
+        return Outcome(
+            "unavailable",
+            "the workers could not load `fn`; it must be a top-level function that the workers can import by module "
+            f"name. Worker traceback:\n{error}",
+        )
+    if isinstance(error, BrokenProcessPool):
+        return None
+    # The worker died on this item (segfault, abort, external kill), or its result cannot be pickled.
+    return Outcome("error")
 
 
-def _shutdown() -> None:
-    if _pool is not None:
-        _pool.close()
+def _collect(futures: dict[Future, int], outcomes: list[Outcome | None], seconds: float) -> list[int]:
+    """Fills `outcomes` as the futures finish; returns the indices that the pool failed to run."""
+    finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
+    for future in futures:
+        future.add_done_callback(finished.put)
+    stalled = False
+    for _ in range(len(futures)):
+        try:
+            future = finished.get(timeout=seconds + STARTUP_TIMEOUT_SECONDS)
+        except queue.Empty:
+            # Every running item finishes or is killed within `seconds`: a pool without progress is stuck.
+            stalled = True
+            break
+        outcomes[futures[future]] = _outcome(future)
+    failed = []
+    for future, index in futures.items():
+        if stalled and (future.cancel() or not future.done()):
+            outcomes[index] = Outcome(
+                "unavailable", f"no worker answered within {seconds + STARTUP_TIMEOUT_SECONDS:g} s"
+            )
+        elif outcomes[index] is None and (outcome := _outcome(future)) is not None:
+            outcomes[index] = outcome  # finished while the pool was given up
+        elif outcomes[index] is None:
+            failed.append(index)
+    return failed
 
 
-os.register_at_fork(after_in_child=_forget_pool_after_fork)
-atexit.register(_shutdown)
+def _run_locked(fn_bytes: bytes, item_bytes: list[bytes], seconds: float) -> list[Outcome]:
+    outcomes: list[Outcome | None] = [None] * len(item_bytes)
+    todo = list(range(len(item_bytes)))
+    reason = "the pool broke twice"
+    # A pool that breaks (every worker died while idle, e.g. killed from outside) is replaced and the items it did not
+    # run are tried once more.
+    for _ in range(2):
+        try:
+            pool = _get_pool(fn_bytes)
+        except RuntimeError as error:
+            reason = str(error)
+            break
+        try:
+            futures = {pool.pebble.schedule(_run, args=(fn_bytes, item_bytes[i]), timeout=seconds): i for i in todo}
+        except RuntimeError as error:
+            # The pool broke since it was checked.
+            shutdown_pool(wait=False)
+            reason = str(error)
+            continue
+        todo = _collect(futures, outcomes, seconds)
+        if any(outcome is not None and outcome.status == "unavailable" for outcome in outcomes):
+            shutdown_pool(wait=False)
+            _functions.pop(fn_bytes, None)
+        if not todo:
+            break
+        shutdown_pool(wait=False)
+    for index in todo:
+        outcomes[index] = Outcome("unavailable", reason)
+    return outcomes  # type: ignore[return-value]
+
+
+def run_with_time_limit(fn: Callable[[T], R], items: Sequence[T], seconds: float) -> list[Outcome]:
+    """
+    Applies `fn` to each item in a pool of worker processes, with a hard wall-time limit per item.
+
+    An item that runs longer than `seconds` has its worker killed and replaced. The limit holds from any thread and
+    even when `fn` is stuck in C code. Items run in parallel on [`worker_count`] workers; the clock of an item starts
+    when a worker takes it, so worker start-up and imports are not charged to any item. Calls from several threads are
+    serialized. The pool is started on first use, reused across calls, and stopped at interpreter exit; it never
+    raises for a problem of the pool: such items come back `"unavailable"`.
+
+    Args:
+        fn (`Callable[[T], R]`):
+            Function applied to each item. It must be picklable by reference, i.e. a top-level function of a module that
+            the workers can import by name with the parent's `sys.path`. Keep its module light to import: each worker
+            imports it on start. Each new function restarts the pool once.
+        items (`Sequence[T]`):
+            Picklable items.
+        seconds (`float`):
+            Wall-time limit per item, in seconds.
+
+    Returns:
+        `list[Outcome]`: One [`Outcome`] per item, in the order of `items`.
+
+    Raises:
+        `ValueError`: If `seconds` is not positive, or the number of workers is misconfigured (see [`worker_count`]).
+        `TypeError`: If `fn` or an item cannot be pickled.
+    """
+    if not seconds > 0:
+        raise ValueError(f"`seconds` must be positive, got {seconds}.")
+    # Pickled up front so that an unpicklable argument is reported before any worker is involved.
+    try:
+        fn_bytes = pickle.dumps(fn)
+    except Exception as error:
+        raise TypeError(
+            f"`fn` must be picklable by reference (a top-level function of an importable module), got {fn!r}."
+        ) from error
+    try:
+        item_bytes = [pickle.dumps(item) for item in items]
+    except Exception as error:
+        raise TypeError(f"Every item must be picklable: {error}") from error
+    if not item_bytes:
+        return []
+    worker_count()  # a misconfigured number of workers is reported here, not as an unavailable pool
+    with _lock:
+        return _run_locked(fn_bytes, item_bytes, seconds)
 
 
 def map_with_time_limit(
@@ -319,39 +396,67 @@ def map_with_time_limit(
     stats: dict[str, int] | None = None,
 ) -> list[R]:
     """
-    Applies `fn` to each item in a long-lived worker subprocess; an item that takes longer than `seconds` gets
-    `default` (the worker is killed and restarted), an item whose call raises also gets `default`.
-
-    The limit is hard: it holds from any thread and even when `fn` is stuck in C code, because the worker process is
-    killed. Items are sent in one batch and run in order; the clock of an item starts when the previous result arrives,
-    so worker start-up and imports are not charged to any item. Calls from several threads are serialized. The worker
-    is started on first use, reused across calls, and killed at interpreter exit.
+    [`run_with_time_limit`] with one value per item: the result, or `default` for an item that overran or failed.
 
     Args:
         fn (`Callable[[T], R]`):
-            Function applied to each item. It must be picklable by reference, i.e. a top-level function of a module that
-            the worker can import by name with the parent's `sys.path`. Keep its module light to import: the worker
-            imports it on start and after every restart.
+            Function applied to each item (see [`run_with_time_limit`]).
         items (`Sequence[T]`):
             Picklable items.
         seconds (`float`):
             Wall-time limit per item, in seconds.
         default (`R`):
-            Result for an item that overruns, raises, returns an unpicklable value or crashes the worker.
+            Result for an item that overruns, raises, returns an unpicklable value or crashes its worker.
         stats (`dict[str, int]`, *optional*):
             If given, `stats["timeouts"]` is incremented by the number of items that overran and `stats["errors"]` by
-            the number of items that raised or crashed the worker (missing keys start at 0). Useful for logging.
+            the number of items that raised or crashed their worker (missing keys start at 0). Useful for logging.
 
     Returns:
         `list[R]`: One result per item, in the order of `items`.
 
     Raises:
-        `ValueError`: If `seconds` is not positive.
-        `TypeError`: If `fn` or an item cannot be pickled.
-        `RuntimeError`: If the worker cannot be started or cannot load `fn` (a set-up problem, not an item problem).
+        `ValueError`, `TypeError`: As [`run_with_time_limit`].
+        `RuntimeError`: If some item could not be run (the pool is unavailable, or the workers cannot load `fn`).
     """
-    if not seconds > 0:
-        raise ValueError(f"`seconds` must be positive, got {seconds}.")
-    if len(items) == 0:
-        return []
-    return _get_pool().map(fn, items, seconds, default, stats)
+    outcomes = run_with_time_limit(fn, items, seconds)
+    unavailable = [outcome.value for outcome in outcomes if outcome.status == "unavailable"]
+    if unavailable:
+        raise RuntimeError(f"The time-limit pool could not run {len(unavailable)} item(s): {unavailable[0]}")
+    if stats is not None:
+        for key, status in (("timeouts", "timeout"), ("errors", "error")):
+            stats[key] = stats.get(key, 0) + sum(outcome.status == status for outcome in outcomes)
+    return [outcome.value if outcome.status == "ok" else default for outcome in outcomes]
+
+
+def _forget_pool_after_fork() -> None:
+    # A forked child shares the parent's pipes; talking to (or stopping) the parent's workers would corrupt them. It
+    # also inherits multiprocessing's list of the parent's children, from which pebble's exit handler would stop the
+    # parent's workers when the child exits: take them out (a process started by multiprocessing does the same).
+    global _pool, _lock
+    if _pool is not None:
+        multiprocessing.process._children.difference_update(  # type: ignore[attr-defined]
+            [process for process in multiprocessing.process._children if process.name == _WORKER_NAME]  # type: ignore[attr-defined]
+        )
+    _pool = None
+    _lock = threading.Lock()
+
+
+def shutdown_pool(wait: bool = True) -> None:
+    """
+    Stops the pool's workers now (a busy one is killed); the next call starts a new pool. Called at interpreter exit.
+
+    Useful to free the workers' memory, or to start the next call from a full pool of freshly started workers. A call in
+    flight in another thread runs its remaining items on a new pool.
+
+    Args:
+        wait (`bool`, *optional*, defaults to `True`):
+            Whether to wait for the workers to exit; otherwise they are stopped in the background.
+    """
+    global _pool
+    pool, _pool = _pool, None
+    if pool is not None:
+        pool.close(wait_for_workers=wait)
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)
+atexit.register(shutdown_pool)

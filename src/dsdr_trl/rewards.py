@@ -4,28 +4,31 @@ Verifiable rewards for math RL with [`~trl.GRPOTrainer`].
 A reward function takes `completions` plus every dataset column as a keyword argument (one value per completion) and
 returns one float per completion, or `None` to mark a sample that cannot be scored. Completions are model outputs, so
 everything here treats them as hostile: answer extraction is a linear scan, and all sympy work (parsing and
-verification with math-verify) runs in a worker process under a hard per-completion time limit
-(see [`~dsdr_trl._time_limit.map_with_time_limit`]).
+verification with math-verify) runs in a pool of worker processes under a hard per-completion time limit
+(see [`~dsdr_trl._time_limit.run_with_time_limit`]).
 """
 
 from __future__ import annotations
 
 import importlib
 import re
+import threading
+import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import math_verify
 from math_verify import ExprExtractionConfig, LatexExtractionConfig
 
-from ._time_limit import map_with_time_limit
+from ._time_limit import Outcome, run_with_time_limit
 from .data import number_text
 
 __all__ = ["REWARD_FUNCS", "accuracy_reward", "extract_answer", "get_reward_func"]
 
 # Wall-time limit for parsing and verifying one completion (and for parsing one gold answer). Ordinary answers take
 # a few milliseconds; an answer that overruns (e.g. a tower of powers that sympy tries to evaluate) scores 0.0.
-# 1.5 s plus the kill and the switch to the pre-warmed spare worker keeps a hostile completion's cost under 2 s.
+# 1.5 s plus noticing the overrun (within 0.1 s) and killing the worker keeps a hostile completion's cost under 2 s.
 VERIFY_TIME_LIMIT_SECONDS = 1.5
 
 # An extracted answer longer than this is scored 0.0 without being parsed: no legitimate final answer is that long,
@@ -41,6 +44,12 @@ _BOX_TOKENS = re.compile(r"(\\\\|\\[{}])|(\\(?:boxed|fbox)\s*\{)|(\{)|(\})")
 _ANSWER_LABEL = re.compile(r"\banswer\s*:", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")
 _MATH_DELIMITERS = ("$", "\\(", "\\[", "\\boxed", "\\fbox")
+
+# Golds whose parse overran the time limit, in the order they did: their rows get `None` without a worker call, so that
+# each such gold costs the time limit once per process rather than once per call.
+_timed_out_golds: OrderedDict[str, None] = OrderedDict()
+_timed_out_golds_lock = threading.Lock()
+_TIMED_OUT_GOLDS_SIZE = 4_096
 
 
 def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
@@ -216,13 +225,12 @@ def _parse_gold(gold: str) -> list:
     return parsed
 
 
-def _gold_is_parsable(gold: str) -> bool:
-    return bool(_parse_gold(gold))
-
-
-def _score_answer(gold_and_answer: tuple[str, str]) -> float:
+def _verify(gold_and_answer: tuple[str, str | None]) -> float:
+    """Whether the gold parses (1.0 or 0.0) when the answer is `None`, else the score of the answer against it."""
     gold, answer = gold_and_answer
     gold_parsed = _parse_gold(gold)
+    if answer is None:
+        return float(bool(gold_parsed))
     prediction = _parse_math(answer, _LATEX_OR_EXPR)
     if not gold_parsed or not prediction:
         return 0.0
@@ -239,15 +247,30 @@ def _gold_text(solution: Any) -> str | None:
     return number_text(solution)
 
 
+def _verify_in_pool(items: list[tuple[str, str | None]]) -> list[Outcome]:
+    return run_with_time_limit(_verify, items, VERIFY_TIME_LIMIT_SECONDS)
+
+
+def _remember_timed_out_golds(golds: list[str]) -> None:
+    with _timed_out_golds_lock:
+        for gold in golds:
+            _timed_out_golds[gold] = None
+        while len(_timed_out_golds) > _TIMED_OUT_GOLDS_SIZE:
+            _timed_out_golds.popitem(last=False)
+
+
 def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) -> list[float | None]:
     r"""
     Scores 1.0 for a completion whose final answer is mathematically equivalent to the reference, else 0.0.
 
     The answer is found with [`extract_answer`] and compared with math-verify (`verify(gold, prediction)`). A bare
     reference such as `34` or `\frac{1}{2}` works, as does one wrapped in `$...$` or `\boxed{}`. Parsing and
-    verification run in a worker process with a hard limit of [`VERIFY_TIME_LIMIT_SECONDS`] per completion, so this is
-    safe to call from any thread and on any text: an overrun, an answer longer than [`MAX_ANSWER_CHARS`], non-text
-    content and any error score 0.0.
+    verification run in a pool of worker processes (one per core by default, see
+    [`~dsdr_trl._time_limit.worker_count`]) with a hard limit of [`VERIFY_TIME_LIMIT_SECONDS`] per completion, so this
+    is safe to call from any thread and on any text: an overrun, an answer longer than [`MAX_ANSWER_CHARS`], non-text
+    content and any error score 0.0. Each distinct (reference, answer) pair is verified once per call, and a reference
+    whose parse overran is remembered (its rows get `None` in later calls without costing the limit again). It never
+    raises for a problem of the pool: rows the pool could not score get `None`, with a `RuntimeWarning`.
 
     Args:
         completions (`list[str]` or `list[list[dict[str, str]]]`):
@@ -255,12 +278,14 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
         solution (`list[str]`):
             Reference answer for each completion (the dataset's `solution` column, repeated per generation).
         **kwargs:
-            Other columns and trainer-provided arguments. If `log_metric` is given, the number of completions that
-            overran the time limit is logged as `dsdr/verifier_timeouts`.
+            Other columns and trainer-provided arguments. If `log_metric` is given, the number of completions whose
+            verification overran the time limit is logged as `dsdr/verifier_timeouts`, and the number the pool could
+            not score as `dsdr/verifier_failures`.
 
     Returns:
-        `list[float | None]`: One reward per completion; `None` where the reference itself cannot be parsed, so that
-        the trainer skips the sample instead of treating every completion as wrong.
+        `list[float | None]`: One reward per completion; `None` where the reference itself cannot be parsed (or its
+        parse overran) or the pool could not score the completion, so that the trainer skips the sample instead of
+        treating it as wrong.
 
     Example:
     ```python
@@ -268,24 +293,29 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
     [1.0, 0.0]
     ```
     """
-    time_limit = VERIFY_TIME_LIMIT_SECONDS
     golds = [_gold_text(gold) for gold in solution]
     if len(golds) != len(completions):
         raise ValueError(
             f"Got {len(completions)} completions but {len(golds)} solutions; expected one per completion."
         )
-    stats: dict[str, int] = {}
-    distinct_golds = [gold for gold in dict.fromkeys(golds) if gold is not None]
+    with _timed_out_golds_lock:
+        distinct_golds = [gold for gold in dict.fromkeys(golds) if gold is not None and gold not in _timed_out_golds]
     # Golds go first, in their own batch, so that completions of an unparsable (or overrunning) gold are not sent at
     # all: each would re-parse that gold and could overrun again.
-    parsable = map_with_time_limit(_gold_is_parsable, distinct_golds, time_limit, False, stats)
-    gold_ok = dict(zip(distinct_golds, parsable, strict=True))
+    gold_outcomes = dict(zip(distinct_golds, _verify_in_pool([(gold, None) for gold in distinct_golds]), strict=True))
+    _remember_timed_out_golds([gold for gold, outcome in gold_outcomes.items() if outcome.status == "timeout"])
 
     rewards: list[float | None] = [None] * len(completions)
-    work: list[tuple[str, str]] = []
-    work_indices: list[int] = []
+    # Each distinct (gold, answer) pair is verified once; `pairs` maps it to the rows that share it.
+    pairs: dict[tuple[str, str], list[int]] = {}
+    timeouts = failures = 0
+    failure_reasons = [outcome.value for outcome in gold_outcomes.values() if outcome.status == "unavailable"]
     for index, (completion, gold) in enumerate(zip(completions, golds, strict=True)):
-        if gold is None or not gold_ok[gold]:
+        gold_outcome = gold_outcomes.get(gold)  # None: no gold, or one that timed out in an earlier call
+        if gold_outcome is None or gold_outcome.status != "ok" or not gold_outcome.value:
+            if gold_outcome is not None:
+                timeouts += gold_outcome.status == "timeout"
+                failures += gold_outcome.status == "unavailable"
             continue
         rewards[index] = 0.0
         try:
@@ -294,15 +324,30 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
         except Exception:
             answer = None
         if answer is not None and len(answer) <= MAX_ANSWER_CHARS:
-            work.append((gold, answer))
-            work_indices.append(index)
-    scores = map_with_time_limit(_score_answer, work, time_limit, 0.0, stats)
-    for index, score in zip(work_indices, scores, strict=True):
-        rewards[index] = score
+            pairs.setdefault((gold, answer), []).append(index)
+    for rows, outcome in zip(pairs.values(), _verify_in_pool(list(pairs)), strict=True):
+        for index in rows:
+            # An overrun or an error scores 0.0 (already set); a pair the pool could not run is not scored.
+            if outcome.status == "ok":
+                rewards[index] = outcome.value
+            elif outcome.status == "unavailable":
+                rewards[index] = None
+        timeouts += len(rows) * (outcome.status == "timeout")
+        failures += len(rows) * (outcome.status == "unavailable")
+        if outcome.status == "unavailable":
+            failure_reasons.append(outcome.value)
 
+    if failures:
+        warnings.warn(
+            f"The verifier's worker pool could not score {failures} of {len(completions)} completions "
+            f"({failure_reasons[0]}); their rewards are None. The next call starts a new pool.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     log_metric = kwargs.get("log_metric")
     if callable(log_metric):
-        log_metric("dsdr/verifier_timeouts", float(stats.get("timeouts", 0)))
+        log_metric("dsdr/verifier_timeouts", float(timeouts))
+        log_metric("dsdr/verifier_failures", float(failures))
     return rewards
 
 

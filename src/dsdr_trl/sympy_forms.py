@@ -9,7 +9,7 @@ what the parser itself evaluates (it reduces numeric fractions and binomials), s
 and `x^2+2x+1`, stay different formulas: they are different reasoning steps. A formula that fails to parse, times
 out, prints longer than `dsdr_trl.formulas.MAX_FORMULA_CHARS`, is longer than `SYMPY_MAX_FORMULA_CHARS`, carries a
 digest or contains a prime `'` (which latex2sympy silently drops) keeps its string form, so a set can mix both kinds.
-Parsing costs a few milliseconds per formula and runs in the worker process of
+Parsing costs a few milliseconds per formula and runs in the worker pool of
 `dsdr_trl._time_limit.map_with_time_limit` under a hard per-formula limit, since a short string such as
 `\binom{100000000}{50000000}` keeps SymPy busy in C code for minutes. A batch makes one worker call for all its
 distinct uncached formulas; results (timeouts included, so a hostile formula costs its time only once) are cached
@@ -33,7 +33,7 @@ __all__ = ["SYMPY_MAX_FORMULA_CHARS", "canonical_forms"]
 SYMPY_MAX_FORMULA_CHARS = 300
 _SYMPY_CACHE_SIZE = 65_536
 
-# The functions up to `_load_sympy_canonicalizer` run in the time-limit worker process.
+# The functions up to `_load_sympy_canonicalizer` run in the time-limit worker processes.
 
 
 # Operators whose argument order carries no meaning; their canonical arguments are sorted.
@@ -78,8 +78,8 @@ def _sympy_canonical(formula: str) -> str | None:
 
 
 class _SympyCanonicalizer:
-    """The function mapped in the worker. It pickles as a call to `_load_sympy_canonicalizer`, so the worker imports
-    and warms up the parser while unpickling the batch, outside the clock of any formula."""
+    """The function mapped in the workers. It pickles as a call to `_load_sympy_canonicalizer`, so a worker imports and
+    warms up the parser while loading it, when the worker starts, outside the clock of any formula."""
 
     def __call__(self, formula: str) -> str | None:
         return _sympy_canonical(formula)
