@@ -263,6 +263,7 @@ def test_unusable_pool_gives_none_a_warning_and_the_metric(short_time_limit, mon
     assert score(r"\boxed{34}", "34") == 1.0
     (worker,) = pool_workers()
     os.kill(worker, signal.SIGSTOP)
+    startup_timeout = _time_limit.STARTUP_TIMEOUT_SECONDS
     monkeypatch.setattr(_time_limit, "STARTUP_TIMEOUT_SECONDS", 1.0)
     logged = []
     completions = [r"\boxed{34}", r"\boxed{35}", "no answer"]
@@ -270,7 +271,9 @@ def test_unusable_pool_gives_none_a_warning_and_the_metric(short_time_limit, mon
         result = accuracy_reward(completions, solution=["34"] * 3, log_metric=lambda *metric: logged.append(metric))
     assert result == [None, None, None]
     assert logged == [("dsdr/verifier_timeouts", 0.0), ("dsdr/verifier_failures", 3.0)]
-    # The next call starts a new pool; the stopped worker is killed with the old one.
+    # The next call starts a new pool (given the usual start limit: a loaded machine may need more than 1 s); the
+    # stopped worker is killed with the old one.
+    monkeypatch.setattr(_time_limit, "STARTUP_TIMEOUT_SECONDS", startup_timeout)
     assert accuracy_reward(completions, solution=["34"] * 3) == [1.0, 0.0, 0.0]
     deadline = time.monotonic() + 10
     while Path(f"/proc/{worker}").exists() and worker in pool_workers() and time.monotonic() < deadline:
