@@ -154,6 +154,22 @@ def test_evaluate_policy_refuses_k_before_generating(tiny_model, tiny_tokenizer)
         evaluate_policy(tiny_model, tiny_tokenizer, ["2+2?"], ["4"], ks="1,4", num_samples=2)
 
 
+def test_evaluate_policy_records_numeric_references_positionally(tiny_model, tiny_tokenizer):
+    import numpy as np
+
+    result = evaluate_policy(
+        tiny_model,
+        tiny_tokenizer,
+        ["2+2?", "3+4?"],
+        [1e20, np.int64(7)],
+        ks="1",
+        num_samples=1,
+        max_new_tokens=2,
+        show_progress=False,
+    )
+    assert [record["solution"] for record in result.per_problem] == ["100000000000000000000", "7"]
+
+
 @pytest.mark.slow
 def test_pass_at_k_callback_logs_next_to_trl_metrics(tiny_model, tiny_tokenizer, tmp_path):
     from helpers import TINY_CPU, even_length_reward, prompt_dataset
