@@ -326,6 +326,34 @@ def test_accelerate_launch_runs_two_processes_on_cpu(tmp_path):
     assert (tmp_path / "out" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("bad", "line"),
+    [
+        (["--learning_rate", "abc"], "--learning_rate expects a number, got 'abc'."),
+        (["--max_train_samples", "0"], "--max_train_samples must be a positive number of rows, got 0"),
+    ],
+)
+def test_bad_input_to_a_multi_process_launch_is_one_line_before_anything_starts(tmp_path, bad, line):
+    # Checked by a dry run in this process before `accelerate launch` starts two: one line, not two lines followed by
+    # the launcher's traceback; nothing launched, nothing written.
+    argv = ["train", "--config", TINY, "--accelerate_config", "ddp", "--num_processes", "2", *bad]
+    argv += ["--output_dir", str(tmp_path / "out")]
+    result = subprocess.run(
+        [sys.executable, "-m", "dsdr_trl", *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=600,
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith("dsdr-trl train: error: ") and line in lines[0]
+    assert "launching" not in result.stdout
+    assert not (tmp_path / "out").exists()
+
+
 def test_eval_takes_chat_template_kwargs_and_system_prompt_from_the_training_run(capsys, tmp_path):
     import shutil
 

@@ -21,6 +21,7 @@ from .common import read_config
 __all__ = [
     "LAUNCH_FLAGS",
     "accelerate_option_hints",
+    "check_before_launch",
     "launch",
     "list_recipes",
     "prepare_recipe",
@@ -157,6 +158,47 @@ def split_launch_args(argv: list[str]) -> tuple[list[str], list[str]]:
             script_args.append(argv[index])
             index += 1
     return launch_args, script_args
+
+
+def check_before_launch(launch_args: list[str], script_args: list[str], module: str = "dsdr_trl.scripts.train") -> int:
+    """
+    Runs `python -m module [script_args] --dry_run` in one process with the same launch settings, before `accelerate
+    launch` starts many, and returns its exit status.
+
+    Bad input (a wrongly typed value, a data file without answers, an output path of the wrong kind...) is then one
+    line and exit status 2 from this command, as in a single-process run, instead of one line from every launched
+    process followed by the launcher's traceback. The dry run loads no weights; its plan is not shown (the launched
+    processes print theirs), its error line is.
+    """
+    import subprocess
+
+    flags = [
+        "--accelerate_config" if index % 2 == 0 and item == "--config_file" else item
+        for index, item in enumerate(launch_args)
+    ]
+    kept = _without_flag(script_args, "--dry_run")
+    command = [sys.executable, "-m", module, *kept, *flags, "--dry_run", "true"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603 (as in `launch`)
+    if result.returncode != 0:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("dsdr-trl ") and ": error: " in line]
+        print("\n".join(errors) if result.returncode == 2 and errors else result.stderr.rstrip(), file=sys.stderr)
+    return result.returncode
+
+
+def _without_flag(argv: list[str], flag: str) -> list[str]:
+    """`argv` without `flag` and its value (`--flag`, `--flag VALUE` or `--flag=VALUE`)."""
+    kept: list[str] = []
+    index = 0
+    while index < len(argv):
+        if argv[index] == flag:
+            has_value = index + 1 < len(argv) and not argv[index + 1].startswith("--")
+            index += 2 if has_value else 1
+        elif argv[index].startswith(flag + "="):
+            index += 1
+        else:
+            kept.append(argv[index])
+            index += 1
+    return kept
 
 
 def launch(launch_args: list[str], script_args: list[str], module: str = "dsdr_trl.scripts.train") -> int:

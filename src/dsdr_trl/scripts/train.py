@@ -6,8 +6,8 @@
 
 `--config` takes a file or a shipped recipe's name (`dsdr-trl recipes`). `--accelerate_config` (`ddp`, `zero2`,
 `zero3`, TRL's names, or a file) and `--num_processes`, as flags or as recipe keys, make the command re-launch itself
-through `accelerate launch`, as `trl grpo` does; on a CPU-only machine the processes use gloo (see
-[`~dsdr_trl.scripts.launch.launch`]).
+through `accelerate launch`, as `trl grpo` does, after a dry run of the same arguments in one process, so that bad
+input is one line there too; on a CPU-only machine the processes use gloo (see [`~dsdr_trl.scripts.launch.launch`]).
 
 Arguments come from three dataclasses, all settable in the YAML file or as flags (flags win):
 [`DSDRScriptArguments`] (data, rewards, the pass@k callback, `--dry_run`), [`~dsdr_trl.DSDRConfig`] (every
@@ -459,7 +459,14 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
     import warnings
 
-    from .launch import accelerate_option_hints, launch, prepare_recipe, resolve_recipe, split_launch_args
+    from .launch import (
+        accelerate_option_hints,
+        check_before_launch,
+        launch,
+        prepare_recipe,
+        resolve_recipe,
+        split_launch_args,
+    )
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
@@ -487,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
             if not torch.cuda.is_available() and "--use_cpu" not in argv:
                 argv += ["--use_cpu", "true"]
         elif launch_args:
-            return launch(launch_args, argv)
+            return check_before_launch(launch_args, argv) or launch(launch_args, argv)
         with warnings.catch_warnings():
             if _wants_dry_run(argv):  # the plan judges the checkpoints for the launch's process count instead
                 warnings.filterwarnings("ignore", message="save_steps=")
