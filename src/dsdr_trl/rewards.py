@@ -14,11 +14,11 @@ import importlib
 import re
 import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import math_verify
+from cachetools import FIFOCache
 from math_verify import ExprExtractionConfig, LatexExtractionConfig
 
 from ._time_limit import Outcome, run_with_time_limit
@@ -45,11 +45,10 @@ _ANSWER_LABEL = re.compile(r"\banswer\s*:", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")
 _MATH_DELIMITERS = ("$", "\\(", "\\[", "\\boxed", "\\fbox")
 
-# Golds whose parse overran the time limit, in the order they did: their rows get `None` without a worker call, so that
+# Golds whose parse overran the time limit (the 4,096 latest): their rows get `None` without a worker call, so that
 # each such gold costs the time limit once per process rather than once per call.
-_timed_out_golds: OrderedDict[str, None] = OrderedDict()
+_timed_out_golds: FIFOCache[str, None] = FIFOCache(maxsize=4_096)
 _timed_out_golds_lock = threading.Lock()
-_TIMED_OUT_GOLDS_SIZE = 4_096
 
 
 def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
@@ -253,10 +252,7 @@ def _verify_in_pool(items: list[tuple[str, str | None]]) -> list[Outcome]:
 
 def _remember_timed_out_golds(golds: list[str]) -> None:
     with _timed_out_golds_lock:
-        for gold in golds:
-            _timed_out_golds[gold] = None
-        while len(_timed_out_golds) > _TIMED_OUT_GOLDS_SIZE:
-            _timed_out_golds.popitem(last=False)
+        _timed_out_golds.update(dict.fromkeys(golds))
 
 
 def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) -> list[float | None]:
