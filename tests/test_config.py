@@ -86,15 +86,6 @@ def test_invalid_values_are_refused_with_a_fix(kwargs, message):
         make(**kwargs)
 
 
-def test_formula_canonicalization_choices_are_the_extractors_modes():
-    from dsdr_trl.config import FORMULA_CANONICALIZATIONS
-    from dsdr_trl.formulas import CANONICALIZE_MODES
-
-    assert FORMULA_CANONICALIZATIONS == CANONICALIZE_MODES
-    for mode in CANONICALIZE_MODES:
-        assert make(formula_canonicalization=mode).formula_canonicalization == mode
-
-
 def dsdr_warnings(**kwargs) -> list[str]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

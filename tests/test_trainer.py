@@ -2,24 +2,15 @@
 
 import pytest
 import torch
-from helpers import TINY_CPU, build_tiny_model, even_length_reward
+from helpers import build_tiny_model, even_length_reward, tiny_settings
 from trl import GRPOConfig, GRPOTrainer
 
 from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
 
 pytestmark = pytest.mark.slow
 
-# Tiny settings: 4 prompts x G=4, 8 new tokens, so a step takes well under a second on CPU. The high learning rate
-# makes the weights move between steps, so a divergence between two trainers shows up in later steps' numbers.
-COMMON = dict(
-    **TINY_CPU,
-    per_device_train_batch_size=4,
-    gradient_accumulation_steps=2,
-    num_generations=4,
-    max_completion_length=8,
-    learning_rate=0.1,
-    seed=7,
-)
+# 4 prompts x G=4 per generation batch, over two accumulation steps.
+COMMON = tiny_settings(per_device_train_batch_size=4, gradient_accumulation_steps=2, seed=7)
 
 
 def always_correct(completions, **kwargs):

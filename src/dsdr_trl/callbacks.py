@@ -21,7 +21,8 @@ from typing import Any
 from transformers import Trainer, TrainerCallback
 
 from .data import number_text
-from .evaluation import EvaluationResult, evaluate_policy, parse_ks
+from .generation import evaluate_policy, prompt_texts
+from .metrics import EvaluationResult, diversity_of_samples, parse_ks, score_samples, summarize
 
 __all__ = ["PassAtKCallback"]
 
@@ -59,7 +60,7 @@ class PassAtKCallback(TrainerCallback):
             (see the module docstring).
         **generation_kwargs:
             `temperature`, `top_p`, `max_new_tokens`, `batch_size`, `seed` for
-            [`~dsdr_trl.evaluation.generate_samples`].
+            [`~dsdr_trl.generation.generate_samples`].
     """
 
     def __init__(
@@ -76,12 +77,7 @@ class PassAtKCallback(TrainerCallback):
     ):
         if len(prompts) != len(solutions):
             raise ValueError(f"Got {len(prompts)} prompts but {len(solutions)} solutions.")
-        self.ks = parse_ks(ks)
-        if max(self.ks) > num_samples:
-            raise ValueError(
-                f"pass@{max(self.ks)} needs at least {max(self.ks)} samples per problem, but num_samples is "
-                f"{num_samples}. Lower k or raise num_samples."
-            )
+        self.ks = parse_ks(ks, num_samples)
         self.trainer = trainer
         self.prompts, self.solutions = list(prompts), list(solutions)
         self.num_samples = num_samples
@@ -130,14 +126,12 @@ class PassAtKCallback(TrainerCallback):
 
     def _evaluate_with_vllm(self, prompts: list[Any], solutions: list[str]) -> EvaluationResult:
         """Samples through the trainer's vLLM engine (colocated or server) with the current weights, then scores."""
-        from .evaluation import _prompt_texts, diversity_of_samples, score_samples, summarize
-
         trainer, engine = self.trainer, self.trainer.vllm_generation
         if trainer.state.global_step != trainer._last_loaded_step:
             engine.sync_weights()
             trainer._last_loaded_step = trainer.state.global_step
         tokenizer = trainer.processing_class
-        texts = _prompt_texts(tokenizer, prompts, self.chat_template_kwargs)
+        texts = prompt_texts(tokenizer, prompts, self.chat_template_kwargs)
         prompt_ids = [ids for text in texts for ids in [tokenizer(text, add_special_tokens=False)["input_ids"]]]
         repeated = [ids for ids in prompt_ids for _ in range(self.num_samples)]  # TRL's layout: each prompt G times
         overrides = {

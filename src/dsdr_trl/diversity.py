@@ -9,7 +9,7 @@ Global scale (Eq. 4–10):
     s_ij = (1 - e_i·e_j) / 2                     `pairwise_distance` of normalised embeddings
     S_i  = mean_{j≠i in group} s_ij               `semantic_diversity`
     U_i  = |F_i \\ ∪_{j≠i} F_j| / |F_i|          `formula_uniqueness` (0 when F_i is empty)
-    g_i  = (S_i + U_i) / 2                       `diversity_score`
+    g_i  = (1 - w) S_i + w U_i, w = 1/2          `diversity_score` (U_i may come from a task's own measure)
     b_i  = λ_d · c_i · clip(g_i, 0, σ_d)          `diversity_bonus`, added to the reward of correct rows
 
 Coupling (Eq. 11):
@@ -28,10 +28,12 @@ group is of the order λ_d and an ε of the same order would swallow it (see `DS
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from trl.trainer.utils import nanstd
 
 
 def _check_groups(num_rows: int, group_size: int) -> None:
@@ -81,11 +83,11 @@ def semantic_diversity(embeddings: torch.Tensor, group_size: int) -> torch.Tenso
     return (distance.sum(dim=-1) / (group_size - 1)).reshape(num_rows)
 
 
-def formula_uniqueness(formulas: Sequence[set[str] | frozenset[str]], group_size: int) -> torch.Tensor:
+def formula_uniqueness(formulas: Sequence[frozenset[str]], group_size: int) -> torch.Tensor:
     """Fraction of each completion's formulas that no other member of its group uses (Eq. 7–8).
 
     Args:
-        formulas (`Sequence[set[str]]` of length N):
+        formulas (`Sequence[frozenset[str]]` of length N):
             The normalised formula set F_i of each completion (see `dsdr_trl.formulas.extract_formulas`).
         group_size (`int`):
             Completions per prompt.
@@ -98,16 +100,51 @@ def formula_uniqueness(formulas: Sequence[set[str] | frozenset[str]], group_size
     for start in range(0, len(formulas), group_size):
         group = formulas[start : start + group_size]
         # Each completion counts a formula once: a formula is unique to i iff exactly one member has it.
-        owners = Counter(f for member in group for f in set(member))
+        owners = Counter(f for member in group for f in member)
         for member in group:
             unique = sum(1 for f in member if owners[f] == 1)
             scores.append(unique / len(member) if member else 0.0)
     return torch.tensor(scores, dtype=torch.float32)
 
 
-def diversity_score(semantic: torch.Tensor, uniqueness: torch.Tensor) -> torch.Tensor:
-    """`g_i = (S_i + U_i) / 2` (Eq. 9). Shapes `(N,)`, `(N,)` -> `(N,)`."""
-    return (semantic + uniqueness) / 2.0
+def measured_uniqueness(
+    measure: Callable[..., Sequence[float]], texts: Sequence[str | None], prompts: Sequence[Any], group_size: int
+) -> torch.Tensor:
+    """A task's own diversity measure in place of U_i (`DSDRConfig.diversity_fn`), called once per group.
+
+    Args:
+        measure (`Callable`):
+            `measure(completions, prompt=prompt)` with the G texts of a group, returning G scores in [0, 1].
+        texts (`Sequence[str | None]` of length N):
+            The texts of the rows; a group whose texts are `None` is not measured and scores 0.
+        prompts (`Sequence` of length N):
+            The prompt of each row.
+        group_size (`int`):
+            Completions per prompt.
+
+    Returns:
+        `torch.Tensor` of shape `(N,)`, float32, in [0, 1].
+    """
+    _check_groups(len(texts), group_size)
+    scores = torch.zeros(len(texts), dtype=torch.float32)
+    for start in range(0, len(texts), group_size):
+        group = texts[start : start + group_size]
+        if any(text is None for text in group):
+            continue
+        values = torch.tensor([float(v) for v in measure(list(group), prompt=prompts[start])], dtype=torch.float32)
+        if values.shape != (group_size,) or not bool(((values >= 0) & (values <= 1)).all()):
+            name = getattr(measure, "__name__", repr(measure))
+            raise ValueError(
+                f"diversity_fn {name} must return {group_size} scores in [0, 1] for a group of {group_size} "
+                f"completions, got {values.tolist()}."
+            )
+        scores[start : start + group_size] = values
+    return scores
+
+
+def diversity_score(semantic: torch.Tensor, uniqueness: torch.Tensor, formula_weight: float = 0.5) -> torch.Tensor:
+    """`g_i = (1 - w) · S_i + w · U_i` (Eq. 9 with `w = 1/2`). Shapes `(N,)`, `(N,)` -> `(N,)`."""
+    return (1.0 - formula_weight) * semantic + formula_weight * uniqueness
 
 
 def clip_score(scores: torch.Tensor, clip: float) -> torch.Tensor:
@@ -237,18 +274,6 @@ def local_entropy_objective(seq_entropy: torch.Tensor, weights: torch.Tensor, gr
     return group_size * (weights.to(seq_entropy.dtype) * seq_entropy).mean()
 
 
-def _nanstd(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Bessel-corrected std ignoring NaNs; NaN where fewer than 2 values (TRL's `nanstd`, op for op)."""
-    mean = torch.nanmean(x, dim=dim, keepdim=True)
-    variance = torch.nanmean((x - mean) ** 2, dim=dim, keepdim=True)
-    count = torch.sum(~torch.isnan(x), dim=dim, keepdim=True)
-    correction = count / (count - 1)
-    correction = torch.where(count > 1, correction, torch.full_like(correction, float("nan")))
-    variance *= correction
-    std = torch.sqrt(variance)
-    return std.squeeze(dim) if dim is not None else std.squeeze()
-
-
 def group_advantages(
     rewards: torch.Tensor, group_size: int, scale_rewards: str = "group", epsilon: float = 1e-6
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,11 +300,11 @@ def group_advantages(
     mean = torch.nanmean(rewards.view(-1, group_size), dim=1).repeat_interleave(group_size, dim=0)
     if scale_rewards in ("group", "none"):
         if group_size > 1:
-            std = _nanstd(rewards.view(-1, group_size), dim=1).repeat_interleave(group_size, dim=0)
+            std = nanstd(rewards.view(-1, group_size), dim=1).repeat_interleave(group_size, dim=0)
         else:
             std = torch.zeros_like(rewards)
     elif scale_rewards == "batch":
-        std = _nanstd(rewards).expand_as(rewards) if rewards.numel() > 1 else torch.zeros_like(rewards)
+        std = nanstd(rewards).expand_as(rewards) if rewards.numel() > 1 else torch.zeros_like(rewards)
     else:
         raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none', got {scale_rewards!r}.")
     advantages = rewards - mean

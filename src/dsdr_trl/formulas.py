@@ -83,6 +83,8 @@ from typing import Any
 
 from cachetools import LRUCache
 
+from .config import FORMULA_CANONICALIZATIONS as CANONICALIZE_MODES
+
 __all__ = [
     "CANONICALIZE_MODES",
     "DEFAULT_SYMPY_SECONDS",
@@ -93,8 +95,6 @@ __all__ = [
     "extract_formulas",
     "extract_formulas_batch",
 ]
-
-CANONICALIZE_MODES = ("none", "sympy")
 
 # A worked solution is a few thousand characters; anything past this is degenerate generation, not reasoning.
 MAX_TEXT_CHARS = 100_000
@@ -572,7 +572,7 @@ def extract_formulas_batch(
     canonicalize: str = "none",
     seconds: float = DEFAULT_SYMPY_SECONDS,
     stats: dict[str, int] | None = None,
-) -> list[set[str]]:
+) -> list[frozenset[str]]:
     r"""
     Extracts the formula set F_i of each text (Eq. 7–8), with at most one call to the SymPy worker for the whole batch.
 
@@ -592,7 +592,7 @@ def extract_formulas_batch(
             are not counted again.
 
     Returns:
-        `list[set[str]]`: One new set per text, in order. Every formula is non-empty and at most `MAX_FORMULA_CHARS`
+        `list[frozenset[str]]`: One set per text, in order. Every formula is non-empty and at most `MAX_FORMULA_CHARS`
         long; a set has at most `MAX_FORMULAS_PER_TEXT` formulas.
 
     Raises:
@@ -614,16 +614,16 @@ def extract_formulas_batch(
         raise ValueError(f"seconds must be positive, got {seconds}.")
     string_sets = [_string_formulas(text) for text in texts]
     if canonicalize == "none":
-        return [set(formulas) for formulas in string_sets]
+        return string_sets
     from .sympy_forms import canonical_forms
 
     canonical = canonical_forms(set().union(*string_sets), seconds, stats)
     # A canonical form longer than a string formula may be is not used: the string form stays.
     canonical = {formula: form for formula, form in canonical.items() if len(form) <= MAX_FORMULA_CHARS}
-    return [{canonical.get(formula, formula) for formula in formulas} for formulas in string_sets]
+    return [frozenset(canonical.get(formula, formula) for formula in formulas) for formulas in string_sets]
 
 
-def extract_formulas(text: str | None, canonicalize: str = "none") -> set[str]:
+def extract_formulas(text: str | None, canonicalize: str = "none") -> frozenset[str]:
     r"""
     Extracts the normalised set of math expressions F_i of one completion (Eq. 7–8 of the DSDR paper).
 
@@ -642,7 +642,7 @@ def extract_formulas(text: str | None, canonicalize: str = "none") -> set[str]:
             converts the formulas of the whole batch in one worker call.
 
     Returns:
-        `set[str]`: The formulas (a new set; modifying it does not affect the cache).
+        `frozenset[str]`: The formulas.
 
     Raises:
         `ValueError`: If `canonicalize` is not one of `CANONICALIZE_MODES`.

@@ -1,45 +1,32 @@
-"""Evaluation of a policy the way the DSDR paper reports it: pass@k, avg@N and the diversity of correct solutions.
+"""Metrics of an evaluation the way the DSDR paper reports them: pass@k, avg@N and the diversity of correct solutions.
 
-The pieces compose and each can be used alone:
-
-    samples = generate_samples(model, tokenizer, prompts, num_samples=16, temperature=0.7, top_p=0.9, ...)
-    correct = score_samples(samples, solutions)                    # one verifier call for every sample
+    correct = score_samples(samples, solutions)                    # one verifier call per chunk of samples
     diversity = diversity_of_samples(samples, correct, encoder)    # per problem, optional
     result = summarize(samples, correct, ks=[1, 2, 4, 8, 16], diversity=diversity)
     print(result.to_markdown()); json.dump(result.to_dict(), f)
 
-`evaluate_policy` runs the four steps. pass@k uses the unbiased estimator of Chen et al. (2021), averaged over
-problems; avg@N is the mean accuracy of all N samples (the paper's Avg@16). The diversity numbers mirror the two
-scales DSDR regularises: the mean pairwise semantic distance `(1 - cos) / 2` among the correct samples of a problem
-(Eq. 5), and how many distinct formulas, answers and correct solution formula sets the samples contain (Eq. 7).
-
-Nothing here imports the trainer at module level: the sentence encoder is passed in (see
-[`~dsdr_trl.encoder.load_diversity_encoder`]) and vLLM is imported only when asked for.
+pass@k uses the unbiased estimator of Chen et al. (2021), averaged over problems; avg@N is the mean accuracy of all N
+samples (the paper's Avg@16). The diversity numbers mirror the two scales DSDR regularises: the mean pairwise semantic
+distance `(1 - cos) / 2` among the correct samples of a problem (Eq. 5), and how many distinct formulas, answers and
+correct solution formula sets the samples contain (Eq. 7). Sampling is in [`~dsdr_trl.generation`].
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-from .data import number_text
 
 __all__ = [
     "DIVERSITY_METRICS",
     "SCORING_CHUNK",
     "EvaluationResult",
     "diversity_of_samples",
-    "evaluate_policy",
-    "generate_samples",
     "parse_ks",
     "pass_at_k",
     "score_samples",
     "summarize",
-    "vllm_model_args",
 ]
 
 # Samples per reward-function call in `score_samples`: the verifier's worker is long-lived, so a chunk costs only its
@@ -94,20 +81,22 @@ def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
     return 1.0 - failure
 
 
-def parse_ks(ks: str | int | Sequence[int]) -> list[int]:
+def parse_ks(ks: str | int | Sequence[int], num_samples: int | None = None) -> list[int]:
     """Parses `"1,2,4"` (or an int, or a sequence of ints) into a sorted list of distinct positive ints.
 
+    Args:
+        ks (`str`, `int` or `Sequence[int]`):
+            The k values of pass@k.
+        num_samples (`int`, *optional*):
+            Samples per problem; every k must be at most this.
+
     Raises:
-        `ValueError`: On a value that is not a positive integer.
+        `ValueError`: On a value that is not a positive integer, or a k above `num_samples`.
     """
-    if isinstance(ks, int):
-        items: list[Any] = [ks]
-    elif isinstance(ks, str):
-        items = [item for item in ks.replace(" ", "").split(",") if item]
-    else:
-        items = list(ks)
-    values = []
-    for item in items:
+    if isinstance(ks, str):
+        ks = [item for item in ks.replace(" ", "").split(",") if item]
+    values = set()
+    for item in [ks] if isinstance(ks, int) else ks:
         try:
             value = int(item)
         except (TypeError, ValueError):
@@ -116,10 +105,15 @@ def parse_ks(ks: str | int | Sequence[int]) -> list[int]:
             ) from None
         if value < 1:
             raise ValueError(f"Every k must be at least 1, got {value}.")
-        values.append(value)
+        values.add(value)
     if not values:
         raise ValueError("Give at least one k, e.g. '1'.")
-    return sorted(set(values))
+    if num_samples is not None and max(values) > num_samples:
+        raise ValueError(
+            f"pass@{max(values)} needs at least {max(values)} samples per problem, but num_samples is {num_samples}. "
+            f"Lower k or raise num_samples to at least {max(values)}."
+        )
+    return sorted(values)
 
 
 def score_samples(
@@ -195,9 +189,8 @@ def diversity_of_samples(
         correct (`Sequence[Sequence[bool]]`):
             The matching flags, e.g. from [`score_samples`].
         encoder (`SentenceTransformer`, *optional*):
-            A sentence encoder with `encode`; e.g.
-            `dsdr_trl.encoder.load_diversity_encoder()`, which
-            loads the bundled copy offline. Without one, `semantic_distance` is `None`.
+            A sentence encoder with `encode`; e.g. `dsdr_trl.encoder.load_diversity_encoder()`, which loads the
+            bundled copy offline. Without one, `semantic_distance` is `None`.
         canonicalize (`str`, *optional*, defaults to `"none"`):
             Formula comparison, as `DSDRConfig.formula_canonicalization`.
         batch_size (`int`, *optional*, defaults to `64`):
@@ -389,7 +382,6 @@ def summarize(
     Raises:
         `ValueError`: If a k exceeds the samples of a problem, or the per-problem inputs differ in length.
     """
-    ks = parse_ks(ks)
     if len(samples) != len(correct):
         raise ValueError(f"Got {len(samples)} problems' samples but {len(correct)} rows of correctness flags.")
     for other, name in ((diversity, "diversity"), (extra, "extra")):
@@ -403,264 +395,5 @@ def summarize(
         if diversity is not None:
             record.update(diversity[index])
         per_problem.append(record)
-    smallest = min((p["num_samples"] for p in per_problem), default=0)
-    if per_problem and max(ks) > smallest:
-        raise ValueError(
-            f"pass@{max(ks)} needs at least {max(ks)} samples per problem, but num_samples is {smallest}. "
-            f"Lower k or raise num_samples to at least {max(ks)}."
-        )
-    return EvaluationResult(ks=ks, per_problem=per_problem, metadata=dict(metadata or {}))
-
-
-def _prompt_texts(
-    tokenizer: Any, prompts: Sequence[str | list[dict[str, str]]], chat_template_kwargs: dict[str, Any] | None = None
-) -> list[str]:
-    """Prompts as model input text: conversations go through the chat template (with `chat_template_kwargs`, e.g.
-    `{"enable_thinking": False}`, as TRL passes `GRPOConfig.chat_template_kwargs`), strings are used as they are."""
-    from trl.data_utils import is_conversational, maybe_apply_chat_template
-
-    texts = []
-    for prompt in prompts:
-        example = {"prompt": prompt}
-        if is_conversational(example) and not getattr(tokenizer, "chat_template", None):
-            texts.append("\n\n".join(message["content"] for message in prompt))  # a base model without a template
-        else:
-            texts.append(maybe_apply_chat_template(example, tokenizer, **(chat_template_kwargs or {}))["prompt"])
-    return texts
-
-
-def generate_samples(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str | list[dict[str, str]]],
-    num_samples: int = 1,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 1024,
-    batch_size: int = 16,
-    seed: int = 0,
-    use_vllm: bool = False,
-    show_progress: bool = True,
-    chat_template_kwargs: dict[str, Any] | None = None,
-) -> list[list[str]]:
-    """
-    Samples `num_samples` completions for each prompt.
-
-    By default with transformers' `generate`, batched over `batch_size` sequences with left padding. A prompt that is
-    a conversation (a list of `{"role", "content"}` messages) is rendered with the tokenizer's chat template and a
-    generation prompt; a string prompt is used as it is. `temperature=0` decodes greedily.
-
-    Args:
-        model (`PreTrainedModel` or `str`):
-            The policy. With `use_vllm=True`, a local path or Hub id that vLLM loads; a LoRA adapter directory is
-            served as its base model plus the adapter (see [`vllm_model_args`]).
-        tokenizer (`PreTrainedTokenizerBase`):
-            Its tokenizer.
-        prompts (`Sequence[str | list[dict]]`):
-            One prompt per problem.
-        num_samples (`int`, *optional*, defaults to `1`):
-            Completions per prompt (N).
-        temperature (`float`, *optional*, defaults to `1.0`):
-            Sampling temperature; `0` means greedy.
-        top_p (`float`, *optional*, defaults to `1.0`):
-            Nucleus sampling threshold.
-        max_new_tokens (`int`, *optional*, defaults to `1024`):
-            Completion length cap.
-        batch_size (`int`, *optional*, defaults to `16`):
-            Sequences per `generate` call.
-        seed (`int`, *optional*, defaults to `0`):
-            Seed of the sampler.
-        use_vllm (`bool`, *optional*, defaults to `False`):
-            Generate with vLLM (must be installed) instead of transformers.
-        show_progress (`bool`, *optional*, defaults to `True`):
-            Show a tqdm progress bar.
-        chat_template_kwargs (`dict`, *optional*):
-            Extra arguments of the chat template, as `GRPOConfig.chat_template_kwargs` (e.g.
-            `{"enable_thinking": False}` for Qwen3).
-
-    Returns:
-        `list[list[str]]`: `num_samples` decoded completions per prompt, special tokens removed.
-    """
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-    texts = _prompt_texts(tokenizer, prompts, chat_template_kwargs)
-    if use_vllm:
-        return _generate_with_vllm(model, texts, num_samples, temperature, top_p, max_new_tokens, seed)
-
-    import torch
-    from tqdm.auto import tqdm
-
-    # Sequences are laid out problem-major, so the samples of one problem are contiguous in the output.
-    rows = [index for index in range(len(texts)) for _ in range(num_samples)]
-    outputs: list[list[str]] = [[] for _ in texts]
-    padding_side, pad_token = tokenizer.padding_side, tokenizer.pad_token
-    tokenizer.padding_side = "left"  # generation appends on the right, so prompts must end at the same position
-    if pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    # Every knob is explicit: a checkpoint's generation_config (Qwen's sets top_k=20, for instance) must not change
-    # the sampling protocol behind the numbers.
-    sampling: dict[str, Any] = {"do_sample": temperature > 0, "repetition_penalty": 1.0}
-    if temperature > 0:
-        sampling.update(temperature=temperature, top_p=top_p, top_k=0)
-    was_training = model.training
-    model.eval()
-    # Evaluation during training must not shift the training RNG streams.
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        try:
-            progress = tqdm(total=len(rows), desc="Generating", unit="sample", disable=not show_progress)
-            for start in range(0, len(rows), batch_size):
-                batch = rows[start : start + batch_size]
-                # No special tokens, as TRL tokenizes prompts for training: a chat template already wrote them.
-                encoded = tokenizer(
-                    [texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
-                ).to(model.device)
-                with torch.inference_mode():
-                    generated = model.generate(
-                        **encoded, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
-                    )
-                completions = tokenizer.batch_decode(
-                    generated[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True
-                )
-                for index, completion in zip(batch, completions, strict=True):
-                    outputs[index].append(completion)
-                progress.update(len(batch))
-            progress.close()
-        finally:
-            tokenizer.padding_side = padding_side
-            if pad_token is None:
-                tokenizer.pad_token = None
-            model.train(was_training)
-    return outputs
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# vLLM: only imported when asked for.
-
-
-# The LoRA ranks vLLM accepts for `max_lora_rank`.
-_VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
-
-
-def vllm_model_args(model: str) -> tuple[dict[str, Any], tuple[str, int, str] | None]:
-    """
-    How vLLM loads `model`: the keyword arguments of `vllm.LLM`, and those of a `LoRARequest` for an adapter.
-
-    A directory with `adapter_config.json` (a LoRA run of `dsdr-trl train` saves only the adapter) is served as its
-    base model (`base_model_name_or_path`) with LoRA enabled and a `max_lora_rank` that fits the adapter's rank; the
-    adapter is then applied per request with `LoRARequest(name, id, path)`. Anything else is loaded as it is.
-
-    Args:
-        model (`str`):
-            A local directory or a Hub id.
-
-    Returns:
-        `tuple[dict, tuple | None]`: `LLM(**kwargs)` arguments, and `LoRARequest(*args)` arguments or `None`.
-
-    Raises:
-        `ValueError`: If the adapter does not name its base model or its rank exceeds what vLLM supports.
-    """
-    adapter_config = Path(model).expanduser() / "adapter_config.json"
-    if not adapter_config.is_file():
-        return {"model": model}, None
-    config = json.loads(adapter_config.read_text())
-    base = config.get("base_model_name_or_path")
-    if not base:
-        raise ValueError(
-            f"'{adapter_config}' names no base_model_name_or_path; set it to the model the adapter was trained on."
-        )
-    rank = int(config.get("r") or 8)
-    fitting = [value for value in _VLLM_LORA_RANKS if value >= rank]
-    if not fitting:
-        raise ValueError(
-            f"The adapter in '{model}' has rank {rank}, above vLLM's largest max_lora_rank ({_VLLM_LORA_RANKS[-1]}); "
-            "evaluate it without --use_vllm (the adapter is merged into the model)."
-        )
-    llm_kwargs = {"model": base, "enable_lora": True, "max_lora_rank": fitting[0]}
-    return llm_kwargs, ("adapter", 1, str(adapter_config.parent.resolve()))
-
-
-def _generate_with_vllm(
-    model: Any, texts: list[str], num_samples: int, temperature: float, top_p: float, max_new_tokens: int, seed: int
-) -> list[list[str]]:
-    try:
-        from vllm import LLM, SamplingParams
-        from vllm.lora.request import LoRARequest
-    except ImportError as error:
-        raise ImportError("use_vllm=True needs vLLM: pip install 'trl[vllm]'.") from error
-    if not isinstance(model, str):
-        raise ValueError("With use_vllm=True, pass the model as a local path or Hub id, not a loaded model.")
-    llm_kwargs, lora = vllm_model_args(model)
-    llm = LLM(**llm_kwargs, seed=seed)
-    params = SamplingParams(
-        n=num_samples,
-        temperature=temperature,
-        top_p=top_p if temperature > 0 else 1.0,
-        top_k=0,  # all tokens; the checkpoint's generation_config must not change the protocol
-        repetition_penalty=1.0,
-        max_tokens=max_new_tokens,
-        seed=seed,
-    )
-    lora_request = LoRARequest(*lora) if lora is not None else None
-    outputs = llm.generate(texts, params, lora_request=lora_request)
-    return [[choice.text for choice in request.outputs] for request in outputs]
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def evaluate_policy(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str | list[dict[str, str]]],
-    solutions: Sequence[str],
-    ks: Sequence[int] | str = (1,),
-    num_samples: int = 1,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 1024,
-    batch_size: int = 16,
-    seed: int = 0,
-    encoder: Any | None = None,
-    reward_func: Callable[..., list[float | None]] | None = None,
-    use_vllm: bool = False,
-    show_progress: bool = True,
-    metadata: dict[str, Any] | None = None,
-    keep_samples: bool = False,
-    chat_template_kwargs: dict[str, Any] | None = None,
-) -> EvaluationResult:
-    """
-    Generates, scores and summarises in one call: [`generate_samples`] → [`score_samples`] →
-    [`diversity_of_samples`] → [`summarize`]. Arguments are those of the four functions; `ks` is checked against
-    `num_samples` before anything is generated. With `keep_samples=True` each problem's record also holds its
-    `samples` and `correct` flags.
-    """
-    ks = parse_ks(ks)
-    if max(ks) > num_samples:
-        raise ValueError(
-            f"pass@{max(ks)} needs at least {max(ks)} samples per problem, but num_samples is {num_samples}. "
-            f"Lower k or raise num_samples to at least {max(ks)}."
-        )
-    samples = generate_samples(
-        model,
-        tokenizer,
-        prompts,
-        num_samples=num_samples,
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        seed=seed,
-        use_vllm=use_vllm,
-        show_progress=show_progress,
-        chat_template_kwargs=chat_template_kwargs,
-    )
-    correct = score_samples(samples, solutions, reward_func, show_progress=show_progress)
-    diversity = diversity_of_samples(samples, correct, encoder)
-    extra = [{"solution": number_text(solution) or str(solution)} for solution in solutions]
-    if keep_samples:
-        for record, group, flags in zip(extra, samples, correct, strict=True):
-            record.update(samples=list(group), correct=list(flags))
-    return summarize(samples, correct, ks, diversity=diversity, extra=extra, metadata=metadata)
+    smallest = min((p["num_samples"] for p in per_problem), default=None)
+    return EvaluationResult(ks=parse_ks(ks, smallest), per_problem=per_problem, metadata=dict(metadata or {}))
