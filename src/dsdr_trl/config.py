@@ -39,7 +39,7 @@ class DSDRSettingWarning(UserWarning):
 
 # The modes of `formula_canonicalization`; `dsdr_trl.formulas.extract_formulas_batch(canonicalize=...)` reads them here.
 FORMULA_CANONICALIZATIONS = ("none", "sympy")
-# Above this share of λ_d, ε of the group std swallows the bonus differences of an all-correct group (Prop. C.4).
+# From this share of λ_d up, ε of the group std swallows the bonus differences of an all-correct group (Prop. C.4).
 MAX_EPSILON_SHARE_OF_DIVERSITY_COEF = 0.1
 
 
@@ -139,7 +139,7 @@ class DSDRConfig(GRPOConfig):
             of λ_d, so ε must be much smaller than λ_d for the bonus to rank the group (Prop. C.4): on an all-correct
             group of G = 8 scored with the default encoder (g from 0.11 to 0.41) and λ_d = 1e-3, the reward std is
             1.05e-4 and the advantages' std is 0.99 at ε = 1e-6, 0.51 at 1e-4 (TRL's constant) and 0.095 at 1e-3.
-            Above `0.1 · diversity_coef` a [`DSDRSettingWarning`] says so.
+            From `0.1 · diversity_coef` up, a [`DSDRSettingWarning`] says so.
 
     Defaults that differ from [`~trl.GRPOConfig`], following the paper's backbone: `epsilon_high=0.28` (clip-higher)
     and `loss_type="grpo"` (mean over sequences of the per-sequence token mean, the aggregation of Eq. 3; the paper
@@ -150,7 +150,7 @@ class DSDRConfig(GRPOConfig):
     [`DSDRSettingWarning`] each, naming the fix: `scale_rewards` other than `"group"` with the bonus on (an all-correct
     group's bonus differences are then divided by the batch std or not at all, so Prop. C.4's signal is lost);
     `local_entropy_coef` above 0.01; TRL's `entropy_coef` (or adaptive entropy) together with the local term;
-    `advantage_epsilon` above `0.1 · diversity_coef`.
+    `advantage_epsilon` from `0.1 · diversity_coef` up.
     """
 
     # Paper backbone (Sec. 4): GRPO with clip-higher, no KL, per-sequence token mean.
@@ -349,12 +349,11 @@ class DSDRConfig(GRPOConfig):
                 f"{self.local_entropy_coef}, correct completions only). Set entropy_coef=0 and "
                 "use_adaptive_entropy=False, or local_entropy_coef=0."
             )
-        if (
-            self.diversity_coef > 0
-            and self.advantage_epsilon > MAX_EPSILON_SHARE_OF_DIVERSITY_COEF * self.diversity_coef
-        ):
+        # At or above the share (TRL's 1e-4 against the paper's λ_d = 1e-3 is on it), up to rounding.
+        epsilon_limit = MAX_EPSILON_SHARE_OF_DIVERSITY_COEF * self.diversity_coef * (1 - 1e-9)
+        if self.diversity_coef > 0 and self.advantage_epsilon >= epsilon_limit:
             warn(
-                f"advantage_epsilon={self.advantage_epsilon:g} is above 0.1 × diversity_coef={self.diversity_coef:g}: "
+                f"advantage_epsilon={self.advantage_epsilon:g} is not below 0.1 × diversity_coef={self.diversity_coef:g}: "
                 "in an all-correct group the reward std is a fraction of λ_d, so ε shrinks the bonus's advantages "
                 "towards 0 and the group's signal (Prop. C.4) disappears (G = 8, λ_d = 1e-3: advantages' std 0.99 at "
                 "ε = 1e-6, 0.51 at 1e-4, 0.095 at 1e-3). Set advantage_epsilon=1e-6."
