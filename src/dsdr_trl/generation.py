@@ -227,13 +227,8 @@ def generate_with_vllm(
     if not isinstance(model, str):
         raise ValueError("With use_vllm=True, pass the model as a local path or Hub id, not a loaded model.")
     llm_kwargs, lora = vllm_model_args(model)
-    llm = LLM(
-        **llm_kwargs,
-        seed=seed,
-        tensor_parallel_size=tensor_parallel_size,
-        max_model_len=max_model_len,
-        gpu_memory_utilization=gpu_memory_utilization,
-    )
+    llm = LLM(**llm_kwargs, seed=seed, tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
+              gpu_memory_utilization=gpu_memory_utilization)  # fmt: skip
     params = SamplingParams(
         n=num_samples,
         temperature=temperature,
