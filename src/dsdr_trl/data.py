@@ -40,16 +40,11 @@ from typing import Any
 
 from huggingface_hub import is_offline_mode
 
-__all__ = [
-    "DATASETS",
-    "LOCAL_SUFFIXES",
-    "PROMPT_TEMPLATES",
-    "DatasetSpec",
-    "DatasetUnavailableError",
+__all__ = ["DATASETS", "LOCAL_SUFFIXES", "PROMPT_TEMPLATES", "DatasetSpec", "DatasetUnavailableError", "looks_local"]
+__all__ += [
     "hub_dataset_id",
     "hub_unreachable_reason",
     "load_math_dataset",
-    "looks_local",
     "prompt_lengths",
     "resolve_prompt_template",
 ]
@@ -128,24 +123,9 @@ def gsm8k_answer(answer: str) -> str:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """
-    Where a benchmark lives and how to read it.
-
-    Args:
-        path (`str`):
-            Hub id.
-        split (`str`):
-            The split used by default.
-        prompt_columns (`tuple[str, ...]`):
-            Candidate problem columns; the first present one is used.
-        solution_columns (`tuple[str, ...]`):
-            Candidate reference-answer columns; the first present one is used.
-        config (`str`, *optional*):
-            Hub config (subset) name.
-        template (`str`, *optional*, defaults to `"answer-line"`):
-            Name of a [`PROMPT_TEMPLATES`] entry, or a template with `{problem}`.
-        description (`str`, *optional*):
-            One line for `--help` and the docs.
+    """Where a benchmark lives and how to read it: Hub id `path` and `config`, default `split`, candidate problem and
+    reference-answer columns (the first present one is used), a [`PROMPT_TEMPLATES`] name or a template with
+    `{problem}`, and one line of `description` for `--help`.
     """
 
     path: str
@@ -519,20 +499,9 @@ def _drop_rows_without_answer(dataset, solution_col: str, name: str, split: str)
 
 
 def prompt_lengths(prompts: Sequence[Any], processing_class: Any, **chat_template_kwargs: Any) -> list[int]:
-    """
-    The number of tokens of each prompt as `GRPOTrainer` feeds it to the model.
-
-    Args:
-        prompts (`Sequence[str | list[dict]]`):
-            A dataset's `prompt` column: plain texts, or conversations rendered with the chat template and its
-            generation prompt.
-        processing_class (`PreTrainedTokenizerBase` or `ProcessorMixin`):
-            The model's tokenizer or processor.
-        **chat_template_kwargs:
-            Passed to `apply_chat_template`, as TRL does with `GRPOConfig.chat_template_kwargs`.
-
-    Returns:
-        `list[int]`: One token count per prompt.
+    """Token count of each prompt as `GRPOTrainer` feeds it to the model: plain texts as they are, conversations
+    rendered by the chat template with its generation prompt and `chat_template_kwargs` (as TRL passes
+    `GRPOConfig.chat_template_kwargs`).
     """
     lengths: list[int] = []
     for start in range(0, len(prompts), 256):

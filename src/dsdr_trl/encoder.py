@@ -7,11 +7,11 @@ The paper embeds completions with all-MiniLM-L6-v2. The default name loads the c
   the DeepSpeed engine; [`zero3_init_disabled`] loads it whole.
 - A runaway completion (megabytes) must cost no more than a normal one: [`encoder_text`] cuts it before tokenizing.
 
-What the encoder sees is our choice (the paper does not say): by default the beginning of the completion, cut to the
-encoder's `max_length` word pieces (what `SentenceTransformer.encode` does with the paper's encoder, about the first
-1,000 characters); with `pooling="windows"` the whole completion, as consecutive windows whose embeddings are averaged
-([`text_windows`], [`encode_windows`]). When TRL parsed a `<think>` block into `reasoning_content`, the text includes
-it ([`reasoning_text`]).
+The paper's encoder maps the full response to a vector (§3.2.1). `pooling="truncate"` (the default) is what
+`SentenceTransformer.encode` does with it: the completion cut to the encoder's `max_length` word pieces, about the first
+1,000 characters. `pooling="windows"` is the literal reading: the whole completion, as consecutive windows whose
+embeddings are averaged ([`text_windows`], [`encode_windows`]). When TRL parsed a `<think>` block into
+`reasoning_content`, the text includes it ([`reasoning_text`]).
 """
 
 from __future__ import annotations
@@ -25,17 +25,8 @@ import torch.nn.functional as F
 
 from .config import DEFAULT_DIVERSITY_ENCODER
 
-__all__ = [
-    "ENCODER_CHARS_PER_TOKEN",
-    "MAX_WINDOWS",
-    "embed",
-    "encode_windows",
-    "encoder_text",
-    "load_diversity_encoder",
-    "reasoning_text",
-    "text_windows",
-    "zero3_init_disabled",
-]
+__all__ = ["ENCODER_CHARS_PER_TOKEN", "MAX_WINDOWS", "embed", "encode_windows", "encoder_text", "text_windows"]
+__all__ += ["load_diversity_encoder", "reasoning_text", "zero3_init_disabled"]
 
 # Characters kept per encoder token before tokenizing. A word piece spans at most ~100 characters (a longer word is one
 # [UNK]) and natural text averages about 4, so 32 keeps the encoder's input unchanged for any real completion while a

@@ -52,46 +52,16 @@ def generate_samples(
     chat_template_kwargs: dict[str, Any] | None = None,
     vllm_kwargs: dict[str, Any] | None = None,
 ) -> list[list[str]]:
-    """
-    Samples `num_samples` completions for each prompt.
+    """`num_samples` decoded completions (special tokens removed) for each prompt, problem by problem.
 
-    By default with transformers' `generate`, batched over `batch_size` sequences with left padding. A prompt that is
-    a conversation (a list of `{"role", "content"}` messages) is rendered with the tokenizer's chat template and a
-    generation prompt; a string prompt is used as it is. `temperature=0` decodes greedily.
-
-    Args:
-        model (`PreTrainedModel` or `str`):
-            The policy. With `use_vllm=True`, a local path or Hub id that vLLM loads; a LoRA adapter directory is
-            served as its base model plus the adapter (see [`vllm_model_args`]).
-        tokenizer (`PreTrainedTokenizerBase`):
-            Its tokenizer.
-        prompts (`Sequence[str | list[dict]]`):
-            One prompt per problem.
-        num_samples (`int`, *optional*, defaults to `1`):
-            Completions per prompt (N).
-        temperature (`float`, *optional*, defaults to `1.0`):
-            Sampling temperature; `0` means greedy.
-        top_p (`float`, *optional*, defaults to `1.0`):
-            Nucleus sampling threshold.
-        max_new_tokens (`int`, *optional*, defaults to `1024`):
-            Completion length cap.
-        batch_size (`int`, *optional*, defaults to `16`):
-            Sequences per `generate` call.
-        seed (`int`, *optional*, defaults to `0`):
-            Seed of the sampler.
-        use_vllm (`bool`, *optional*, defaults to `False`):
-            Generate with vLLM (must be installed) instead of transformers.
-        show_progress (`bool`, *optional*, defaults to `True`):
-            Show a tqdm progress bar.
-        chat_template_kwargs (`dict`, *optional*):
-            Extra arguments of the chat template, as `GRPOConfig.chat_template_kwargs` (e.g.
-            `{"enable_thinking": False}` for Qwen3).
-        vllm_kwargs (`dict`, *optional*):
-            With `use_vllm=True`: `tensor_parallel_size`, `max_model_len`, `gpu_memory_utilization` (see
-            [`generate_with_vllm`]).
-
-    Returns:
-        `list[list[str]]`: `num_samples` decoded completions per prompt, special tokens removed.
+    With transformers' `generate` by default, `batch_size` sequences at a time with left padding, under its own
+    `seed` (the global RNG is restored afterwards); `temperature=0` decodes greedily; `top_p`, `max_new_tokens` as
+    usual, and every other sampling knob explicit so a checkpoint's `generation_config` cannot change the protocol. A
+    conversation prompt is rendered by [`prompt_texts`] with `chat_template_kwargs` (as
+    `GRPOConfig.chat_template_kwargs`, e.g. `{"enable_thinking": False}`); a string is used as it is. With
+    `use_vllm=True`, `model` is a path or Hub id that [`generate_with_vllm`] loads with `vllm_kwargs`
+    (`tensor_parallel_size`, `max_model_len`, `gpu_memory_utilization`); a LoRA adapter directory is served as its
+    base model plus the adapter (see [`vllm_model_args`]).
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}.")

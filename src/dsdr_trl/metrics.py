@@ -18,16 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = [
-    "DIVERSITY_METRICS",
-    "SCORING_CHUNK",
-    "EvaluationResult",
-    "diversity_of_samples",
-    "parse_ks",
-    "pass_at_k",
-    "score_samples",
-    "summarize",
-]
+__all__ = ["DIVERSITY_METRICS", "SCORING_CHUNK", "EvaluationResult", "diversity_of_samples", "parse_ks", "pass_at_k"]
+__all__ += ["score_samples", "summarize"]
 
 # Samples per reward-function call in `score_samples`: the verifier's worker is long-lived, so a chunk costs only its
 # items, and the progress bar moves every chunk.
@@ -38,28 +30,10 @@ DIVERSITY_METRICS = ("semantic_distance", "formula_unique_ratio", "distinct_answ
 
 
 def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
-    r"""
-    Unbiased estimate of pass@k from `num_samples` samples of which `num_correct` are correct (Chen et al., 2021).
+    r"""Unbiased pass@k from n = `num_samples` samples of which c = `num_correct` are correct (Chen et al., 2021).
 
-    The estimator is `1 - C(n - c, k) / C(n, k)`: the probability that k samples drawn without replacement from the n
-    contain a correct one. It is computed as `1 - Π_{i=n-c+1}^{n} (1 - k / i)`, which never forms the (huge) binomial
-    coefficients.
-
-    Args:
-        num_samples (`int`):
-            n, the number of samples drawn for the problem.
-        num_correct (`int`):
-            c, how many of them are correct.
-        k (`int`):
-            The k of pass@k, `1 <= k <= n`.
-
-    Returns:
-        `float`: The estimate, in [0, 1].
-
-    Raises:
-        `ValueError`: If `k < 1`, `k > n`, `c < 0` or `c > n`.
-
-    Example:
+    `1 - C(n - c, k) / C(n, k)`, the chance that k of the n drawn without replacement hold a correct one, computed as
+    `1 - Π_{i=n-c+1}^{n} (1 - k / i)` without the huge binomials. Raises `ValueError` unless `1 ≤ k ≤ n`, `0 ≤ c ≤ n`.
 
     ```python
     >>> pass_at_k(4, 1, 2)  # 1 - C(3, 2) / C(4, 2) = 1 - 3/6
@@ -82,16 +56,9 @@ def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
 
 
 def parse_ks(ks: str | int | Sequence[int], num_samples: int | None = None) -> list[int]:
-    """Parses `"1,2,4"` (or an int, or a sequence of ints) into a sorted list of distinct positive ints.
+    """The k of pass@k from `"1,2,4"`, an int or a sequence of ints, as a sorted list of distinct positive ints.
 
-    Args:
-        ks (`str`, `int` or `Sequence[int]`):
-            The k values of pass@k.
-        num_samples (`int`, *optional*):
-            Samples per problem; every k must be at most this.
-
-    Raises:
-        `ValueError`: On a value that is not a positive integer, or a k above `num_samples`.
+    The one check of k against `num_samples` (samples per problem) when it is given; `ValueError` on a bad k.
     """
     if isinstance(ks, str):
         ks = [item for item in ks.replace(" ", "").split(",") if item]
@@ -123,24 +90,10 @@ def score_samples(
     threshold: float = 0.5,
     show_progress: bool = False,
 ) -> list[list[bool]]:
-    """
-    Marks each sample correct or not with a TRL-style reward function, called on chunks of [`SCORING_CHUNK`] samples.
-
-    Args:
-        samples (`Sequence[Sequence[str]]`):
-            `samples[p]` are the completions of problem p.
-        solutions (`Sequence[str]`):
-            The reference answer of each problem.
-        reward_func (`Callable`, *optional*):
-            A function `(completions, solution, **kwargs) -> list[float | None]`; defaults to
-            [`~dsdr_trl.rewards.accuracy_reward`].
-        threshold (`float`, *optional*, defaults to `0.5`):
-            A sample is correct when its reward is above this value; `None` counts as incorrect, as in training.
-        show_progress (`bool`, *optional*, defaults to `False`):
-            Show a tqdm progress bar over the samples.
-
-    Returns:
-        `list[list[bool]]`: Same shape as `samples`.
+    """Correctness flags, shaped like `samples` (`samples[p]`: the completions of problem p, `solutions[p]` its
+    reference), from a TRL-style `reward_func(completions, solution, **kwargs)` (default
+    [`~dsdr_trl.rewards.accuracy_reward`]) called on chunks of [`SCORING_CHUNK`] samples. A sample is correct when its
+    reward is above `threshold`; `None` is incorrect, as in training. `show_progress` shows a tqdm bar.
     """
     if len(samples) != len(solutions):
         raise ValueError(f"Got {len(samples)} problems' samples but {len(solutions)} solutions.")
@@ -171,33 +124,17 @@ def diversity_of_samples(
     canonicalize: str = "none",
     batch_size: int = 64,
 ) -> list[dict[str, float | int | None]]:
-    r"""
-    Diversity of each problem's samples, at DSDR's two scales.
+    r"""Diversity of each problem's samples at DSDR's two scales: one dict per problem of `samples` (`samples[p]`:
+    the completions of problem p) and their `correct` flags, with F_i the formula set of sample i
+    ([`~dsdr_trl.formulas.extract_formulas`], compared as `canonicalize`, like `DSDRConfig.formula_canonicalization`):
 
-    Per problem, with `F_i` the formula set of sample i (see [`~dsdr_trl.formulas.extract_formulas`]):
-
-    - `semantic_distance`: mean over pairs of correct samples of `(1 - cos(e_i, e_j)) / 2` (Eq. 5); `None` with fewer
-      than 2 correct samples or without an encoder;
-    - `formula_unique_ratio`: `|∪_i F_i| / Σ_i |F_i|` over all samples, 1.0 when no formula repeats; `None` when the
-      samples contain no formula;
-    - `distinct_answers`: number of distinct final answers ([`~dsdr_trl.rewards.extract_answer`]) over all samples;
-    - `distinct_correct`: number of distinct formula sets among the correct samples (0 when none is correct).
-
-    Args:
-        samples (`Sequence[Sequence[str]]`):
-            `samples[p]` are the completions of problem p.
-        correct (`Sequence[Sequence[bool]]`):
-            The matching flags, e.g. from [`score_samples`].
-        encoder (`SentenceTransformer`, *optional*):
-            A sentence encoder with `encode`; e.g. `dsdr_trl.encoder.load_diversity_encoder()`, which loads the
-            bundled copy offline. Without one, `semantic_distance` is `None`.
-        canonicalize (`str`, *optional*, defaults to `"none"`):
-            Formula comparison, as `DSDRConfig.formula_canonicalization`.
-        batch_size (`int`, *optional*, defaults to `64`):
-            Encoder batch size.
-
-    Returns:
-        `list[dict]`: One dict per problem with the four keys above.
+    - `semantic_distance`: mean `(1 - cos(e_i, e_j)) / 2` over pairs of correct samples (Eq. 5), embedded by `encoder`
+      (e.g. `dsdr_trl.encoder.load_diversity_encoder()`) in batches of `batch_size`; `None` with fewer than 2
+      correct samples or without an encoder;
+    - `formula_unique_ratio`: `|∪_i F_i| / Σ_i |F_i|` over all samples, 1.0 when no formula repeats, `None` without
+      formulas;
+    - `distinct_answers`: distinct final answers ([`~dsdr_trl.rewards.extract_answer`]) over all samples;
+    - `distinct_correct`: distinct formula sets among the correct samples (0 when none is correct).
     """
     from .diversity import pairwise_distance
     from .encoder import embed
@@ -253,17 +190,9 @@ def _mean(values: Sequence[float | int | None]) -> float | None:
 
 @dataclass
 class EvaluationResult:
-    """
-    The outcome of an evaluation: aggregate numbers plus one record per problem.
-
-    Args:
-        ks (`list[int]`):
-            The k values of the reported pass@k.
-        per_problem (`list[dict]`):
-            One dict per problem with at least `num_samples` and `num_correct`, plus the diversity numbers when they
-            were computed (see [`diversity_of_samples`]) and any extra fields (e.g. `problem`, `solution`).
-        metadata (`dict`, *optional*):
-            How the samples were produced (model, dataset, temperature, ...); copied into `to_dict()["config"]`.
+    """The outcome of an evaluation: the `ks` of the reported pass@k; one record per problem (`per_problem`) with at
+    least `num_samples` and `num_correct`, plus its diversity numbers and extra fields; `metadata` on how the samples
+    were produced, copied into `to_dict()["config"]`.
     """
 
     ks: list[int]
@@ -362,25 +291,10 @@ def summarize(
     extra: Sequence[dict[str, Any]] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> EvaluationResult:
-    """
-    Builds an [`EvaluationResult`] from scored samples.
-
-    Args:
-        samples (`Sequence[Sequence[str]]`):
-            `samples[p]` are the completions of problem p.
-        correct (`Sequence[Sequence[bool]]`):
-            The matching correctness flags.
-        ks (`Sequence[int]`):
-            The k values to report; each must be at most the number of samples of every problem.
-        diversity (`Sequence[dict]`, *optional*):
-            Per-problem output of [`diversity_of_samples`], merged into each problem's record.
-        extra (`Sequence[dict]`, *optional*):
-            Per-problem fields to store as well (e.g. `{"problem": ..., "solution": ...}`).
-        metadata (`dict`, *optional*):
-            Stored as `EvaluationResult.metadata`.
-
-    Raises:
-        `ValueError`: If a k exceeds the samples of a problem, or the per-problem inputs differ in length.
+    """An [`EvaluationResult`] of scored samples: `samples[p]` and `correct[p]` per problem, `ks` each at most every
+    problem's samples; `diversity` (the output of [`diversity_of_samples`]) and `extra` (e.g. `{"problem": …}`) are
+    merged into each problem's record, `metadata` kept as `EvaluationResult.metadata`. Inputs of different lengths
+    and a k above the samples raise `ValueError`.
     """
     if len(samples) != len(correct):
         raise ValueError(f"Got {len(samples)} problems' samples but {len(correct)} rows of correctness flags.")
