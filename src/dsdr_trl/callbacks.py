@@ -1,16 +1,13 @@
 """`PassAtKCallback`: pass@k, avg@N and diversity of a held-out set during training, logged beside TRL's metrics.
 
-GRPO's own evaluation loop reports rewards on `eval_dataset`; the DSDR paper's claims are about pass@k at large k
-and about the diversity of correct solutions, so this callback measures them once before training (step 0, the
-baseline) and every `eval_steps` optimizer steps after, and logs `eval/pass@k`, `eval/avg@N`,
-`eval/semantic_distance`, ... through the Trainer's own `log` (one entry of `trainer_state.json`'s log history per
-evaluation, sent to every logger). When the trainer generates with vLLM, so does the callback, with the current
-weights; prompts go through the chat template with the trainer's `chat_template_kwargs`, as TRL's rollouts do.
+GRPO's own evaluation reports rewards; the paper's claims are about pass@k at large k and the diversity of correct
+solutions, so this callback measures them before training (step 0) and every `eval_steps` optimizer steps, and logs
+`eval/pass@k`, `eval/avg@N`, `eval/semantic_distance`, ... through the Trainer's own `log` (to every logger and
+`trainer_state.json`). With vLLM in the trainer, the callback samples with it, with the current weights.
 
-Names in Weights & Biases and Trackio: their transformers callbacks file every key that does not start with `eval_`
-under `train/`, so `eval/pass@1` appears there as `train/eval/pass@1`. With `prefix="eval_"` (`dsdr-trl train
---passk_eval_prefix eval_`) the numbers are logged as `eval_pass@1`, TRL's own convention for its evaluation metrics
-(`eval_reward`), and appear in those trackers' `eval/` section next to `eval/reward`.
+Weights & Biases and Trackio file every key that does not start with `eval_` under `train/` (`train/eval/pass@1`);
+with `prefix="eval_"` (`dsdr-trl train --passk_eval_prefix eval_`) the numbers are `eval_pass@1`, TRL's convention
+for its evaluation metrics, and appear in those trackers' `eval/` section next to `eval/reward`.
 """
 
 from __future__ import annotations

@@ -332,16 +332,11 @@ class DSDRConfig(GRPOConfig):
             warn(message)
 
     def checkpoint_misalignment(self, num_processes: int | None = None) -> str | None:
-        """
-        Why a checkpoint would fall inside a generation batch, with the fix; `None` when every one ends a batch.
+        """Why a checkpoint would fall inside a generation batch, with the fix; `None` when every one ends a batch.
 
         TRL samples `generation_batch_size` completions at once, uses each `num_iterations` times and keeps them in
         memory, not in the checkpoint: a run resumed inside a generation batch samples its rest afresh, so it does not
-        repeat the uninterrupted run (at a batch's end it does).
-
-        Args:
-            num_processes (`int`, *optional*):
-                The process count of the run; defaults to this process's `world_size`.
+        repeat the uninterrupted run. `num_processes` defaults to this process's `world_size`.
         """
         if self.save_strategy != "steps" or self.save_steps < 1:  # a fraction of the run is resolved by the Trainer
             return None

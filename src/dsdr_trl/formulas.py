@@ -493,36 +493,14 @@ def extract_formulas_batch(
     seconds: float = DEFAULT_SYMPY_SECONDS,
     stats: dict[str, int] | None = None,
 ) -> list[frozenset[str]]:
-    r"""
-    Extracts the formula set F_i of each text (Eq. 7–8), with at most one call to the SymPy worker for the whole batch.
+    r"""The formula set F_i of each text (Eq. 7–8), in order, with at most one SymPy worker call for the batch.
 
-    Args:
-        texts (`Sequence[str | None]`):
-            Completion texts. `None` counts as an empty text and `bytes` are decoded as UTF-8 with replacement
-            characters.
-        canonicalize (`str`, *optional*, defaults to `"none"`):
-            `"none"` returns the normalised LaTeX strings; `"sympy"` maps each of them to a SymPy canonical form
-            where it parses in time (see the module docstring).
-        seconds (`float`, *optional*, defaults to `DEFAULT_SYMPY_SECONDS`):
-            Hard wall-time limit per formula for the SymPy conversion; a formula that overruns keeps its string form.
-            Unused when `canonicalize="none"`.
-        stats (`dict[str, int]`, *optional*):
-            Passed to `map_with_time_limit`: `stats["timeouts"]` and `stats["errors"]` are incremented by the number
-            of formulas whose conversion overran or failed (parse errors included). Formulas served from the cache
-            are not counted again.
-
-    Returns:
-        `list[frozenset[str]]`: One set per text, in order. Every formula is non-empty and at most `MAX_FORMULA_CHARS`
-        long; a set has at most `MAX_FORMULAS_PER_TEXT` formulas.
-
-    Raises:
-        `ValueError`: If `canonicalize` is not one of `CANONICALIZE_MODES` or `seconds` is not positive.
-        `TypeError`: If a text is neither `str`, `None` nor `bytes`.
-
-    A SymPy worker that cannot be started or cannot load the parser is not an error: the batch keeps its string forms
-    and a warning is logged.
-
-    Example:
+    `texts`: completions (`None` is empty, `bytes` are decoded as UTF-8 with replacement characters, any other
+    non-`str` raises `TypeError`). `canonicalize`: one of `CANONICALIZE_MODES`, `"none"` (normalised LaTeX strings)
+    or `"sympy"` (each mapped to a SymPy canonical form where it parses within `seconds`, else kept). `stats`:
+    `stats["timeouts"]` and `stats["errors"]` count the conversions that overran or failed (not those served from the
+    cache). A SymPy worker that cannot start keeps the string forms, with a logged warning. Every formula is
+    non-empty and at most `MAX_FORMULA_CHARS` long; a set has at most `MAX_FORMULAS_PER_TEXT`.
 
     ```python
     >>> [sorted(found) for found in extract_formulas_batch(["So $x + 1 = 3$, i.e. $\\boxed{2}$.", "No math."])]
@@ -544,31 +522,13 @@ def extract_formulas_batch(
 
 
 def extract_formulas(text: str | None, canonicalize: str = "none") -> frozenset[str]:
-    r"""
-    Extracts the normalised set of math expressions F_i of one completion (Eq. 7–8 of the DSDR paper).
+    r"""The normalised set of math expressions F_i of one completion (Eq. 7–8 of the DSDR paper).
 
-    Formulas are the contents of `$…$`, `$$…$$`, `\(…\)`, `\[…\]`, equation-like environments (one formula per row
-    of a multi-line environment) and `\boxed{…}` wherever it appears, normalised so that spellings that render the
-    same compare equal (see the module docstring for the exact rules and caps). Never raises on a `str` and runs in
-    time linear in the text length. Results of the string-level extraction are cached per text (texts of up to 8,192
-    characters, least recently used dropped first, at most 64 MiB per process).
-
-    Args:
-        text (`str` or `None`):
-            The completion. `None` counts as an empty text and `bytes` are decoded as UTF-8 with replacement
-            characters.
-        canonicalize (`str`, *optional*, defaults to `"none"`):
-            `"none"` or `"sympy"`, as in [`extract_formulas_batch`]. For many texts, call that function instead: it
-            converts the formulas of the whole batch in one worker call.
-
-    Returns:
-        `frozenset[str]`: The formulas.
-
-    Raises:
-        `ValueError`: If `canonicalize` is not one of `CANONICALIZE_MODES`.
-        `TypeError`: If `text` is neither `str`, `None` nor `bytes`.
-
-    Example:
+    Formulas are the contents of `$…$`, `$$…$$`, `\(…\)`, `\[…\]`, equation-like environments (one per row) and
+    `\boxed{…}` anywhere, normalised so that spellings that render the same are equal (the module docstring has the
+    rules and caps). Never raises on a `str`, linear in the text's length; results are cached per text (up to 8,192
+    characters, least recently used first out, at most 64 MiB per process). `canonicalize` as in
+    [`extract_formulas_batch`], which converts a whole batch's formulas in one worker call.
 
     ```python
     >>> sorted(extract_formulas(r"We get \[ \begin{aligned} y &= x^{2} + 1 \\ &= 5. \end{aligned} \]"))

@@ -106,10 +106,10 @@ def generate_samples(
                     generated = model.generate(
                         **encoded, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
                     )
-                completions = tokenizer.batch_decode(
-                    generated[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True
-                )
-                for index, completion in zip(batch, completions, strict=True):
+                new_tokens = generated[:, encoded["input_ids"].shape[1] :]
+                for index, completion in zip(
+                    batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True
+                ):
                     outputs[index].append(completion)
                 progress.update(len(batch))
             progress.close()
@@ -121,10 +121,6 @@ def generate_samples(
     return outputs
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# vLLM: only imported when asked for.
-
-
 def vllm_model_args(model: str) -> tuple[dict[str, Any], tuple[str, int, str] | None]:
     """
     How vLLM loads `model`: the keyword arguments of `vllm.LLM`, and those of a `LoRARequest` for an adapter.
@@ -132,13 +128,8 @@ def vllm_model_args(model: str) -> tuple[dict[str, Any], tuple[str, int, str] | 
     A directory with `adapter_config.json` (a LoRA run of `dsdr-trl train` saves only the adapter) is served as its
     base model (`base_model_name_or_path`) with LoRA enabled; `max_lora_rank` is the adapter's own rank `r`, raised to
     the next value vLLM accepts (read from vLLM's `MaxLoRARanks` when it is installed). The adapter is then applied per
-    request with `LoRARequest(name, id, path)`. Anything else is loaded as it is.
-
-    Returns:
-        `tuple[dict, tuple | None]`: `LLM(**kwargs)` arguments, and `LoRARequest(*args)` arguments or `None`.
-
-    Raises:
-        `ValueError`: If the adapter does not name its base model or its rank exceeds what vLLM supports.
+    request with `LoRARequest(name, id, path)`. Anything else is loaded as it is. Returns `(LLM kwargs, LoRARequest
+    args or None)`; `ValueError` if the adapter names no base model or its rank exceeds what vLLM supports.
     """
     adapter_config = Path(model).expanduser() / "adapter_config.json"
     if not adapter_config.is_file():

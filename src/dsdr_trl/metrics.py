@@ -14,6 +14,7 @@ correct solution formula sets the samples contain (Eq. 7). Sampling is in [`~dsd
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,8 +185,8 @@ def diversity_of_samples(
 
 
 def _mean(values: Sequence[float | int | None]) -> float | None:
-    defined = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    return sum(defined) / len(defined) if defined else None
+    defined = [float(v) for v in values if v is not None and not math.isnan(v)]
+    return statistics.fmean(defined) if defined else None
 
 
 @dataclass
@@ -244,10 +245,7 @@ class EvaluationResult:
         """
 
         def stderr(values: list[float]) -> float | None:
-            if len(values) < 2:
-                return None
-            mean = sum(values) / len(values)
-            return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
+            return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
 
         out = {
             f"pass@{k}": stderr([pass_at_k(p["num_samples"], p["num_correct"], k) for p in self.per_problem])

@@ -30,10 +30,8 @@ DIVERSITY_REWARD_NAME = "dsdr_diversity"
 
 
 def dsdr_diversity(completions: list, **kwargs) -> list[float | None]:
-    """Placeholder for the bonus column; `DSDRGRPOTrainer._calculate_rewards` writes the real values.
-
-    It returns `None` so that TRL's check for rows that no reward function scored still sees the user's functions.
-    """
+    """The bonus column, written by `DSDRGRPOTrainer._calculate_rewards`; `None` here, so that TRL's check for rows no
+    reward function scored still sees the user's functions only."""
     return [None] * len(completions)
 
 
@@ -174,16 +172,15 @@ class DSDRGRPOTrainer(GRPOTrainer):
         self._dsdr_pending = {"local": local, "advantages": advantages, "weights": weights, "correct": correct.float()}
 
         # One value per row of this process beside TRL's columns of the completions table (TRL gathers them); g's
-        # parts are left empty (None) in groups where they were not computed.
+        # parts are empty (None) in groups where they were not computed.
         columns = {"dsdr_semantic": semantic, "dsdr_formula": formula, "dsdr_score": clipped}
+        columns |= {"dsdr_omega": weights, "dsdr_bonus": bonus}
         computed = scored[local].tolist()
         for name, values in columns.items():
-            self._log_completion_extra(
-                name, [v if c else None for v, c in zip(values[local].tolist(), computed, strict=True)]
-            )
-        columns |= {"dsdr_omega": weights, "dsdr_bonus": bonus}
-        for name in ("dsdr_omega", "dsdr_bonus"):
-            self._log_completion_extra(name, columns[name][local].tolist())
+            values = values[local].tolist()
+            if name in ("dsdr_semantic", "dsdr_formula", "dsdr_score"):
+                values = [value if c else None for value, c in zip(values, computed, strict=True)]
+            self._log_completion_extra(name, values)
         self._log_metrics(mode, columns, scored, correct, group_size)
         for when, std in (("before", std_before), ("after", std_after)):
             # Every row repeats its group's std, so the share of rows is the share of groups.
