@@ -131,7 +131,7 @@ def test_vllm_settings_pass_through():
         vllm_enable_sleep_mode=True,
         vllm_importance_sampling_correction=True,
     )
-    config = DSDRConfig(output_dir="unused", use_cpu=True, bf16=False, report_to="none", **vllm)
+    config = DSDRConfig(output_dir="unused", **tiny_settings(), **vllm)
     for key, value in vllm.items():
         assert getattr(config, key) == value, key
     assert config.diversity_coef == 0.001  # DSDR's own fields are untouched by the generation backend
