@@ -21,6 +21,7 @@ __all__ = [
     "even_length_reward",
     "prompt_dataset",
     "save_tiny_model",
+    "tiny_settings",
 ]
 
 PROMPTS = ["Solve 2+2.", "What is 3*3?", "Compute 1/2+1/3.", "Find x if 2x=4.", "Add 5 and 7.", "Halve 10."]
@@ -40,6 +41,15 @@ TINY_CPU = dict(
     report_to="none",
     save_strategy="no",
 )
+
+
+def tiny_settings(**overrides) -> dict:
+    """[`TINY_CPU`] plus what every tiny training run shares, with `overrides` on top.
+
+    G = 4 and 8 new tokens keep a step well under a second on CPU; the high learning rate makes every trainable tensor
+    move in one step, so a divergence between two trainers shows up in the next step's numbers.
+    """
+    return {**TINY_CPU, "num_generations": 4, "max_completion_length": 8, "learning_rate": 0.1, **overrides}
 
 
 def even_length_reward(completions, **kwargs):

@@ -523,7 +523,7 @@ def test_eval_output_is_checked_before_evaluating(capsys, tmp_path, monkeypatch)
     def must_not_run(*args, **kwargs):
         raise AssertionError("evaluate_policy should not be reached")
 
-    monkeypatch.setattr("dsdr_trl.evaluation.evaluate_policy", must_not_run)
+    monkeypatch.setattr("dsdr_trl.generation.evaluate_policy", must_not_run)
     argv = ["eval", "--model", WARMSTART, "--dataset", "configs/tiny/eval.jsonl", "--conversational", "false"]
     fails_clearly(capsys, [*argv, "--output", str(tmp_path)], "is a directory; pass a file path")
     blocker = tmp_path / "blocker"

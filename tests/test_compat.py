@@ -12,25 +12,17 @@ import pytest
 import torch
 import transformers
 from datasets import Dataset
-from helpers import PROMPTS, SOLUTIONS, TINY_CPU, build_tiny_model, build_tiny_tokenizer
+from helpers import PROMPTS, SOLUTIONS, build_tiny_model, build_tiny_tokenizer, tiny_settings
 from packaging.version import Version
 
 from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
-from dsdr_trl.diversity import diversity_bonus
+from dsdr_trl.diversity import diversity_bonus, diversity_score
 
 pytestmark = pytest.mark.slow
 
-# One generation batch of 2 prompts x G=4, 8 new tokens, 2 optimizer steps: about a second of training per case. The
-# high learning rate makes every trainable tensor move in one step. λ_d and λ_ℓ keep the paper's defaults (both on).
-BASE = dict(
-    **TINY_CPU,
-    per_device_train_batch_size=8,
-    num_generations=4,
-    max_completion_length=8,
-    max_steps=2,
-    learning_rate=0.1,
-    seed=3,
-)
+# One generation batch of 2 prompts x G=4, 2 optimizer steps: about a second of training per case. λ_d and λ_ℓ keep
+# the paper's defaults (both on).
+BASE = tiny_settings(per_device_train_batch_size=8, max_steps=2, seed=3)
 
 # Logged by the step that scores a generation batch (with several steps per generation, only by the first of them).
 SCORING_METRICS = (
@@ -78,8 +70,9 @@ class RecordingTrainer(DSDRGRPOTrainer):
         super().__init__(*args, **kwargs)
 
     def _diversity_scores(self, *args, **kwargs):
-        self._recorded_scores = super()._diversity_scores(*args, **kwargs)
-        return self._recorded_scores
+        semantic, formula = super()._diversity_scores(*args, **kwargs)
+        self._recorded_scores = diversity_score(semantic, formula, self.args.formula_weight)
+        return semantic, formula
 
     def _calculate_rewards(self, *args, **kwargs):
         rewards_per_func = super()._calculate_rewards(*args, **kwargs)
@@ -87,7 +80,7 @@ class RecordingTrainer(DSDRGRPOTrainer):
             {
                 "mode": "train" if self.model.training else "eval",
                 "rewards": rewards_per_func.detach().cpu().clone(),
-                "diversity": self._recorded_scores["diversity"].detach().cpu().clone(),
+                "diversity": self._recorded_scores.detach().cpu().clone(),
                 "correct": self._dsdr_pending["correct"].detach().cpu().clone(),
             }
         )

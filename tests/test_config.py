@@ -18,6 +18,8 @@ DSDR_FIELDS = [
     "diversity_encoder_pooling",
     "diversity_include_reasoning",
     "formula_canonicalization",
+    "formula_weight",
+    "diversity_fn",
     "coupling_temperature",
     "local_entropy_coef",
     "entropy_estimator",
@@ -86,15 +88,6 @@ def test_invalid_values_are_refused_with_a_fix(kwargs, message):
         make(**kwargs)
 
 
-def test_formula_canonicalization_choices_are_the_extractors_modes():
-    from dsdr_trl.config import FORMULA_CANONICALIZATIONS
-    from dsdr_trl.formulas import CANONICALIZE_MODES
-
-    assert FORMULA_CANONICALIZATIONS == CANONICALIZE_MODES
-    for mode in CANONICALIZE_MODES:
-        assert make(formula_canonicalization=mode).formula_canonicalization == mode
-
-
 def dsdr_warnings(**kwargs) -> list[str]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -110,6 +103,7 @@ def dsdr_warnings(**kwargs) -> list[str]:
         ({"local_entropy_coef": 0.02}, "Use at most 0.01"),
         ({"entropy_coef": 0.01}, "Set entropy_coef=0"),
         ({"use_adaptive_entropy": True}, "Set entropy_coef=0"),
+        ({"advantage_epsilon": 1e-4}, "Set advantage_epsilon=1e-6"),  # TRL's constant against λ_d = 1e-3
     ],
 )
 def test_settings_that_switch_dsdr_off_warn_once_with_the_fix(kwargs, fix):
@@ -124,10 +118,21 @@ def test_settings_that_switch_dsdr_off_warn_once_with_the_fix(kwargs, fix):
         {"local_entropy_coef": 0.01},  # the top of the paper's sweep
         {"scale_rewards": "batch", "diversity_coef": 0.0},  # no bonus whose signal could be lost
         {"entropy_coef": 0.01, "local_entropy_coef": 0.0},  # TRL's entropy bonus alone
+        {"advantage_epsilon": 1e-4, "diversity_coef": 0.0},  # GRPO's constant with no bonus to swallow
+        {"advantage_epsilon": 1e-4, "diversity_coef": 1.0},  # ε = 1e-4 · λ_d
     ],
 )
 def test_settings_inside_the_papers_regime_do_not_warn(kwargs):
     assert dsdr_warnings(**kwargs) == []
+
+
+def test_formula_weight_and_diversity_fn_are_checked():
+    assert make().formula_weight == 0.5 and make().diversity_fn is None  # Eq. 9 by default
+    with pytest.raises(ValueError, match="formula_weight must lie in"):
+        make(formula_weight=1.5)
+    with pytest.raises(ValueError, match="dotted import path"):
+        make(diversity_fn="no_module_part")
+    assert make(diversity_fn="my_module.my_fn").diversity_fn == "my_module.my_fn"  # imported by the trainer
 
 
 def test_a_setting_warning_is_shown_once_per_process():

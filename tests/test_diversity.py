@@ -121,6 +121,40 @@ def test_group_advantages_epsilon_matters_for_all_correct_groups():
     assert trl_eps.abs().max() < 0.6 * small_eps.abs().max()  # TRL's 1e-4 shrinks it by about half
 
 
+def test_epsilon_against_the_bonus_of_an_all_correct_group():
+    # g of a real all-correct group of G = 8 (the default encoder's S and the formula uniqueness U of eight worked
+    # solutions of 2x + 3 = 7): with λ_d = 1e-3 the rewards' std is about 1e-4, and ε of that order halves the
+    # advantages (the measurement behind DSDRConfig.advantage_epsilon's docstring and its warning).
+    g = torch.tensor([0.200, 0.108, 0.259, 0.329, 0.388, 0.413, 0.379, 0.333])
+    rewards = 1.0 + D.diversity_bonus(g, torch.ones(8, dtype=torch.bool), coef=1e-3, clip=1.0)
+    assert rewards.std().item() == pytest.approx(1.05e-4, rel=0.02)
+    spread = {eps: D.group_advantages(rewards, 8, "group", eps)[0].std().item() for eps in (1e-6, 1e-4, 1e-3)}
+    assert spread == pytest.approx({1e-6: 0.99, 1e-4: 0.51, 1e-3: 0.095}, abs=0.01)
+
+
+def test_measured_uniqueness_calls_the_measure_per_group_and_checks_its_scores():
+    calls = []
+
+    def by_length(completions, prompt):
+        calls.append(prompt)
+        return [len(text) / 10 for text in completions]
+
+    texts = ["a", "bb", None, "ccc", "dddd", "e"]
+    scores = D.measured_uniqueness(by_length, texts, ["p", "p", "q", "q", "r", "r"], group_size=2)
+    # The group with a row not to score (None) is not measured.
+    assert scores.tolist() == pytest.approx([0.1, 0.2, 0.0, 0.0, 0.4, 0.1]) and calls == ["p", "r"]
+    for bad in ([1.5, 0.0], [0.5], [float("nan"), 0.0]):
+        with pytest.raises(ValueError, match="must return 2 scores in \\[0, 1\\]"):
+            D.measured_uniqueness(lambda completions, prompt, bad=bad: bad, ["x", "y"], ["p", "p"], group_size=2)
+
+
+def test_diversity_score_weights_its_halves():
+    semantic, uniqueness = torch.tensor([0.2, 0.6]), torch.tensor([1.0, 0.0])
+    assert D.diversity_score(semantic, uniqueness).tolist() == pytest.approx([0.6, 0.3])  # Eq. 9
+    assert D.diversity_score(semantic, uniqueness, formula_weight=0.0).tolist() == pytest.approx([0.2, 0.6])
+    assert D.diversity_score(semantic, uniqueness, formula_weight=0.25).tolist() == pytest.approx([0.4, 0.45])
+
+
 def test_group_advantages_none_and_batch_scaling():
     rewards = torch.tensor([1.0, 0.0, 1.0, 1.0])
     none, _ = D.group_advantages(rewards, 2, "none", 1e-6)

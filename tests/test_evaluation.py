@@ -1,4 +1,4 @@
-"""pass@k, aggregation and diversity numbers of `dsdr_trl.evaluation` on hand-made samples."""
+"""pass@k, aggregation and diversity numbers of `dsdr_trl.metrics` on hand-made samples; sampling of `generation`."""
 
 import json
 import math
@@ -6,10 +6,11 @@ import math
 import pytest
 import torch
 
-from dsdr_trl.evaluation import (
+from dsdr_trl.generation import evaluate_policy, generate_samples, prompt_texts, vllm_model_args
+from dsdr_trl.metrics import (
+    SCORING_CHUNK,
+    EvaluationResult,
     diversity_of_samples,
-    evaluate_policy,
-    generate_samples,
     parse_ks,
     pass_at_k,
     score_samples,
@@ -48,6 +49,10 @@ def test_parse_ks():
         parse_ks("1,x")
     with pytest.raises(ValueError, match="at least 1"):
         parse_ks("0,1")
+    # The one check of k against the samples per problem, used by the callback, `evaluate_policy` and `summarize`.
+    assert parse_ks("1,4", num_samples=4) == [1, 4]
+    with pytest.raises(ValueError, match="pass@8 needs at least 8 samples per problem, but num_samples is 4"):
+        parse_ks("1,8", num_samples=4)
 
 
 def test_summarize_aggregates_hand_made_counts():
@@ -265,8 +270,6 @@ def test_pass_at_k_callback_generates_with_the_trainers_vllm_engine(tiny_tokeniz
 
 
 def test_standard_errors_over_problems():
-    from dsdr_trl.evaluation import EvaluationResult
-
     per_problem = [{"num_samples": 2, "num_correct": c} for c in (0, 1, 2)]
     result = EvaluationResult(ks=[1, 2], per_problem=per_problem)
     # pass@1 per problem: 0, 0.5, 1 -> std 0.5, over sqrt(3) problems; pass@2: 0, 1, 1.
@@ -288,13 +291,11 @@ THINKING_TEMPLATE = (
 def test_chat_template_kwargs_reach_the_template(tiny_tokenizer):
     import copy
 
-    from dsdr_trl.evaluation import _prompt_texts
-
     tokenizer = copy.deepcopy(tiny_tokenizer)
     tokenizer.chat_template = THINKING_TEMPLATE
     conversation = [{"role": "user", "content": "Solve 2+2."}]
-    assert _prompt_texts(tokenizer, [conversation]) == ["<|user|>Solve 2+2.<eos><|assistant|>"]
-    rendered = _prompt_texts(tokenizer, [conversation, "plain text"], {"enable_thinking": False})
+    assert prompt_texts(tokenizer, [conversation]) == ["<|user|>Solve 2+2.<eos><|assistant|>"]
+    rendered = prompt_texts(tokenizer, [conversation, "plain text"], {"enable_thinking": False})
     assert rendered == ["<|user|>Solve 2+2.<eos><|assistant|>[no-think]", "plain text"]
 
 
@@ -336,8 +337,6 @@ def test_pass_at_k_callback_renders_prompts_with_the_trainers_chat_template_kwar
 
 
 def test_scoring_runs_in_chunks_behind_a_progress_bar(capsys):
-    from dsdr_trl.evaluation import SCORING_CHUNK
-
     calls = []
 
     def last_digit_reward(completions, solution, **kwargs):
@@ -360,13 +359,21 @@ def test_scoring_runs_in_chunks_behind_a_progress_bar(capsys):
 
 @pytest.mark.parametrize(("rank", "max_lora_rank"), [(4, 8), (16, 16), (24, 32)])
 def test_vllm_serves_a_lora_directory_as_its_base_model_plus_the_adapter(
-    tiny_model_dir, tmp_path, rank, max_lora_rank
+    tiny_model_dir, tmp_path, monkeypatch, rank, max_lora_rank
 ):
-    # vLLM is not needed to check what it would be handed: a real adapter saved by peft, as `dsdr-trl train` saves it.
+    # vLLM is not needed to check what it would be handed: a real adapter saved by peft, as `dsdr-trl train` saves it,
+    # and the ranks vLLM accepts where vLLM declares them (`vllm.config.lora.MaxLoRARanks`, as in vLLM 0.22-0.31).
+    import sys
+    import types
+    from typing import Literal
+
+    lora = types.ModuleType("vllm.config.lora")
+    lora.MaxLoRARanks = Literal[1, 8, 16, 32, 64, 128, 256, 320, 512]
+    for name, module in (("vllm", types.ModuleType("vllm")), ("vllm.config", types.ModuleType("vllm.config"))):
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setitem(sys.modules, "vllm.config.lora", lora)
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
-
-    from dsdr_trl.evaluation import vllm_model_args
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     adapter = get_peft_model(base, LoraConfig(r=rank, target_modules=["q_proj", "v_proj"]))
@@ -383,3 +390,8 @@ def test_vllm_serves_a_lora_directory_as_its_base_model_plus_the_adapter(
     (tmp_path / "run" / "adapter_config.json").write_text(json.dumps({**config, "r": 1024}))
     with pytest.raises(ValueError, match="without --use_vllm"):
         vllm_model_args(str(tmp_path / "run"))
+    # Without vLLM's declaration, the adapter's own rank is what it needs.
+    monkeypatch.delitem(sys.modules, "vllm.config.lora")
+    monkeypatch.setitem(sys.modules, "vllm.config.lora", None)  # `import` of it now raises ImportError
+    (tmp_path / "run" / "adapter_config.json").write_text(json.dumps(config))
+    assert vllm_model_args(str(tmp_path / "run"))[0]["max_lora_rank"] == rank

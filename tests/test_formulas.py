@@ -259,12 +259,12 @@ def test_unknown_canonicalization_names_the_valid_values():
         extract_formulas_batch(["$x$"], canonicalize="sympy", seconds=0)
 
 
-def test_batch_matches_single_and_returns_fresh_sets():
+def test_batch_matches_single_and_returns_frozen_sets():
     texts = [r"$a$ \boxed{b}", "none", r"\[c \\ d\]"]
     batch = extract_formulas_batch(texts)
     assert batch == [extract_formulas(text) for text in texts] == [{"a", "b"}, set(), {"c", "d"}]
-    batch[0].add("mutated")
-    assert extract_formulas(texts[0]) == {"a", "b"}
+    # The cached sets are handed out as they are: frozen, so no caller can change what the next one gets.
+    assert all(type(found) is frozenset for found in batch + extract_formulas_batch(texts, canonicalize="sympy"))
     assert extract_formulas_batch([]) == []
 
 
@@ -355,7 +355,7 @@ LATEX_PIECES = [
 @given(st.one_of(st.text(max_size=300), st.lists(st.sampled_from(LATEX_PIECES), max_size=80).map("".join)))
 def test_extract_formulas_never_raises(text):
     found = extract_formulas(text)
-    assert isinstance(found, set)
+    assert isinstance(found, frozenset)
     assert len(found) <= MAX_FORMULAS_PER_TEXT
     for formula in found:
         assert isinstance(formula, str)

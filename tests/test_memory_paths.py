@@ -20,7 +20,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TEST_ENCODER, build_tiny_model, build_tiny_tokenizer, even_length_reward, prompt_dataset
+from helpers import (
+    TEST_ENCODER,
+    build_tiny_model,
+    build_tiny_tokenizer,
+    even_length_reward,
+    prompt_dataset,
+    tiny_settings,
+)
 
 from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
 
@@ -33,18 +40,8 @@ def test_lora_with_activation_checkpointing(tmp_path, tiny_tokenizer, tiny_model
 
     config = DSDRConfig(
         output_dir=str(tmp_path),
-        use_cpu=True,
-        bf16=False,
-        activation_checkpointing=True,
-        per_device_train_batch_size=4,
-        gradient_accumulation_steps=2,
-        num_generations=4,
-        max_completion_length=8,
+        **tiny_settings(activation_checkpointing=True, per_device_train_batch_size=4, gradient_accumulation_steps=2),
         max_steps=2,
-        learning_rate=0.1,
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
         local_entropy_coef=0.01,
         entropy_estimator="full",
     )
@@ -134,7 +131,7 @@ def test_vllm_settings_pass_through():
         vllm_enable_sleep_mode=True,
         vllm_importance_sampling_correction=True,
     )
-    config = DSDRConfig(output_dir="unused", use_cpu=True, bf16=False, report_to="none", **vllm)
+    config = DSDRConfig(output_dir="unused", **tiny_settings(), **vllm)
     for key, value in vllm.items():
         assert getattr(config, key) == value, key
     assert config.diversity_coef == 0.001  # DSDR's own fields are untouched by the generation backend
@@ -192,17 +189,8 @@ def _deepspeed_worker(stage: int, out_path: str) -> None:
         output_dir=os.path.join(os.path.dirname(out_path), f"zero{stage}"),
         deepspeed=ds_config,
         accelerator_config={"use_configured_state": not cuda},
-        bf16=False,  # the DeepSpeed config above has no precision section; fp32 keeps the two in agreement
-        activation_checkpointing=False,
-        per_device_train_batch_size=4,
-        num_generations=4,
-        max_completion_length=8,
-        max_steps=2,
-        learning_rate=0.1,
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
-        seed=3,
+        # fp32 (bf16=False): the DeepSpeed config above has no precision section, so the two agree; on a GPU too.
+        **tiny_settings(use_cpu=False, per_device_train_batch_size=4, max_steps=2, seed=3),
         correctness_reward="even_length_reward",
         diversity_encoder=TEST_ENCODER,
     )

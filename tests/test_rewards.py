@@ -327,3 +327,14 @@ def test_trl_reward_names_resolve_to_trl_functions():
     assert (scaled.max_completion_len, scaled.soft_punish_cache) == (100, 20)
     # 90 tokens lie 10 into the last 20 of a 100-token cap: half the full penalty.
     assert scaled(completion_ids=[[0] * 50, [0] * 90]) == [0.0, -0.5]
+
+
+def test_accuracy_reward_logs_the_extracted_answer_and_the_reference():
+    logged = {}
+    rewards = accuracy_reward(
+        [r"so \boxed{4}", "Answer: 5", "no answer here"],
+        solution=["4", "4", "4"],
+        log_extra=lambda column, values: logged.__setitem__(column, list(values)),
+    )
+    assert rewards == [1.0, 0.0, 0.0]
+    assert logged == {"answer": ["4", "5", None], "reference": ["4", "4", "4"]}

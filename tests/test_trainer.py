@@ -1,25 +1,19 @@
 """DSDRGRPOTrainer end to end on a tiny model built in code: parity with GRPO, the bonus, the local term, metrics."""
 
+import warnings
+
 import pytest
 import torch
-from helpers import TINY_CPU, build_tiny_model, even_length_reward
+from datasets import Dataset
+from helpers import build_tiny_model, even_length_reward, tiny_settings
 from trl import GRPOConfig, GRPOTrainer
 
 from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
 
 pytestmark = pytest.mark.slow
 
-# Tiny settings: 4 prompts x G=4, 8 new tokens, so a step takes well under a second on CPU. The high learning rate
-# makes the weights move between steps, so a divergence between two trainers shows up in later steps' numbers.
-COMMON = dict(
-    **TINY_CPU,
-    per_device_train_batch_size=4,
-    gradient_accumulation_steps=2,
-    num_generations=4,
-    max_completion_length=8,
-    learning_rate=0.1,
-    seed=7,
-)
+# 4 prompts x G=4 per generation batch, over two accumulation steps.
+COMMON = tiny_settings(per_device_train_batch_size=4, gradient_accumulation_steps=2, seed=7)
 
 
 def always_correct(completions, **kwargs):
@@ -126,6 +120,28 @@ def test_end_to_end_with_real_encoder_logs_every_dsdr_metric(tmp_path, tiny_toke
     for log in steps:
         expected_reward = log["rewards/even_length_reward/mean"] + log["rewards/dsdr_diversity/mean"]
         assert log["reward"] == pytest.approx(expected_reward, abs=1e-6)
+
+    # The completions table (TRL's `_logs`, which its console and trackers print) has DSDR's columns per row.
+    extra = {name: list(values) for name, values in trainer._logs["extra"].items()}
+    columns = ("dsdr_semantic", "dsdr_formula", "dsdr_score", "dsdr_omega", "dsdr_bonus")
+    assert set(columns) <= set(extra)
+    correct = [reward > config.correctness_threshold for reward in trainer._logs["rewards"]["even_length_reward"]]
+    assert all(len(extra[name]) == len(correct) == len(trainer._logs["prompt"]) == 8 for name in columns)
+    group_size = config.num_generations
+    for start in range(0, len(correct), group_size):
+        rows = range(start, start + group_size)
+        omega = [extra["dsdr_omega"][i] for i in rows]
+        if any(correct[i] for i in rows):
+            assert sum(w for w, i in zip(omega, rows, strict=True) if correct[i]) == pytest.approx(1.0, abs=1e-6)
+        assert all(w == 0.0 for w, i in zip(omega, rows, strict=True) if not correct[i])
+    for i, ok in enumerate(correct):
+        semantic, formula, score = (extra[name][i] for name in columns[:3])
+        if semantic is None:  # a group without a correct row: g was not computed, and nothing depends on it
+            assert formula is None and score is None and extra["dsdr_bonus"][i] == 0.0
+            continue
+        assert score == pytest.approx(min((semantic + formula) / 2, config.diversity_clip))
+        assert extra["dsdr_bonus"][i] == pytest.approx(config.diversity_coef * score if ok else 0.0)
+    assert trainer._logs["rewards"]["dsdr_diversity"] == pytest.approx(extra["dsdr_bonus"])
 
 
 def test_all_correct_groups_are_revived(tmp_path, tiny_tokenizer, dataset):
@@ -408,3 +424,75 @@ def test_evaluate_scores_eval_groups(tmp_path, tiny_tokenizer, tiny_model, datas
         assert metrics["eval_dsdr/bonus_max"] == 0.0 and "eval_dsdr/semantic_mean" not in metrics
     else:
         assert 0 < metrics["eval_dsdr/semantic_mean"] <= 1
+
+
+CODE_COMPLETIONS = [
+    "def add(a, b):\n    return a + b",
+    "def add(a, b):\n    total = a\n    total += b\n    return total",
+    "add = lambda a, b: sum([a, b])",
+    "def add(a, b):\n    for _ in range(b):\n        a += 1\n    return a",
+]
+
+
+def node_type_uniqueness(completions, **kwargs):
+    """Share of a completion's AST node types that no other member of the group uses (the code is parsed, never run)."""
+    import ast
+
+    def node_types(text):
+        try:
+            return {type(node).__name__ for node in ast.walk(ast.parse(text))}
+        except (SyntaxError, ValueError):
+            return set()
+
+    kinds = [node_types(text) for text in completions]
+    scores = []
+    for i, own in enumerate(kinds):
+        others = set().union(*(other for j, other in enumerate(kinds) if j != i))
+        scores.append(len(own - others) / len(own) if own else 0.0)
+    return scores
+
+
+def test_diversity_fn_replaces_the_formula_half_on_code(tmp_path, tiny_tokenizer, diversity_encoder):
+    """On code (no formulas) U_i is 0 and a batch warns once; a diversity_fn gives the formula half a measure."""
+    from dsdr_trl.config import DSDRSettingWarning
+    from dsdr_trl.diversity import semantic_diversity
+    from dsdr_trl.encoder import embed
+
+    def scores(**dsdr):
+        config = DSDRConfig(output_dir=str(tmp_path), **tiny_settings(per_device_train_batch_size=4), **dsdr)
+        trainer = DSDRGRPOTrainer(
+            model=build_tiny_model(tiny_tokenizer),
+            reward_funcs=always_correct,
+            args=config,
+            train_dataset=Dataset.from_dict({"prompt": ["Write add(a, b)."]}),
+            processing_class=tiny_tokenizer,
+            diversity_encoder=diversity_encoder,
+        )
+        trainer.model.train()
+        inputs = [{"prompt": "Write add(a, b)."}] * 4
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):  # two generation batches
+                trainer._calculate_rewards(inputs, ["Write add(a, b)."] * 4, CODE_COMPLETIONS, [[1]] * 4)
+        logged = trainer._pending_extra_logs
+        warned = [
+            w for w in caught if issubclass(w.category, DSDRSettingWarning) and "holds a formula" in str(w.message)
+        ]
+        return logged["dsdr_formula"][:4], logged["dsdr_score"][:4], len(warned)
+
+    semantic = semantic_diversity(embed(diversity_encoder, CODE_COMPLETIONS), 4).tolist()
+    formula, score, warned = scores()
+    assert formula == [0.0] * 4 and warned == 1  # no formula in the batch: warned once, not per batch
+    assert score == pytest.approx([s / 2 for s in semantic])
+
+    expected = node_type_uniqueness(CODE_COMPLETIONS)
+    assert len(set(expected)) > 1 and max(expected) > 0  # the measure tells the completions apart
+    for diversity_fn in (node_type_uniqueness, "test_trainer.node_type_uniqueness"):
+        formula, score, warned = scores(diversity_fn=diversity_fn)
+        assert formula == pytest.approx(expected) and warned == 0
+        assert score == pytest.approx([(s + u) / 2 for s, u in zip(semantic, expected, strict=True)])
+    formula, score, _ = scores(diversity_fn=node_type_uniqueness, formula_weight=0.25)
+    assert score == pytest.approx([0.75 * s + 0.25 * u for s, u in zip(semantic, expected, strict=True)])
+
+    with pytest.raises(ValueError, match="Could not import diversity_fn"):
+        scores(diversity_fn="test_trainer.no_such_function")

@@ -37,6 +37,14 @@ def test_loss_passes_compute_entropy_by_keyword_and_scales_for_accumulation():
     assert GRPOTrainer.loss_is_scaled_for_ga is True
 
 
+def test_completions_table_hook_dsdr_writes_through():
+    # DSDR's per-row columns go through the method TRL hands reward functions as `log_extra`, flushed (gathered) into
+    # `_logs["extra"]` after `_calculate_rewards` returns.
+    assert parameters("_log_completion_extra") == ["self", "column", "values"]
+    source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    assert source.index("self._calculate_rewards(") < source.index('self._logs["extra"][column].extend(')
+
+
 def test_trainer_attributes_dsdr_extends():
     source = inspect.getsource(GRPOTrainer.__init__)
     for attribute in ("self.reward_funcs", "self.reward_func_names", "self.reward_processing_classes"):

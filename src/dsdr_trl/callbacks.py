@@ -1,16 +1,13 @@
 """`PassAtKCallback`: pass@k, avg@N and diversity of a held-out set during training, logged beside TRL's metrics.
 
-GRPO's own evaluation loop reports rewards on `eval_dataset`; the DSDR paper's claims are about pass@k at large k
-and about the diversity of correct solutions, so this callback measures them once before training (step 0, the
-baseline) and every `eval_steps` optimizer steps after, and logs `eval/pass@k`, `eval/avg@N`,
-`eval/semantic_distance`, ... through the Trainer's own `log` (one entry of `trainer_state.json`'s log history per
-evaluation, sent to every logger). When the trainer generates with vLLM, so does the callback, with the current
-weights; prompts go through the chat template with the trainer's `chat_template_kwargs`, as TRL's rollouts do.
+GRPO's own evaluation reports rewards; the paper's claims are about pass@k at large k and the diversity of correct
+solutions, so this callback measures them before training (step 0) and every `eval_steps` optimizer steps, and logs
+`eval/pass@k`, `eval/avg@N`, `eval/semantic_distance`, ... through the Trainer's own `log` (to every logger and
+`trainer_state.json`). With vLLM in the trainer, the callback samples with it, with the current weights.
 
-Names in Weights & Biases and Trackio: their transformers callbacks file every key that does not start with `eval_`
-under `train/`, so `eval/pass@1` appears there as `train/eval/pass@1`. With `prefix="eval_"` (`dsdr-trl train
---passk_eval_prefix eval_`) the numbers are logged as `eval_pass@1`, TRL's own convention for its evaluation metrics
-(`eval_reward`), and appear in those trackers' `eval/` section next to `eval/reward`.
+Weights & Biases and Trackio file every key that does not start with `eval_` under `train/` (`train/eval/pass@1`);
+with `prefix="eval_"` (`dsdr-trl train --passk_eval_prefix eval_`) the numbers are `eval_pass@1`, TRL's convention
+for its evaluation metrics, and appear in those trackers' `eval/` section next to `eval/reward`.
 """
 
 from __future__ import annotations
@@ -21,7 +18,8 @@ from typing import Any
 from transformers import Trainer, TrainerCallback
 
 from .data import number_text
-from .evaluation import EvaluationResult, evaluate_policy, parse_ks
+from .generation import evaluate_policy, prompt_texts
+from .metrics import EvaluationResult, diversity_of_samples, parse_ks, score_samples, summarize
 
 __all__ = ["PassAtKCallback"]
 
@@ -36,30 +34,13 @@ class PassAtKCallback(TrainerCallback):
     generate in lockstep; give at least as many problems as processes. Conversational prompts are rendered with the
     trainer's `chat_template_kwargs` (`GRPOConfig.chat_template_kwargs`, e.g. `{"enable_thinking": False}`).
 
-    Args:
-        trainer ([`~trl.GRPOTrainer`]):
-            The trainer whose model (or vLLM engine) is evaluated and whose `log` receives the numbers.
-        prompts (`Sequence`):
-            One prompt per problem (strings or conversations), e.g. the `prompt` column of
-            [`~dsdr_trl.data.load_math_dataset`].
-        solutions (`Sequence[str]`):
-            Their reference answers.
-        ks (`Sequence[int]` or `str`, *optional*, defaults to `(1,)`):
-            The k of pass@k; each at most `num_samples`.
-        num_samples (`int`, *optional*, defaults to `1`):
-            Samples per problem.
-        eval_steps (`int`, *optional*):
-            Evaluate every this many optimizer steps; defaults to `args.eval_steps` when it is an integer. Without
-            either, nothing runs by itself; call [`PassAtKCallback.evaluate`] directly.
-        encoder (`SentenceTransformer` or `str`, *optional*, defaults to `"trainer"`):
-            Sentence encoder for the semantic distance: `"trainer"` reuses the DSDR trainer's encoder when it has
-            one, `None` skips the semantic distance.
-        prefix (`str`, *optional*, defaults to `"eval/"`):
-            Prefix of the logged names. `"eval_"` puts them in the `eval/` section of Weights & Biases and Trackio
-            (see the module docstring).
-        **generation_kwargs:
-            `temperature`, `top_p`, `max_new_tokens`, `batch_size`, `seed` for
-            [`~dsdr_trl.evaluation.generate_samples`].
+    `prompts` (strings or conversations, e.g. the `prompt` column of [`~dsdr_trl.data.load_math_dataset`]) and their
+    `solutions` are evaluated with `num_samples` samples each for pass@k at every k of `ks` (each at most
+    `num_samples`), every `eval_steps` optimizer steps (default: `args.eval_steps` when it is an integer; without
+    either, call [`PassAtKCallback.evaluate`] yourself). `encoder="trainer"` reuses the DSDR trainer's sentence encoder
+    for the semantic distance, `None` skips it. Names are logged under `prefix` (`"eval_"` puts them in the `eval/`
+    section of Weights & Biases and Trackio). `generation_kwargs` (`temperature`, `top_p`, `max_new_tokens`,
+    `batch_size`, `seed`) go to [`~dsdr_trl.generation.generate_samples`].
     """
 
     def __init__(
@@ -76,12 +57,7 @@ class PassAtKCallback(TrainerCallback):
     ):
         if len(prompts) != len(solutions):
             raise ValueError(f"Got {len(prompts)} prompts but {len(solutions)} solutions.")
-        self.ks = parse_ks(ks)
-        if max(self.ks) > num_samples:
-            raise ValueError(
-                f"pass@{max(self.ks)} needs at least {max(self.ks)} samples per problem, but num_samples is "
-                f"{num_samples}. Lower k or raise num_samples."
-            )
+        self.ks = parse_ks(ks, num_samples)
         self.trainer = trainer
         self.prompts, self.solutions = list(prompts), list(solutions)
         self.num_samples = num_samples
@@ -130,14 +106,12 @@ class PassAtKCallback(TrainerCallback):
 
     def _evaluate_with_vllm(self, prompts: list[Any], solutions: list[str]) -> EvaluationResult:
         """Samples through the trainer's vLLM engine (colocated or server) with the current weights, then scores."""
-        from .evaluation import _prompt_texts, diversity_of_samples, score_samples, summarize
-
         trainer, engine = self.trainer, self.trainer.vllm_generation
         if trainer.state.global_step != trainer._last_loaded_step:
             engine.sync_weights()
             trainer._last_loaded_step = trainer.state.global_step
         tokenizer = trainer.processing_class
-        texts = _prompt_texts(tokenizer, prompts, self.chat_template_kwargs)
+        texts = prompt_texts(tokenizer, prompts, self.chat_template_kwargs)
         prompt_ids = [ids for text in texts for ids in [tokenizer(text, add_special_tokens=False)["input_ids"]]]
         repeated = [ids for ids in prompt_ids for _ in range(self.num_samples)]  # TRL's layout: each prompt G times
         overrides = {

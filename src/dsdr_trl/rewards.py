@@ -274,7 +274,8 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
         solution (`list[str]`):
             Reference answer for each completion (the dataset's `solution` column, repeated per generation).
         **kwargs:
-            Other columns and trainer-provided arguments. If `log_metric` is given, the number of completions whose
+            Other columns and trainer-provided arguments. If `log_extra` is given, the completions table gets each
+            row's extracted `answer` and its `reference`. If `log_metric` is given, the number of completions whose
             verification overran the time limit is logged as `dsdr/verifier_timeouts`, and the number the pool could
             not score as `dsdr/verifier_failures`.
 
@@ -302,6 +303,7 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
     _remember_timed_out_golds([gold for gold, outcome in gold_outcomes.items() if outcome.status == "timeout"])
 
     rewards: list[float | None] = [None] * len(completions)
+    answers: list[str | None] = [None] * len(completions)
     # Each distinct (gold, answer) pair is verified once; `pairs` maps it to the rows that share it.
     pairs: dict[tuple[str, str], list[int]] = {}
     timeouts = failures = 0
@@ -320,6 +322,7 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
         except Exception:
             answer = None
         if answer is not None and len(answer) <= MAX_ANSWER_CHARS:
+            answers[index] = answer
             pairs.setdefault((gold, answer), []).append(index)
     for rows, outcome in zip(pairs.values(), _verify_in_pool(list(pairs)), strict=True):
         for index in rows:
@@ -344,6 +347,10 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
     if callable(log_metric):
         log_metric("dsdr/verifier_timeouts", float(timeouts))
         log_metric("dsdr/verifier_failures", float(failures))
+    log_extra = kwargs.get("log_extra")
+    if callable(log_extra):
+        log_extra("answer", answers)
+        log_extra("reference", golds)
     return rewards
 
 

@@ -10,7 +10,9 @@ using the entropies of the loss forward pass that `_get_per_token_logps_and_entr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib
+import warnings
+from collections.abc import Callable, Sequence
 
 import torch
 from accelerate.utils import gather, gather_object
@@ -18,7 +20,7 @@ from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
 from . import diversity
-from .config import DSDR_PAPER, DSDRConfig
+from .config import DSDR_PAPER, DSDRConfig, DSDRSettingWarning
 from .data import hub_dataset_id
 from .encoder import diversity_text, embed_rows, load_diversity_encoder, zero3_init_disabled
 from .formulas import extract_formulas_batch
@@ -28,10 +30,8 @@ DIVERSITY_REWARD_NAME = "dsdr_diversity"
 
 
 def dsdr_diversity(completions: list, **kwargs) -> list[float | None]:
-    """Placeholder for the bonus column; `DSDRGRPOTrainer._calculate_rewards` writes the real values.
-
-    It returns `None` so that TRL's check for rows that no reward function scored still sees the user's functions.
-    """
+    """The bonus column, written by `DSDRGRPOTrainer._calculate_rewards`; `None` here, so that TRL's check for rows no
+    reward function scored still sees the user's functions only."""
     return [None] * len(completions)
 
 
@@ -46,7 +46,9 @@ class DSDRGRPOTrainer(GRPOTrainer):
 
     - `__init__`: copies the caller's reward lists, resolves the correctness reward, loads the sentence encoder outside
       DeepSpeed ZeRO-3, and appends the `dsdr_diversity` reward column;
-    - `_calculate_rewards`: computes g, the bonus and ω on the gathered generation batch;
+    - `_calculate_rewards`: computes g, the bonus and ω on the gathered generation batch, and adds each row's S_i,
+      U_i, ĝ_i, ω_i and bonus to TRL's completions table (columns `dsdr_semantic`, `dsdr_formula`, `dsdr_score`,
+      `dsdr_omega`, `dsdr_bonus`) through the channel TRL gives reward functions as `log_extra`;
     - `_generate_and_score_completions`: advantages of the shaped reward with `advantage_epsilon`; adds the per-row
       `dsdr_weight` (ω) and `dsdr_correct` (c) to the batch;
     - `_get_per_token_logps_and_entropies`: keeps the loss forward's log-probs and entropies;
@@ -94,6 +96,7 @@ class DSDRGRPOTrainer(GRPOTrainer):
                 f"DSDRGRPOTrainer needs a DSDRConfig, got {type(args).__name__}. Build the config with "
                 "`DSDRConfig(...)`: it accepts every GRPOConfig field."
             )
+        self.diversity_fn = resolve_diversity_fn(args.diversity_fn)
         # GRPOTrainer keeps the caller's lists and writes into them (loaded reward models, environment rewards, the
         # bonus column); copies leave them as the caller wrote them, e.g. for a second trainer.
         reward_funcs = list(reward_funcs) if isinstance(reward_funcs, list) else reward_funcs
@@ -118,16 +121,14 @@ class DSDRGRPOTrainer(GRPOTrainer):
 
         self.diversity_encoder = diversity_encoder
         if self.diversity_encoder is None and args.needs_diversity_scores:
-            self.diversity_encoder = self._load_diversity_encoder()
+            with zero3_init_disabled():
+                self.diversity_encoder = load_diversity_encoder(
+                    args.diversity_encoder, self.accelerator.device, args.diversity_encoder_max_length
+                )
 
-        self._dsdr_pending: dict[str, torch.Tensor] | None = None
+        self._dsdr_pending: dict | None = None
         self._dsdr_forward: tuple[torch.Tensor, torch.Tensor | None] | None = None
-
-    def _load_diversity_encoder(self):
-        with zero3_init_disabled():
-            return load_diversity_encoder(
-                self.args.diversity_encoder, self.accelerator.device, self.args.diversity_encoder_max_length
-            )
+        self._warned_no_formulas = False
 
     def _get_train_sampler(self, dataset=None):
         sampler = super()._get_train_sampler(dataset)
@@ -137,12 +138,11 @@ class DSDRGRPOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (N, k+1)
+        device = rewards_per_func.device
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
-        num_local = len(prompts)
-        process_slice = slice(
-            self.accelerator.process_index * num_local, (self.accelerator.process_index + 1) * num_local
-        )
+        rank = self.accelerator.process_index
+        local = slice(rank * len(prompts), (rank + 1) * len(prompts))  # this process's rows of the gathered batch
 
         user_rewards = rewards_per_func[:, :-1]
         correct = user_rewards[:, self._correctness_index] > self.args.correctness_threshold  # NaN -> False
@@ -150,98 +150,122 @@ class DSDRGRPOTrainer(GRPOTrainer):
         # ω, and a lone correct row gets ω = 1 whatever its score, so such groups need at least two correct rows.
         min_correct = 1 if self.args.diversity_coef > 0 else 2
         scored = (correct.view(-1, group_size).sum(dim=1) >= min_correct).repeat_interleave(group_size)
+        if not self.args.needs_diversity_scores or group_size < 2:
+            scored = torch.zeros_like(scored)
 
-        scores = self._diversity_scores(completions, scored, process_slice, group_size)
-        clipped = diversity.clip_score(scores["diversity"], self.args.diversity_clip)
-        bonus = diversity.diversity_bonus(
-            scores["diversity"], correct, self.args.diversity_coef, self.args.diversity_clip
-        )
+        semantic, formula = self._diversity_scores(prompts, completions, scored, local, group_size)
+        score = diversity.diversity_score(semantic, formula, self.args.formula_weight)
+        clipped = diversity.clip_score(score, self.args.diversity_clip)
+        bonus = diversity.diversity_bonus(score, correct, self.args.diversity_coef, self.args.diversity_clip)
         weights = diversity.coupling_weights(clipped, correct, group_size, self.args.coupling_temperature)
 
         # A row every user reward function skipped (None) stays unscorable: TRL then excludes it from the baseline.
         unscorable = torch.isnan(user_rewards).all(dim=1)
-        rewards_per_func[:, -1] = bonus.to(rewards_per_func.device).masked_fill(unscorable, float("nan"))
-
-        weighted = rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
-        rewards = weighted.nansum(dim=1)  # TRL's sum, bonus column included
-        rewards[unscorable] = torch.nan
-        advantages, std_after = diversity.group_advantages(
-            rewards, group_size, self.scale_rewards, self.args.advantage_epsilon
-        )
+        rewards_per_func[:, -1] = bonus.to(device).masked_fill(unscorable, float("nan"))
+        weighted = rewards_per_func * self.reward_weights.to(device).unsqueeze(0)
+        shaped = weighted.nansum(dim=1).masked_fill(unscorable, float("nan"))  # TRL's sum, bonus column included
         unshaped = weighted[:, :-1].nansum(dim=1).masked_fill(unscorable, float("nan"))
+        advantages, std_after = diversity.group_advantages(
+            shaped, group_size, self.scale_rewards, self.args.advantage_epsilon
+        )
         _, std_before = diversity.group_advantages(unshaped, group_size, "group", self.args.advantage_epsilon)
+        self._dsdr_pending = {"local": local, "advantages": advantages, "weights": weights, "correct": correct.float()}
 
-        pending = dict(advantages=advantages, weights=weights.to(rewards_per_func.device), correct=correct.float())
-        self._dsdr_pending = pending | {"process_slice": process_slice}
-        self._log_diversity_metrics(mode, scores, scored, correct, clipped, bonus, std_before, std_after, group_size)
+        # One value per row of this process beside TRL's columns of the completions table (TRL gathers them); g's
+        # parts are empty (None) in groups where they were not computed.
+        columns = {"dsdr_semantic": semantic, "dsdr_formula": formula, "dsdr_score": clipped}
+        columns |= {"dsdr_omega": weights, "dsdr_bonus": bonus}
+        computed = scored[local].tolist()
+        for name, values in columns.items():
+            values = values[local].tolist()
+            if name in ("dsdr_semantic", "dsdr_formula", "dsdr_score"):
+                values = [value if c else None for value, c in zip(values, computed, strict=True)]
+            self._log_completion_extra(name, values)
+        self._log_metrics(mode, columns, scored, correct, group_size)
+        for when, std in (("before", std_before), ("after", std_after)):
+            # Every row repeats its group's std, so the share of rows is the share of groups.
+            zero = torch.isclose(std, torch.zeros_like(std)).float().mean().item()
+            self._metrics[mode][f"dsdr/frac_zero_std_{when}"].append(zero)
         return rewards_per_func
 
     def _diversity_scores(
-        self, completions: Sequence, scored: torch.Tensor, process_slice: slice, group_size: int
-    ) -> dict[str, torch.Tensor]:
-        """g_i, S_i and U_i of every row of the gathered batch, identical on every process; 0 outside `scored`.
+        self, prompts: Sequence, completions: Sequence, scored: torch.Tensor, local: slice, group_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """S_i and U_i (or `diversity_fn`'s score) of every row of the gathered batch, `(N,)` each, 0 outside `scored`.
 
         Each process embeds and extracts formulas from its own completions only, and only the rows of `scored` groups
         (elsewhere no bonus or weight depends on g). Every row of such a group is needed, incorrect ones included:
         S_i and U_i of a correct row compare it with all other members. The gathers below are collectives, so every
-        process runs them whatever its rows.
+        process runs them whatever its rows, and every process ends with the same scores.
         """
-        num_rows = scored.shape[0]
-        zeros = torch.zeros(num_rows, device=scored.device)
-        if not self.args.needs_diversity_scores or group_size < 2:
-            return {"diversity": zeros, "semantic": zeros, "formula": zeros}
-
-        local_scored, args = scored[process_slice].tolist(), self.args
-        rows = zip(completions, local_scored, strict=True)
-        texts = [diversity_text(c, args.diversity_include_reasoning) for c, keep in rows if keep]
-        local_embeddings = embed_rows(
+        if not scored.any():
+            return torch.zeros_like(scored, dtype=torch.float32), torch.zeros_like(scored, dtype=torch.float32)
+        keep = scored[local].tolist()
+        rows = zip(completions, keep, strict=True)
+        texts = [diversity_text(c, self.args.diversity_include_reasoning) for c, kept in rows if kept]
+        embeddings = embed_rows(
             self.diversity_encoder,
             texts,
-            local_scored,
+            keep,
             self.accelerator.device,
-            args.diversity_encoder_batch_size,
-            args.diversity_encoder_max_length,
-            args.diversity_encoder_pooling,
+            self.args.diversity_encoder_batch_size,
+            self.args.diversity_encoder_max_length,
+            self.args.diversity_encoder_pooling,
         )
-        local_formulas = iter(extract_formulas_batch(texts, canonicalize=self.args.formula_canonicalization))
-        formulas = [sorted(next(local_formulas)) if keep else [] for keep in local_scored]
+        semantic = diversity.semantic_diversity(gather(embeddings), group_size).to(scored.device)
 
-        embeddings = gather(local_embeddings)  # (N, D)
-        all_formulas = [set(f) for f in gather_object(formulas)]
-        semantic = diversity.semantic_diversity(embeddings, group_size).to(scored.device)
-        formula = diversity.formula_uniqueness(all_formulas, group_size).to(scored.device)
-        semantic, formula = semantic * scored, formula * scored
-        return {"diversity": diversity.diversity_score(semantic, formula), "semantic": semantic, "formula": formula}
+        if self.diversity_fn is not None:
+            kept_texts = iter(texts)
+            all_texts = gather_object([next(kept_texts) if kept else None for kept in keep])
+            all_prompts = gather_object(list(prompts))
+            formula = diversity.measured_uniqueness(self.diversity_fn, all_texts, all_prompts, group_size)
+        else:
+            found = iter(extract_formulas_batch(texts, canonicalize=self.args.formula_canonicalization))
+            formulas = gather_object([next(found) if kept else frozenset() for kept in keep])
+            self._warn_if_no_formulas(formulas)
+            formula = diversity.formula_uniqueness(formulas, group_size)
+        return semantic * scored, formula.to(scored.device) * scored
 
-    def _log_diversity_metrics(self, mode, scores, scored, correct, clipped, bonus, std_before, std_after, group_size):
-        def mean_over(values: torch.Tensor, mask: torch.Tensor) -> float:
-            return values[mask].mean().item() if mask.any() else float("nan")
+    def _warn_if_no_formulas(self, formulas: Sequence[frozenset[str]]) -> None:
+        if self._warned_no_formulas or self.args.formula_weight == 0 or any(formulas):
+            return
+        self._warned_no_formulas = True
+        warnings.warn(
+            "No completion of a generation batch holds a formula ($…$, \\(…\\), \\[…\\], \\boxed{…}), so U_i = 0 and "
+            f"the diversity score is only (1 − {self.args.formula_weight:g})·S_i. For a task without formulas, set "
+            "diversity_fn to a measure that fits it, or formula_weight=0 to score the semantic distance alone.",
+            DSDRSettingWarning,
+            stacklevel=2,
+        )
 
+    def _log_metrics(self, mode: str, columns: dict, scored: torch.Tensor, correct: torch.Tensor, group_size: int):
+        """The batch's `dsdr/*` means of the per-row columns, beside TRL's metrics."""
         metrics = self._metrics[mode]
         metrics["dsdr/frac_correct"].append(correct.float().mean().item())
-        metrics["dsdr/bonus_mean"].append(bonus.mean().item())
-        metrics["dsdr/bonus_max"].append(bonus.max().item())
-        if self.args.needs_diversity_scores and group_size > 1:
-            metrics["dsdr/semantic_mean"].append(mean_over(scores["semantic"], scored))
-            metrics["dsdr/formula_mean"].append(mean_over(scores["formula"], scored))
-            metrics["dsdr/diversity_correct_mean"].append(mean_over(clipped, correct))
-        zero_std = lambda std: torch.isclose(std, torch.zeros_like(std)).view(-1, group_size)[:, 0]  # noqa: E731
-        metrics["dsdr/frac_zero_std_before"].append(zero_std(std_before).float().mean().item())
-        metrics["dsdr/frac_zero_std_after"].append(zero_std(std_after).float().mean().item())
+        metrics["dsdr/bonus_mean"].append(columns["dsdr_bonus"].mean().item())
+        metrics["dsdr/bonus_max"].append(columns["dsdr_bonus"].max().item())
+        if self.args.needs_diversity_scores and group_size > 1:  # a group of one has no diversity to measure
+            for metric, column, rows in (
+                ("semantic_mean", "dsdr_semantic", scored),
+                ("formula_mean", "dsdr_formula", scored),
+                ("diversity_correct_mean", "dsdr_score", correct),
+            ):
+                values = columns[column][rows]
+                metrics[f"dsdr/{metric}"].append(values.mean().item() if values.numel() else float("nan"))
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
         pending, self._dsdr_pending = self._dsdr_pending, None
-        process_slice = pending["process_slice"]
-        output["advantages"] = pending["advantages"][process_slice].to(output["advantages"].device)
+        local = pending["local"]
+        output["advantages"] = pending["advantages"][local].to(output["advantages"].device)
         # TRL logged its own advantages for the completions table; log the ones that train instead.
         logged = self._logs["advantages"]
         for _ in range(min(pending["advantages"].numel(), len(logged))):  # the deque may hold fewer (maxlen)
             logged.pop()
         logged.extend(pending["advantages"].tolist())
         device = output["advantages"].device
-        output["dsdr_weight"] = pending["weights"][process_slice].to(device)
-        output["dsdr_correct"] = pending["correct"][process_slice].to(device)
+        output["dsdr_weight"] = pending["weights"][local].to(device)
+        output["dsdr_correct"] = pending["correct"][local].to(device)
         return output
 
     # --- Local scale (Eq. 12–16) -----------------------------------------------------------------------------------
@@ -298,3 +322,20 @@ class DSDRGRPOTrainer(GRPOTrainer):
         dataset_name = hub_dataset_id(dataset_name)
         dataset_name = dataset_name if dataset_name and dataset_name.count("/") == 1 else None
         return super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+
+
+def resolve_diversity_fn(diversity_fn: str | Callable | None) -> Callable | None:
+    """`DSDRConfig.diversity_fn` as a callable: itself, or the function its dotted path names."""
+    if diversity_fn is None or callable(diversity_fn):
+        return diversity_fn
+    module, _, name = diversity_fn.rpartition(".")
+    try:
+        function = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ValueError(
+            f"Could not import diversity_fn={diversity_fn!r} ({error}); give the dotted path of a function that the "
+            "training process can import, such as 'my_module.my_fn'."
+        ) from error
+    if not callable(function):
+        raise ValueError(f"diversity_fn={diversity_fn!r} names a {type(function).__name__}, not a function.")
+    return function

@@ -90,6 +90,16 @@ class EvalArguments(PromptArguments):
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, bfloat16, float16 or float32."})
     device: str | None = field(default=None, metadata={"help": "Device; default: cuda if available, else cpu."})
     use_vllm: bool = field(default=False, metadata={"help": "Generate with vLLM (must be installed)."})
+    vllm_tensor_parallel_size: int = field(
+        default=1, metadata={"help": "With --use_vllm: GPUs the model is split over."}
+    )
+    vllm_max_model_length: int | None = field(
+        default=None,
+        metadata={"help": "With --use_vllm: prompt plus completion tokens; default: the model's context."},
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.9, metadata={"help": "With --use_vllm: share of each GPU's memory vLLM may take."}
+    )
     diversity_encoder: str | None = field(
         default="sentence-transformers/all-MiniLM-L6-v2",
         metadata={
@@ -211,7 +221,8 @@ def run(args: EvalArguments) -> int:
     from huggingface_hub import is_offline_mode
 
     from ..data import hub_unreachable_reason, load_math_dataset, looks_local
-    from ..evaluation import evaluate_policy, parse_ks
+    from ..generation import evaluate_policy
+    from ..metrics import parse_ks
 
     if not args.model:
         raise UsageError("--model is required (a local model directory or a Hub id).")
@@ -277,6 +288,13 @@ def run(args: EvalArguments) -> int:
         seed=args.seed,
         encoder=encoder,
         use_vllm=args.use_vllm,
+        vllm_kwargs={
+            "tensor_parallel_size": args.vllm_tensor_parallel_size,
+            "max_model_len": args.vllm_max_model_length,
+            "gpu_memory_utilization": args.vllm_gpu_memory_utilization,
+        }
+        if args.use_vllm
+        else None,
         chat_template_kwargs=args.chat_template_kwargs,
         metadata={key: value for key, value in asdict(args).items() if key != "output"},
         keep_samples=args.save_samples,

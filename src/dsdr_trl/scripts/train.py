@@ -264,7 +264,7 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any, p
 
     `processes` is the process count the batch plan is reported for (default: this run's `WORLD_SIZE`).
     """
-    from ..evaluation import parse_ks
+    from ..metrics import parse_ks
 
     dry_run = script_args.dry_run
     if not script_args.dataset_name:

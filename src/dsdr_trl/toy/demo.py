@@ -308,7 +308,8 @@ def evaluate(
     model: Any, tokenizer: Any, problems: list, settings: DemoArguments, seed: int, encoder: Any
 ) -> dict[str, Any]:
     """Samples `num_samples` completions per held-out problem and returns pass@k, avg@N and the diversity numbers."""
-    from ..evaluation import diversity_of_samples, generate_samples, score_samples, summarize
+    from ..generation import generate_samples
+    from ..metrics import diversity_of_samples, score_samples, summarize
     from .task import solution_strategy
 
     samples = generate_samples(

@@ -1,0 +1,259 @@
+"""Sampling completions for evaluation, with transformers' `generate` or vLLM, and the whole evaluation in one call.
+
+    samples = generate_samples(model, tokenizer, prompts, num_samples=16, temperature=0.7, top_p=0.9)
+    result = evaluate_policy(model, tokenizer, prompts, solutions, ks=[1, 16], num_samples=16)
+
+`evaluate_policy` runs [`generate_samples`] → [`~dsdr_trl.metrics.score_samples`] →
+[`~dsdr_trl.metrics.diversity_of_samples`] → [`~dsdr_trl.metrics.summarize`]. vLLM is imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .data import number_text
+from .metrics import EvaluationResult, diversity_of_samples, parse_ks, score_samples, summarize
+
+__all__ = ["evaluate_policy", "generate_samples", "generate_with_vllm", "prompt_texts", "vllm_model_args"]
+
+
+def prompt_texts(
+    tokenizer: Any, prompts: Sequence[str | list[dict[str, str]]], chat_template_kwargs: dict[str, Any] | None = None
+) -> list[str]:
+    """Prompts as model input text: conversations go through the chat template (with `chat_template_kwargs`, e.g.
+    `{"enable_thinking": False}`, as TRL passes `GRPOConfig.chat_template_kwargs`), strings are used as they are."""
+    from trl.data_utils import is_conversational, maybe_apply_chat_template
+
+    texts = []
+    for prompt in prompts:
+        example = {"prompt": prompt}
+        if is_conversational(example) and not getattr(tokenizer, "chat_template", None):
+            texts.append("\n\n".join(message["content"] for message in prompt))  # a base model without a template
+        else:
+            texts.append(maybe_apply_chat_template(example, tokenizer, **(chat_template_kwargs or {}))["prompt"])
+    return texts
+
+
+def generate_samples(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str | list[dict[str, str]]],
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 1024,
+    batch_size: int = 16,
+    seed: int = 0,
+    use_vllm: bool = False,
+    show_progress: bool = True,
+    chat_template_kwargs: dict[str, Any] | None = None,
+    vllm_kwargs: dict[str, Any] | None = None,
+) -> list[list[str]]:
+    """`num_samples` decoded completions (special tokens removed) for each prompt, problem by problem.
+
+    With transformers' `generate` by default, `batch_size` sequences at a time with left padding, under its own
+    `seed` (the global RNG is restored afterwards); `temperature=0` decodes greedily; `top_p`, `max_new_tokens` as
+    usual, and every other sampling knob explicit so a checkpoint's `generation_config` cannot change the protocol. A
+    conversation prompt is rendered by [`prompt_texts`] with `chat_template_kwargs` (as
+    `GRPOConfig.chat_template_kwargs`, e.g. `{"enable_thinking": False}`); a string is used as it is. With
+    `use_vllm=True`, `model` is a path or Hub id that [`generate_with_vllm`] loads with `vllm_kwargs`
+    (`tensor_parallel_size`, `max_model_len`, `gpu_memory_utilization`); a LoRA adapter directory is served as its
+    base model plus the adapter (see [`vllm_model_args`]).
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    texts = prompt_texts(tokenizer, prompts, chat_template_kwargs)
+    if vllm_kwargs and not use_vllm:
+        raise ValueError(f"vllm_kwargs {sorted(vllm_kwargs)} apply to vLLM only; pass use_vllm=True or drop them.")
+    if use_vllm:
+        sampling = dict(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+        return generate_with_vllm(model, texts, num_samples, **sampling, **(vllm_kwargs or {}))
+
+    import torch
+    from tqdm.auto import tqdm
+
+    # Sequences are laid out problem-major, so the samples of one problem are contiguous in the output.
+    rows = [index for index in range(len(texts)) for _ in range(num_samples)]
+    outputs: list[list[str]] = [[] for _ in texts]
+    padding_side, pad_token = tokenizer.padding_side, tokenizer.pad_token
+    tokenizer.padding_side = "left"  # generation appends on the right, so prompts must end at the same position
+    if pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # Every knob is explicit: a checkpoint's generation_config (Qwen's sets top_k=20, for instance) must not change
+    # the sampling protocol behind the numbers.
+    sampling: dict[str, Any] = {"do_sample": temperature > 0, "repetition_penalty": 1.0}
+    if temperature > 0:
+        sampling.update(temperature=temperature, top_p=top_p, top_k=0)
+    was_training = model.training
+    model.eval()
+    # Evaluation during training must not shift the training RNG streams.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        try:
+            progress = tqdm(total=len(rows), desc="Generating", unit="sample", disable=not show_progress)
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                # No special tokens, as TRL tokenizes prompts for training: a chat template already wrote them.
+                encoded = tokenizer(
+                    [texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
+                ).to(model.device)
+                with torch.inference_mode():
+                    generated = model.generate(
+                        **encoded, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
+                    )
+                new_tokens = generated[:, encoded["input_ids"].shape[1] :]
+                for index, completion in zip(
+                    batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True
+                ):
+                    outputs[index].append(completion)
+                progress.update(len(batch))
+            progress.close()
+        finally:
+            tokenizer.padding_side = padding_side
+            if pad_token is None:
+                tokenizer.pad_token = None
+            model.train(was_training)
+    return outputs
+
+
+def vllm_model_args(model: str) -> tuple[dict[str, Any], tuple[str, int, str] | None]:
+    """
+    How vLLM loads `model`: the keyword arguments of `vllm.LLM`, and those of a `LoRARequest` for an adapter.
+
+    A directory with `adapter_config.json` (a LoRA run of `dsdr-trl train` saves only the adapter) is served as its
+    base model (`base_model_name_or_path`) with LoRA enabled; `max_lora_rank` is the adapter's own rank `r`, raised to
+    the next value vLLM accepts (read from vLLM's `MaxLoRARanks` when it is installed). The adapter is then applied per
+    request with `LoRARequest(name, id, path)`. Anything else is loaded as it is. Returns `(LLM kwargs, LoRARequest
+    args or None)`; `ValueError` if the adapter names no base model or its rank exceeds what vLLM supports.
+    """
+    adapter_config = Path(model).expanduser() / "adapter_config.json"
+    if not adapter_config.is_file():
+        return {"model": model}, None
+    config = json.loads(adapter_config.read_text())
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise ValueError(
+            f"'{adapter_config}' names no base_model_name_or_path; set it to the model the adapter was trained on."
+        )
+    rank = int(config["r"])
+    try:
+        from typing import get_args
+
+        from vllm.config.lora import MaxLoRARanks
+
+        accepted = sorted(get_args(MaxLoRARanks))
+    except ImportError:  # without vLLM nothing will load the adapter; its rank is what it needs
+        accepted = [rank]
+    fitting = [value for value in accepted if value >= rank]
+    if not fitting:
+        raise ValueError(
+            f"The adapter in '{model}' has rank {rank}, above vLLM's largest max_lora_rank ({accepted[-1]}); "
+            "evaluate it without --use_vllm (the adapter is merged into the model)."
+        )
+    llm_kwargs = {"model": base, "enable_lora": True, "max_lora_rank": fitting[0]}
+    return llm_kwargs, ("adapter", 1, str(adapter_config.parent.resolve()))
+
+
+def generate_with_vllm(
+    model: str,
+    texts: list[str],
+    num_samples: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 1024,
+    seed: int = 0,
+    tensor_parallel_size: int = 1,
+    max_model_len: int | None = None,
+    gpu_memory_utilization: float = 0.9,
+) -> list[list[str]]:
+    """
+    `num_samples` completions of each prompt text with an offline `vllm.LLM` in this process.
+
+    `tensor_parallel_size` splits the model over that many GPUs, `max_model_len` caps prompt plus completion (default:
+    the model's context), `gpu_memory_utilization` is the share of each GPU vLLM may take. Generation is not split
+    across processes: one engine already batches every request of the evaluation over its GPUs (continuous
+    batching), and a second engine per process would load the model again and need vLLM's own data-parallel launch;
+    use `tensor_parallel_size` to spread a model over several GPUs.
+    """
+    try:
+        from vllm import LLM, SamplingParams
+        from vllm.lora.request import LoRARequest
+    except ImportError as error:
+        raise ImportError("use_vllm=True needs vLLM: pip install 'trl[vllm]'.") from error
+    if not isinstance(model, str):
+        raise ValueError("With use_vllm=True, pass the model as a local path or Hub id, not a loaded model.")
+    llm_kwargs, lora = vllm_model_args(model)
+    llm = LLM(**llm_kwargs, seed=seed, tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
+              gpu_memory_utilization=gpu_memory_utilization)  # fmt: skip
+    params = SamplingParams(
+        n=num_samples,
+        temperature=temperature,
+        top_p=top_p if temperature > 0 else 1.0,
+        top_k=0,  # all tokens; the checkpoint's generation_config must not change the protocol
+        repetition_penalty=1.0,
+        max_tokens=max_new_tokens,
+        seed=seed,
+    )
+    lora_request = LoRARequest(*lora) if lora is not None else None
+    outputs = llm.generate(texts, params, lora_request=lora_request)
+    return [[choice.text for choice in request.outputs] for request in outputs]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def evaluate_policy(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str | list[dict[str, str]]],
+    solutions: Sequence[str],
+    ks: Sequence[int] | str = (1,),
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 1024,
+    batch_size: int = 16,
+    seed: int = 0,
+    encoder: Any | None = None,
+    reward_func: Callable[..., list[float | None]] | None = None,
+    use_vllm: bool = False,
+    show_progress: bool = True,
+    metadata: dict[str, Any] | None = None,
+    keep_samples: bool = False,
+    chat_template_kwargs: dict[str, Any] | None = None,
+    vllm_kwargs: dict[str, Any] | None = None,
+) -> EvaluationResult:
+    """
+    Generates, scores and summarises in one call: [`generate_samples`] → [`score_samples`] →
+    [`diversity_of_samples`] → [`summarize`]. Arguments are those of the four functions; `ks` is checked against
+    `num_samples` before anything is generated. With `keep_samples=True` each problem's record also holds its
+    `samples` and `correct` flags.
+    """
+    ks = parse_ks(ks, num_samples)
+    samples = generate_samples(
+        model,
+        tokenizer,
+        prompts,
+        num_samples=num_samples,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+        use_vllm=use_vllm,
+        show_progress=show_progress,
+        chat_template_kwargs=chat_template_kwargs,
+        vllm_kwargs=vllm_kwargs,
+    )
+    correct = score_samples(samples, solutions, reward_func, show_progress=show_progress)
+    diversity = diversity_of_samples(samples, correct, encoder)
+    extra = [{"solution": number_text(solution) or str(solution)} for solution in solutions]
+    if keep_samples:
+        for record, group, flags in zip(extra, samples, correct, strict=True):
+            record.update(samples=list(group), correct=list(flags))
+    return summarize(samples, correct, ks, diversity=diversity, extra=extra, metadata=metadata)
