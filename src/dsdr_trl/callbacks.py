@@ -20,7 +20,6 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback
 
-from .data import number_text
 from .evaluation import EvaluationResult, evaluate_policy, parse_ks
 
 __all__ = ["PassAtKCallback"]
@@ -157,7 +156,7 @@ class PassAtKCallback(TrainerCallback):
         samples = [decoded[i * self.num_samples : (i + 1) * self.num_samples] for i in range(len(prompts))]
         correct = score_samples(samples, solutions)
         diversity = diversity_of_samples(samples, correct, self.encoder)
-        extra = [{"solution": number_text(solution) or str(solution)} for solution in solutions]
+        extra = [{"solution": solution} for solution in solutions]
         return summarize(samples, correct, self.ks, diversity=diversity, extra=extra)
 
     def on_train_begin(self, args, state, control, **kwargs):

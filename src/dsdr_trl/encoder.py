@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import DEFAULT_DIVERSITY_ENCODER
+from .formulas import completion_text, message_text
 
 __all__ = [
     "ENCODER_CHARS_PER_TOKEN",
@@ -51,16 +52,6 @@ MAX_WINDOWS = 64
 REASONING_KEYS = ("reasoning_content", "thinking")
 
 
-def _message_text(content: Any) -> str | None:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # multimodal message: typed parts, of which only text is embedded
-        texts = [part.get("text") for part in content if isinstance(part, dict) and part.get("type") == "text"]
-        if texts and all(isinstance(text, str) for text in texts):
-            return "".join(texts)
-    return None
-
-
 def reasoning_text(completion: Any) -> str | None:
     """The whole reasoning chain of a conversational completion whose `<think>` block TRL parsed, or `None`.
 
@@ -78,7 +69,7 @@ def reasoning_text(completion: Any) -> str | None:
         for key in REASONING_KEYS:
             if isinstance(message.get(key), str) and message[key].strip():
                 parts.append(message[key].strip())
-        content = _message_text(message.get("content"))
+        content = message_text(message.get("content"))
         if content and content.strip():
             parts.append(content.strip())
     return "\n\n".join(parts)
@@ -86,8 +77,6 @@ def reasoning_text(completion: Any) -> str | None:
 
 def diversity_text(completion: Any, include_reasoning: bool = True) -> str:
     """The text whose S_i and U_i are scored: the completion, with its parsed reasoning chain when asked and present."""
-    from .rewards import completion_text
-
     text = reasoning_text(completion) if include_reasoning else None
     return text if text is not None else completion_text(completion) or ""
 

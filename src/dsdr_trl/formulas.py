@@ -90,6 +90,7 @@ __all__ = [
     "MAX_FORMULA_CHARS",
     "MAX_SPAN_CHARS",
     "MAX_TEXT_CHARS",
+    "completion_text",
     "extract_formulas",
     "extract_formulas_batch",
 ]
@@ -240,6 +241,28 @@ _SCRIPT_BRACES = re.compile(r"(\\[^A-Za-z])|([\^_])\{([^{}\\])\}|([\^_])\{(\\[A-
 _BRACE_TOKEN = re.compile(r"\\.|[{}]", re.DOTALL)
 _MEANINGFUL = re.compile(r"[^\W_]|\\[A-Za-z]")
 _TRAILING_PUNCTUATION = ".,;:"
+
+
+def message_text(content: Any) -> str | None:
+    """Text of a message's `content`: a string, or the text parts of a multimodal list of typed parts joined; `None`
+    if it holds no text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # a multimodal message: typed parts, of which only text holds reasoning or answers
+        texts = [part.get("text") for part in content if isinstance(part, dict) and part.get("type") == "text"]
+        if texts and all(isinstance(text, str) for text in texts):
+            return "".join(texts)
+    return None
+
+
+def completion_text(completion: Any) -> str | None:
+    """Text of a TRL completion: a string (standard) or a list of messages whose last one is the answer
+    (conversational); `None` if it has no text. The verifier, the encoder and the formulas read completions through it."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        return message_text(completion[-1].get("content"))
+    return None
 
 
 def _coerce_text(text: Any) -> str:
