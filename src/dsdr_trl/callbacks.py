@@ -21,6 +21,7 @@ from typing import Any
 from transformers import Trainer, TrainerCallback
 
 from .evaluation import EvaluationResult, evaluate_policy, parse_ks
+from .rewards import number_text
 
 __all__ = ["PassAtKCallback"]
 
@@ -156,7 +157,7 @@ class PassAtKCallback(TrainerCallback):
         samples = [decoded[i * self.num_samples : (i + 1) * self.num_samples] for i in range(len(prompts))]
         correct = score_samples(samples, solutions)
         diversity = diversity_of_samples(samples, correct, self.encoder)
-        extra = [{"solution": solution} for solution in solutions]
+        extra = [{"solution": number_text(solution) or str(solution)} for solution in solutions]
         return summarize(samples, correct, self.ks, diversity=diversity, extra=extra)
 
     def on_train_begin(self, args, state, control, **kwargs):

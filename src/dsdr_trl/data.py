@@ -41,8 +41,6 @@ from typing import Any
 
 from huggingface_hub import is_offline_mode
 
-from .rewards import number_text
-
 __all__ = [
     "DATASETS",
     "LOCAL_SUFFIXES",
@@ -321,8 +319,9 @@ def _answer_text(value: Any) -> str | None:
     if isinstance(value, (list, tuple)):
         return _answer_text(value[0]) if value else ""
     if isinstance(value, (numbers.Real, Decimal)) and not isinstance(value, bool):
-        # NaN and infinities are missing answers, as an empty cell is.
-        return number_text(value) or ""
+        from .rewards import number_text  # the verifier imports TRL and SymPy, which `--help` should not wait for
+
+        return number_text(value) or ""  # NaN and infinities are missing answers, as an empty cell is
     if value is None:
         return ""
     if not isinstance(value, str):

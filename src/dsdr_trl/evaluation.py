@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .rewards import number_text
+
 __all__ = [
     "DIVERSITY_METRICS",
     "SCORING_CHUNK",
@@ -657,7 +659,7 @@ def evaluate_policy(
     )
     correct = score_samples(samples, solutions, reward_func, show_progress=show_progress)
     diversity = diversity_of_samples(samples, correct, encoder)
-    extra = [{"solution": solution} for solution in solutions]
+    extra = [{"solution": number_text(solution) or str(solution)} for solution in solutions]
     if keep_samples:
         for record, group, flags in zip(extra, samples, correct, strict=True):
             record.update(samples=list(group), correct=list(flags))

@@ -1,11 +1,7 @@
-"""
-Verifiable rewards for math RL with [`~trl.GRPOTrainer`].
-
-A reward function takes `completions` plus every dataset column as a keyword argument (one value per completion) and
-returns one float per completion, or `None` to mark a sample that cannot be scored. Completions are model outputs, so
-everything here treats them as hostile: answer extraction is a linear scan, and all SymPy work (parsing and
-verification with math-verify) runs in worker processes under a hard per-item time limit
-(see [`~dsdr_trl._time_limit.run_with_time_limit`]).
+"""Verifiable rewards for math RL with [`~trl.GRPOTrainer`], with TRL's signature: `completions` and every dataset
+column as keyword arguments in, one float (or `None`: not scored) per completion out. Completions are treated as
+hostile: answer extraction is a linear scan, and all SymPy work (math-verify) runs in worker processes under a hard
+per-item time limit ([`~dsdr_trl._time_limit.run_with_time_limit`]).
 """
 
 from __future__ import annotations
@@ -69,8 +65,8 @@ _overran_lock = threading.Lock()
 def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
     # A forward scan keeps the cost linear; searching backwards from each candidate start could be quadratic.
     last = None
-    for match in pattern.finditer(text):
-        last = match
+    for last in pattern.finditer(text):  # noqa: B007 - the loop variable is the result
+        pass
     return last
 
 
@@ -97,8 +93,7 @@ def _last_answer_line(text: str) -> str | None:
     label = _last_match(_ANSWER_LABEL, text)
     if label is None:
         return None
-    rest = text[label.end() :]
-    line, _, following = rest.partition("\n")
+    line, _, following = text[label.end() :].partition("\n")
     if not line.strip(" \t*"):
         line = next((candidate for candidate in following.split("\n", 8) if candidate.strip()), "")
     return line
@@ -109,18 +104,13 @@ def _last_math_span(text: str) -> tuple[int, str] | None:
     spans: list[tuple[int, str]] = []
     # `\$` is a literal dollar sign; blank it out (same length, so offsets stay valid) before pairing delimiters.
     # `$$` becomes one `$` placed where the closing one of a pair ends, keeping offsets exact.
-    dollars = text.replace("\\$", "  ").replace("$$", " $")
-    pieces = dollars.split("$")
+    pieces = text.replace("\\$", "  ").replace("$$", " $").split("$")
     # Pieces at odd indices lie between a pair of `$`; the last piece is unterminated when the count of `$` is odd.
     offset = 0
-    end_of_last_pair = None
-    content_of_last_pair = None
     for index, piece in enumerate(pieces[:-1]):
         offset += len(piece) + 1
         if index % 2 == 1 and piece.strip():
-            end_of_last_pair, content_of_last_pair = offset, piece
-    if content_of_last_pair is not None and end_of_last_pair is not None:
-        spans.append((end_of_last_pair, content_of_last_pair))
+            spans = [(offset, piece)]  # the last pair so far
     for opening, closing in (("\\(", "\\)"), ("\\[", "\\]")):
         close = text.rfind(closing)
         if close > 0:
@@ -150,23 +140,14 @@ def _clean_answer(answer: str) -> str:
 
 def extract_answer(text: str, answer_extraction: str = "lenient") -> str | None:
     r"""
-    Extracts the final answer from a model completion.
+    The final answer of a completion's text, without surrounding whitespace, markdown emphasis and a trailing period;
+    `None` if nothing answer-like is found.
 
-    `"lenient"`, in order of preference: the content of the last `\boxed{...}` (or `\fbox{...}`), braces matched; the
-    rest of the last `Answer: ...` line (the format DAPO-Math-17k prompts ask for); the last math span (`$...$`,
-    `\(...\)`, `\[...\]`) or the last number, whichever ends later. `"strict"`: the last `\boxed{...}` only, as TRL's
-    and lighteval's verifiers read completions. Only the last [`MAX_SCAN_CHARS`] characters are searched and every
-    step is linear in their length, so any input is safe.
-
-    Args:
-        text (`str`):
-            The completion text.
-        answer_extraction (`str`, *optional*, defaults to `"lenient"`):
-            One of [`ANSWER_EXTRACTION`].
-
-    Returns:
-        `str` or `None`: The answer with surrounding whitespace, markdown emphasis and a trailing period removed, or
-        `None` if nothing answer-like was found.
+    `answer_extraction="lenient"`, in order of preference: the content of the last `\boxed{...}` (or `\fbox{...}`),
+    braces matched; the rest of the last `Answer: ...` line (the format DAPO-Math-17k prompts ask for); the last math
+    span (`$...$`, `\(...\)`, `\[...\]`) or the last number, whichever ends later. `"strict"`: the last `\boxed{...}`
+    only, as TRL's and lighteval's verifiers read completions. Only the last [`MAX_SCAN_CHARS`] characters are
+    searched, each step linear in their length, so any input is safe.
 
     Example:
     ```python
@@ -180,37 +161,25 @@ def extract_answer(text: str, answer_extraction: str = "lenient") -> str | None:
     if not isinstance(text, str):
         return None
     text = text[-MAX_SCAN_CHARS:]
+    boxed = _last_boxed(text)
     if answer_extraction == "strict":
-        boxed = _last_boxed(text)
-        return (_clean_answer(boxed) or None) if boxed is not None else None
-    for extracted in (_last_boxed(text), _last_answer_line(text)):
+        return None if boxed is None else _clean_answer(boxed) or None
+    for extracted in (boxed, _last_answer_line(text)):
         if extracted is not None and (cleaned := _clean_answer(extracted)):
             return cleaned
     candidates = [candidate for candidate in (_last_math_span(text), _last_number(text)) if candidate is not None]
-    if not candidates:
-        return None
-    return _clean_answer(max(candidates)[1]) or None
+    return _clean_answer(max(candidates)[1]) or None if candidates else None
 
 
 def number_text(value: Any) -> str | None:
     """
-    A number as a reference answer: positional decimal digits, never an exponent, of any size.
+    A number (Python or NumPy, any width and size, `Decimal`, `Fraction`; not `bool`) as a reference answer:
+    positional digits, never an exponent; `None` for NaN, an infinity or anything that is not a number.
 
-    `str(1e20)` is `1e+20` and `str(0.00001)` is `1e-05`, which math-verify reads as expressions in Euler's number;
-    written positionally (`100000000000000000000`, `0.00001`) they are the numbers they stand for. Floats keep the
-    shortest digits that round-trip in their own precision (`numpy.float32(0.1)` is `0.1`), and an integral value
-    loses its `.0` (`3.0` is `3`, as an integer column writes it; math-verify takes `3` and `3.0` as equal). Integers
-    are written through `Decimal`, which has no limit on their digits (`str` refuses more than 4,300).
-
-    Args:
-        value (`Any`):
-            Python and NumPy integers and floats (any width) and `Decimal` are numbers; `bool` (and `numpy.bool_`) is
-            not.
-
-    Returns:
-        `str | None`: The text, `None` for NaN, an infinity or anything that is not a number.
-
-    Example:
+    math-verify reads `str(1e20)` = `1e+20` as an expression in Euler's number; `100000000000000000000` is the number.
+    Floats keep the shortest digits that round-trip in their own precision (`numpy.float32(0.1)` is `0.1`), an
+    integral value loses its `.0`, and integers go through `Decimal`, which has no limit on their digits (`str` refuses
+    more than 4,300).
 
     ```python
     >>> [number_text(value) for value in (1e20, 1e-05, 2.5, 3.0, -7, float("nan"), True)]
@@ -225,10 +194,8 @@ def number_text(value: Any) -> str | None:
     exact = Decimal(int(value)) if isinstance(value, numbers.Integral) else Decimal(str(value))
     if not exact.is_finite():
         return None
-    if exact.is_zero():
-        return "0"
     text = format(exact, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    return "0" if exact.is_zero() else text.rstrip("0").rstrip(".") if "." in text else text
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -287,9 +254,6 @@ def _verify(gold_and_answer: tuple[str, str | None]) -> float:
     return float(math_verify.verify(gold_parsed, prediction, timeout_seconds=None))
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-
-
 def _gold_text(solution: Any) -> str | None:
     """The reference as text; `None` (not scored) when empty, not text or a number, or longer than any answer that is
     parsed may be (a 5,000-digit number, for instance)."""
@@ -316,6 +280,15 @@ def _verify_items(items: list[tuple[str, str | None]]) -> list[Outcome]:
     return [outcomes.get(item, Outcome("timeout")) for item in items]
 
 
+def _answer(completion: Any, answer_extraction: str) -> str | None:
+    try:
+        text = completion_text(completion)
+        answer = extract_answer(text, answer_extraction) if text is not None else None
+    except Exception:
+        return None
+    return answer if answer is not None and len(answer) <= MAX_ANSWER_CHARS else None
+
+
 def _accuracy(
     completions: list[Any], solution: list[Any], answer_extraction: str, **kwargs: Any
 ) -> list[float | None]:
@@ -324,54 +297,44 @@ def _accuracy(
         raise ValueError(
             f"Got {len(completions)} completions but {len(golds)} solutions; expected one per completion."
         )
-    # References go first, in their own batch, so that the answers of an unusable (or overrunning) reference are not
-    # sent at all: each would check that reference again and could overrun again.
-    distinct_golds = [gold for gold in dict.fromkeys(golds) if gold is not None]
-    gold_outcomes = dict(zip(distinct_golds, _verify_items([(gold, None) for gold in distinct_golds]), strict=True))
-
+    # References are checked first, in their own batch, so that the answers of one that cannot be used (or overruns)
+    # are not sent at all: each would check that reference again.
+    checks = {(gold, None): None for gold in golds if gold is not None}
+    checks = dict(zip(checks, _verify_items(list(checks)), strict=True))
+    # The item that decides each row: its reference's check if that failed, else its (reference, answer) pair.
+    rows: dict[tuple[str, str | None], list[int]] = {}
     rewards: list[float | None] = [None] * len(completions)
-    # Each distinct (gold, answer) pair is verified once; `pairs` maps it to the rows that share it.
-    pairs: dict[tuple[str, str], list[int]] = {}
-    timeouts = failures = 0
-    failure_reasons = [outcome.value for outcome in gold_outcomes.values() if outcome.status == "unavailable"]
     for index, (completion, gold) in enumerate(zip(completions, golds, strict=True)):
-        gold_outcome = gold_outcomes.get(gold)  # None: no reference
-        if gold_outcome is None or gold_outcome.status != "ok" or not gold_outcome.value:
-            if gold_outcome is not None:
-                timeouts += gold_outcome.status == "timeout"
-                failures += gold_outcome.status == "unavailable"
+        if gold is None:
             continue
-        rewards[index] = 0.0
-        try:
-            text = completion_text(completion)
-            answer = extract_answer(text, answer_extraction) if text is not None else None
-        except Exception:
-            answer = None
-        if answer is not None and len(answer) <= MAX_ANSWER_CHARS:
-            pairs.setdefault((gold, answer), []).append(index)
-    for rows, outcome in zip(pairs.values(), _verify_items(list(pairs)), strict=True):
-        for index in rows:
-            # An overrun or an error scores 0.0 (already set); a pair the pool could not run is not scored.
-            if outcome.status == "ok":
-                rewards[index] = outcome.value
-            elif outcome.status == "unavailable":
-                rewards[index] = None
-        timeouts += len(rows) * (outcome.status == "timeout")
-        failures += len(rows) * (outcome.status == "unavailable")
-        if outcome.status == "unavailable":
-            failure_reasons.append(outcome.value)
-
-    if failures:
+        answer = _answer(completion, answer_extraction) if checks[gold, None] == ("ok", 1.0) else None
+        if answer is None and checks[gold, None] == ("ok", 1.0):
+            rewards[index] = 0.0  # no answer, or one too long to parse
+        else:
+            rows.setdefault((gold, answer), []).append(index)
+    pairs = [item for item in rows if item[1] is not None]
+    outcomes = {**checks, **dict(zip(pairs, _verify_items(pairs), strict=True))}
+    counts = {"timeout": 0, "unavailable": 0}
+    for item, indices in rows.items():
+        status, value = outcomes[item]
+        # A reference that failed its check leaves its rows unscored; an answer that overran or failed scores 0.0.
+        reward = None if item[1] is None or status == "unavailable" else value if status == "ok" else 0.0
+        for index in indices:
+            rewards[index] = reward
+        if status in counts:
+            counts[status] += len(indices)
+    if counts["unavailable"]:
+        reason = next(value for status, value in outcomes.values() if status == "unavailable")
         warnings.warn(
-            f"The verifier's worker pool could not score {failures} of {len(completions)} completions "
-            f"({failure_reasons[0]}); their rewards are None. The next call starts a new pool.",
+            f"The verifier's worker pool could not score {counts['unavailable']} of {len(completions)} completions "
+            f"({reason}); their rewards are None. The next call starts a new pool.",
             RuntimeWarning,
             stacklevel=3,
         )
     log_metric = kwargs.get("log_metric")
     if callable(log_metric):
-        log_metric("dsdr/verifier_timeouts", float(timeouts))
-        log_metric("dsdr/verifier_failures", float(failures))
+        log_metric("dsdr/verifier_timeouts", float(counts["timeout"]))
+        log_metric("dsdr/verifier_failures", float(counts["unavailable"]))
     return rewards
 
 
@@ -379,14 +342,12 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
     r"""
     Scores 1.0 for a completion whose final answer is mathematically equivalent to the reference, else 0.0.
 
-    The answer is found with [`extract_answer`] and compared with math-verify (`verify(gold, prediction)`). A bare
-    reference such as `34` or `\frac{1}{2}` works, as does one wrapped in `$...$` or `\boxed{}`; a number is written
-    with [`number_text`]. Parsing and verification run in worker processes (one per core by default, see
-    [`verifier_workers`]) with a hard limit of [`VERIFY_TIME_LIMIT_SECONDS`] per item, so this is safe to call from
-    any thread and on any text: an overrun, an answer longer than [`MAX_ANSWER_CHARS`], non-text content and any
-    error score 0.0. Each distinct (reference, answer) pair is verified once per call, and an item that overran is
-    remembered, so that it costs the limit once per process. It never raises for a problem of the pool: rows the pool
-    could not score get `None`, with a `RuntimeWarning`.
+    The answer found by [`extract_answer`] is compared with math-verify (`verify(gold, prediction)`) against a bare
+    reference (`34`, `\frac{1}{2}`, a number) or one in `$...$` or `\boxed{}`. Each distinct (reference, answer) pair
+    is verified once per call, in worker processes ([`verifier_workers`]) with a hard limit of
+    [`VERIFY_TIME_LIMIT_SECONDS`] per item, so any thread and any text are safe: an overrun, an answer longer than
+    [`MAX_ANSWER_CHARS`], non-text content and any error score 0.0. An item that overran is remembered and costs the
+    limit once per process. Nothing is raised for a problem of the pool: its rows get `None`, with a `RuntimeWarning`.
 
     Two ways to find the answer, chosen with [`make_accuracy_reward`] (this function is the lenient one):
 
@@ -399,18 +360,17 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
 
     Args:
         completions (`list[str]` or `list[list[dict[str, str]]]`):
-            Model completions: strings, or conversations whose last message's `"content"` is scored.
+            Strings, or conversations whose last message's `"content"` is scored.
         solution (`list[str]`):
-            Reference answer for each completion (the dataset's `solution` column, repeated per generation).
+            The reference answer of each completion (the dataset's `solution` column, repeated per generation).
         **kwargs:
-            Other columns and trainer-provided arguments. If `log_metric` is given, the number of completions that were
-            not scored because an item overran the time limit (now or in an earlier call) is logged as
-            `dsdr/verifier_timeouts`, and the number the pool could not score as `dsdr/verifier_failures`.
+            Other columns and trainer-provided arguments. With `log_metric`, the completions whose item overran (now or
+            in an earlier call) are counted in `dsdr/verifier_timeouts`, those the pool could not score in
+            `dsdr/verifier_failures`.
 
     Returns:
-        `list[float | None]`: One reward per completion; `None` where the reference itself cannot be parsed or compared
-        within the limit (named once in a `RuntimeWarning`), or the pool could not score the completion, so that the
-        trainer skips the sample instead of treating it as wrong.
+        `list[float | None]`: `None` where the reference cannot be parsed or compared within the limit (named once in
+        a `RuntimeWarning`) or the pool could not score the row: the trainer skips the sample rather than count it wrong.
 
     Example:
     ```python
@@ -422,17 +382,8 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
 
 
 def make_accuracy_reward(answer_extraction: str = "lenient") -> Callable[..., list[float | None]]:
-    """
-    [`accuracy_reward`] with the given way of finding the answer; its `__name__` stays `"accuracy_reward"`, the name
-    TRL gives its metric.
-
-    Args:
-        answer_extraction (`str`, *optional*, defaults to `"lenient"`):
-            One of [`ANSWER_EXTRACTION`] (see [`accuracy_reward`]).
-
-    Raises:
-        `ValueError`: If `answer_extraction` is not one of [`ANSWER_EXTRACTION`].
-    """
+    """[`accuracy_reward`] finding the answer the `answer_extraction` way (one of [`ANSWER_EXTRACTION`], else
+    `ValueError`); its `__name__` stays `"accuracy_reward"`, after which TRL names the metric."""
     _check_extraction(answer_extraction)
     if answer_extraction == "lenient":
         return accuracy_reward
@@ -446,21 +397,16 @@ def make_accuracy_reward(answer_extraction: str = "lenient") -> Callable[..., li
 
 def _trl_reward_funcs() -> dict[str, Callable[..., list[float | None]]]:
     """TRL's reward functions under the names `trl grpo --reward_funcs` accepts, built as TRL's script builds them."""
-    from trl.rewards import (
-        accuracy_reward as trl_accuracy_reward,
-    )
-    from trl.rewards import (
-        get_soft_overlong_punishment,
-        reasoning_accuracy_reward,
-        think_format_reward,
-    )
+    from trl import rewards
 
     return {
-        "accuracy_reward": trl_accuracy_reward,
-        "reasoning_accuracy_reward": reasoning_accuracy_reward,
-        "think_format_reward": think_format_reward,
+        "accuracy_reward": rewards.accuracy_reward,
+        "reasoning_accuracy_reward": rewards.reasoning_accuracy_reward,
+        "think_format_reward": rewards.think_format_reward,
         # trl/scripts/grpo.py's values; `get_reward_func(..., max_completion_length=N)` scales them to the run.
-        "get_soft_overlong_punishment": get_soft_overlong_punishment(max_completion_len=1280, soft_punish_cache=256),
+        "get_soft_overlong_punishment": rewards.get_soft_overlong_punishment(
+            max_completion_len=1280, soft_punish_cache=256
+        ),
     }
 
 
@@ -471,23 +417,11 @@ REWARD_FUNCS: dict[str, Callable[..., list[float | None]]] = {"accuracy": accura
 
 def get_reward_func(name: str, max_completion_length: int | None = None) -> Callable[..., list[float | None]]:
     """
-    Resolves a reward function from a short name or a dotted import path.
-
-    Args:
-        name (`str`):
-            A key of [`REWARD_FUNCS`] (`"accuracy"`, or TRL's `"accuracy_reward"`, `"reasoning_accuracy_reward"`,
-            `"think_format_reward"`, `"get_soft_overlong_punishment"`), or a dotted path such as
-            `"my_package.rewards.my_reward"`, imported from `sys.path` (the command line puts the working directory
-            on it, as `trl grpo` does).
-        max_completion_length (`int`, *optional*):
-            The run's completion cap. When given, `get_soft_overlong_punishment` punishes the last fifth of it (TRL's
-            own 256 of 1280) instead of TRL's fixed 1280-token window.
-
-    Returns:
-        `Callable`: The reward function.
-
-    Raises:
-        `ValueError`: If `name` is neither a known name nor an importable dotted path to a callable.
+    The reward function named `name`: a key of [`REWARD_FUNCS`] (`"accuracy"`, or TRL's `"accuracy_reward"`,
+    `"reasoning_accuracy_reward"`, `"think_format_reward"`, `"get_soft_overlong_punishment"`), or a dotted path such as
+    `"my_package.rewards.my_reward"` imported from `sys.path` (the command line puts the working directory on it, as
+    `trl grpo` does); else `ValueError`. Given the run's `max_completion_length`, `get_soft_overlong_punishment`
+    punishes its last fifth (TRL's own 256 of 1280) instead of TRL's fixed 1280-token window.
     """
     if name == "get_soft_overlong_punishment" and max_completion_length is not None:
         from trl.rewards import get_soft_overlong_punishment

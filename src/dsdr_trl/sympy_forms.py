@@ -9,11 +9,8 @@ what the parser itself evaluates (it reduces numeric fractions and binomials), s
 and `x^2+2x+1`, stay different formulas: they are different reasoning steps. A formula that fails to parse, times
 out, prints longer than `dsdr_trl.formulas.MAX_FORMULA_CHARS`, is longer than `SYMPY_MAX_FORMULA_CHARS`, carries a
 digest or contains a prime `'` (which latex2sympy silently drops) keeps its string form, so a set can mix both kinds.
-Parsing costs a few milliseconds per formula and runs in the verifier's worker processes
-(`dsdr_trl._time_limit.run_with_time_limit`) under a hard per-formula limit, since a short string such as
-`\binom{100000000}{50000000}` keeps SymPy busy in C code for minutes. A batch makes one worker call for all its
-distinct uncached formulas; results (timeouts included, so a hostile formula costs its time only once) are cached
-in this process.
+Parsing runs in the verifier's worker processes under a hard per-formula limit (`\binom{100000000}{50000000}` keeps
+SymPy busy in C code for minutes), one call per batch; results, timeouts included, are cached in this process.
 """
 
 from __future__ import annotations
@@ -33,10 +30,7 @@ __all__ = ["SYMPY_MAX_FORMULA_CHARS", "canonical_forms"]
 
 SYMPY_MAX_FORMULA_CHARS = 300
 
-# The functions up to `_sympy_canonical` run in the worker processes.
-
-
-# Operators whose argument order carries no meaning; their canonical arguments are sorted.
+# The functions up to `_sympy_canonical` run in the worker processes. Operators whose argument order carries no meaning; their canonical arguments are sorted.
 _UNORDERED_HEADS = frozenset(
     {"Add", "Mul", "Equality", "Unequality", "And", "Or", "Xor", "FiniteSet", "Union", "Intersection", "Max", "Min"}
     | {"gcd", "lcm"}
