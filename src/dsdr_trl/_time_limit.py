@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -154,9 +154,10 @@ def run_with_time_limit(fn: Callable[[Any], Any], items: Sequence[Any], seconds:
     except Exception as error:  # the pool could not start, or broke since it was checked
         shutdown_pool()
         return [Outcome("unavailable", f"the pool could not run items ({error!r})")] * len(items)
-    stuck_after, done, pending = seconds + STARTUP_TIMEOUT_SECONDS, True, set(futures)
-    while pending and done:  # until every item is done, or none was done for `stuck_after`
-        done, pending = wait(pending, timeout=stuck_after, return_when=FIRST_COMPLETED)
+    stuck_after, finished = seconds + STARTUP_TIMEOUT_SECONDS, -1
+    while finished < len(futures):  # until every item is done, or none was in the last `stuck_after` seconds
+        done = len(wait(futures, timeout=stuck_after).done)
+        finished = len(futures) if done == finished else done
     outcomes = [_outcome(future, stuck_after) for future in futures]
     if any(status == "unavailable" for status, _ in outcomes) and pool is _pool:
         shutdown_pool()
