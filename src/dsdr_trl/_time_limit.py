@@ -7,6 +7,7 @@ its clock when a worker takes it (after the worker's `initializer`) and kills an
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -90,13 +91,11 @@ def _own(pool: ProcessPool, started: threading.Event) -> None:
     # PR_SET_PDEATHSIG fires when the *thread* that started a worker exits, and pebble starts the first workers from the
     # thread that first uses the pool (the later ones from its own): they are started from this thread, which lives as
     # long as the pool, so that a caller's short-lived thread does not take them down.
-    try:
-        running = pool.active
-    except Exception:  # e.g. a daemonic process may not start processes; `schedule` reports it
-        running = False
+    with contextlib.suppress(Exception):  # e.g. a daemonic process may not start processes; `schedule` reports it
+        while pool.active:
+            started.set()
+            time.sleep(1.0)
     started.set()
-    while running and pool.active:
-        time.sleep(1.0)
 
 
 def _current_pool() -> ProcessPool:

@@ -610,9 +610,8 @@ def extract_formulas_batch(
             Hard wall-time limit per formula for the SymPy conversion; a formula that overruns keeps its string form.
             Unused when `canonicalize="none"`.
         stats (`dict[str, int]`, *optional*):
-            Passed to `map_with_time_limit`: `stats["timeouts"]` and `stats["errors"]` are incremented by the number
-            of formulas whose conversion overran or failed (parse errors included). Formulas served from the cache
-            are not counted again.
+            `stats["timeouts"]` and `stats["errors"]` are incremented by the number of formulas whose conversion
+            overran or failed (parse errors included). Formulas served from the cache are not counted again.
 
     Returns:
         `list[set[str]]`: One new set per text, in order. Every formula is non-empty and at most `MAX_FORMULA_CHARS`
