@@ -307,8 +307,9 @@ def _accuracy(
     for index, (completion, gold) in enumerate(zip(completions, golds, strict=True)):
         if gold is None:
             continue
-        answer = _answer(completion, answer_extraction) if checks[gold, None] == ("ok", 1.0) else None
-        if answer is None and checks[gold, None] == ("ok", 1.0):
+        usable = checks[gold, None] == ("ok", 1.0)
+        answer = _answer(completion, answer_extraction) if usable else None
+        if usable and answer is None:
             rewards[index] = 0.0  # no answer, or one too long to parse
         else:
             rows.setdefault((gold, answer), []).append(index)
