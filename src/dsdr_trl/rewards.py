@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from cachetools import FIFOCache, LRUCache
+from trl import rewards as trl_rewards
 
 from ._time_limit import Outcome, run_with_time_limit, verifier_workers
 from .formulas import completion_text
@@ -396,24 +397,17 @@ def make_accuracy_reward(answer_extraction: str = "lenient") -> Callable[..., li
     return reward
 
 
-def _trl_reward_funcs() -> dict[str, Callable[..., list[float | None]]]:
-    """TRL's reward functions under the names `trl grpo --reward_funcs` accepts, built as TRL's script builds them."""
-    from trl import rewards
-
-    return {
-        "accuracy_reward": rewards.accuracy_reward,
-        "reasoning_accuracy_reward": rewards.reasoning_accuracy_reward,
-        "think_format_reward": rewards.think_format_reward,
-        # trl/scripts/grpo.py's values; `get_reward_func(..., max_completion_length=N)` scales them to the run.
-        "get_soft_overlong_punishment": rewards.get_soft_overlong_punishment(
-            max_completion_len=1280, soft_punish_cache=256
-        ),
-    }
-
-
-# Ours, then TRL's by their TRL names. `accuracy` (this module's verifier, time-limited and with `Answer:` lines) and
-# TRL's `accuracy_reward` (math-verify on `\boxed{}`/LaTeX) share the function name `accuracy_reward`.
-REWARD_FUNCS: dict[str, Callable[..., list[float | None]]] = {"accuracy": accuracy_reward, **_trl_reward_funcs()}
+# Ours, then TRL's under the names `trl grpo --reward_funcs` accepts, built as TRL's script builds them. `accuracy` (this
+# module's verifier, time-limited and with `Answer:` lines) and TRL's `accuracy_reward` (math-verify on `\boxed{}`/LaTeX)
+# share the function name `accuracy_reward`.
+REWARD_FUNCS: dict[str, Callable[..., list[float | None]]] = {
+    "accuracy": accuracy_reward,
+    "accuracy_reward": trl_rewards.accuracy_reward,
+    "reasoning_accuracy_reward": trl_rewards.reasoning_accuracy_reward,
+    "think_format_reward": trl_rewards.think_format_reward,
+    # trl/scripts/grpo.py's values; `get_reward_func(..., max_completion_length=N)` scales them to the run.
+    "get_soft_overlong_punishment": trl_rewards.get_soft_overlong_punishment(1280, soft_punish_cache=256),
+}
 
 
 def get_reward_func(name: str, max_completion_length: int | None = None) -> Callable[..., list[float | None]]:
@@ -425,11 +419,7 @@ def get_reward_func(name: str, max_completion_length: int | None = None) -> Call
     punishes its last fifth (TRL's own 256 of 1280) instead of TRL's fixed 1280-token window.
     """
     if name == "get_soft_overlong_punishment" and max_completion_length is not None:
-        from trl.rewards import get_soft_overlong_punishment
-
-        return get_soft_overlong_punishment(
-            max_completion_len=max_completion_length, soft_punish_cache=max(1, max_completion_length // 5)
-        )
+        return trl_rewards.get_soft_overlong_punishment(max_completion_length, max(1, max_completion_length // 5))
     if name in REWARD_FUNCS:
         return REWARD_FUNCS[name]
     hint = f"Pass one of {sorted(REWARD_FUNCS)} or a dotted import path such as 'my_package.rewards.my_reward'."
