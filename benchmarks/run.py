@@ -354,7 +354,7 @@ def bench_verifier(ordinary: int, repetitions: int) -> dict:
     from dsdr_trl.formulas import extract_formulas
 
     load_at_start = os.getloadavg()
-    default_workers = _time_limit.worker_count()
+    default_workers = _time_limit.verifier_workers()
 
     def call(completions: list[str], solutions: list[str]) -> float:
         start = time.perf_counter()

@@ -19,9 +19,9 @@ from dsdr_trl.data import (
     gsm8k_answer,
     load_math_dataset,
     looks_local,
-    number_text,
     resolve_prompt_template,
 )
+from dsdr_trl.rewards import number_text
 
 DATA = Path(__file__).parent / "data"
 
@@ -156,6 +156,9 @@ def test_gsm8k_answer_and_local_detection(tmp_path):
         (np.float64(1e20), "100000000000000000000"),
         (np.int64(-7), "-7"),
         (np.uint64(2**64 - 1), "18446744073709551615"),
+        # Past Python's 4,300-digit limit of `str(int)`.
+        pytest.param(10**5000, "1" + "0" * 5000, id="int-of-5001-digits"),
+        pytest.param(Fraction(-(10**5000), 3), "-1" + "0" * 5000 + "/3", id="fraction-of-5001-digits"),
         (Decimal("1E+20"), "100000000000000000000"),
         (Decimal("1.50"), "1.5"),
         (Fraction(1, 3), "1/3"),
@@ -231,6 +234,26 @@ def test_rows_without_a_reference_answer_are_dropped_and_counted(tmp_path, caplo
     assert dataset["problem"] == ["a", "e"] and dataset["solution"] == ["1", "7"]
     (message,) = [record.getMessage() for record in caplog.records if record.name == "dsdr_trl.data"]
     assert "dropped 3 of 5 rows whose solution column 'answer' is empty (rows 1, 2, 3)" in message
+
+
+def test_references_no_answer_can_match_are_dropped_and_counted(tmp_path, caplog):
+    rows = [{"answer": "1"}, {"answer": True}, {"answer": {"value": 2}}, {"answer": [{"value": 3}]}, {"answer": [4]}]
+    rows += [{"answer": False}, {"answer": ""}, {"answer": 7}]
+    path = tmp_path / "types.jsonl"
+    path.write_text("".join(json.dumps({"problem": f"p{i}", **row}) + "\n" for i, row in enumerate(rows)))
+    dataset = load_math_dataset(str(path))
+    # JSON `true` would otherwise be the reference "True", which `\boxed{eTru}` matches.
+    assert dataset["problem"] == ["p0", "p4", "p7"] and dataset["solution"] == ["1", "4", "7"]
+    messages = [record.getMessage() for record in caplog.records if record.name == "dsdr_trl.data"]
+    assert any("dropped 1 of 8 rows whose solution column 'answer' is empty (rows 6)" in m for m in messages)
+    assert any(
+        "dropped 4 of 8 rows whose solution column 'answer' holds a boolean, a mapping or a list of neither text nor "
+        "numbers (rows 1, 2, 3, 5)" in m
+        for m in messages
+    )
+    (tmp_path / "bools.jsonl").write_text('{"problem": "a", "answer": true}\n{"problem": "b", "answer": ""}\n')
+    with pytest.raises(ValueError, match=r"'answer' is empty or of a type no answer matches \(1 of them\) in all 2"):
+        load_math_dataset(str(tmp_path / "bools.jsonl"))
 
 
 def test_solution_column_empty_in_every_row_is_refused(tmp_path):

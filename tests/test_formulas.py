@@ -6,10 +6,12 @@ import sys
 import time
 
 import pytest
+from cachetools import LRUCache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dsdr_trl import formulas, sympy_forms
+from dsdr_trl._time_limit import Outcome
 from dsdr_trl.formulas import (
     MAX_FORMULA_CHARS,
     MAX_FORMULAS_PER_TEXT,
@@ -455,7 +457,7 @@ def test_the_cache_stays_under_its_byte_cap(empty_formula_cache):
 
 @pytest.fixture
 def empty_sympy_cache(monkeypatch):
-    monkeypatch.setattr(sympy_forms, "_sympy_cache", type(sympy_forms._sympy_cache)())
+    monkeypatch.setattr(sympy_forms, "_sympy_cache", LRUCache(maxsize=1_024))
 
 
 def test_sympy_unifies_equivalent_spellings(empty_sympy_cache):
@@ -486,13 +488,13 @@ def test_sympy_falls_back_to_the_string_form(empty_sympy_cache):
 
 def test_sympy_batch_makes_one_worker_call_and_caches(empty_sympy_cache, monkeypatch):
     calls: list[list[str]] = []
-    real = sympy_forms.map_with_time_limit
+    real = sympy_forms.run_with_time_limit
 
-    def counting(fn, items, seconds, default, stats=None):
+    def counting(fn, items, seconds):
         calls.append(list(items))
-        return real(fn, items, seconds, default, stats)
+        return real(fn, items, seconds)
 
-    monkeypatch.setattr(sympy_forms, "map_with_time_limit", counting)
+    monkeypatch.setattr(sympy_forms, "run_with_time_limit", counting)
     texts = [f"$x + {i}$ and $y = {i % 3}$" for i in range(30)]
     first = extract_formulas_batch(texts, canonicalize="sympy")
     assert len(calls) == 1 and len(calls[0]) == 33
@@ -519,10 +521,10 @@ def test_sympy_hostile_formula_is_cut_off(empty_sympy_cache):
 
 
 def test_sympy_worker_failure_keeps_string_forms(empty_sympy_cache, monkeypatch, caplog):
-    def broken(fn, items, seconds, default, stats=None):
-        raise RuntimeError("no worker")
+    def broken(fn, items, seconds):
+        return [Outcome("unavailable", "no worker")] * len(items)
 
-    monkeypatch.setattr(sympy_forms, "map_with_time_limit", broken)
+    monkeypatch.setattr(sympy_forms, "run_with_time_limit", broken)
     with caplog.at_level("WARNING", logger="dsdr_trl.sympy_forms"):
         assert extract_formulas_batch(["$2 x$ and $y^{2}$"], canonicalize="sympy") == [{"2x", "y^2"}]
     assert "no worker" in caplog.text

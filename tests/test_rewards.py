@@ -1,5 +1,6 @@
 import math
 import os
+import re
 import signal
 import threading
 import time
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from dsdr_trl import _time_limit, rewards
-from dsdr_trl.rewards import REWARD_FUNCS, accuracy_reward, extract_answer, get_reward_func
+from dsdr_trl.rewards import REWARD_FUNCS, accuracy_reward, extract_answer, get_reward_func, make_accuracy_reward
 
 # Hang guard for a single reward call on hostile text: time limit (lowered below) plus a worker restart, with slack
 # for a loaded CI machine.
@@ -19,6 +20,12 @@ MAX_CALL_SECONDS = 5.0
 @pytest.fixture
 def short_time_limit(monkeypatch):
     monkeypatch.setattr(rewards, "VERIFY_TIME_LIMIT_SECONDS", 0.5)
+
+
+@pytest.fixture(autouse=True)
+def nothing_remembered(monkeypatch):
+    # Each test starts with no remembered overrun, so that it sees the items it sends.
+    monkeypatch.setattr(rewards, "_overran", type(rewards._overran)(maxsize=4_096))
 
 
 def score(completion, gold):
@@ -229,14 +236,57 @@ def test_identical_completions_are_verified_once_and_overrunning_golds_remembere
     sent.clear()
     overrunning_gold = r"\binom{100000000}{50000000}"  # parsing this reference overruns the limit
     logged = []
-    first = accuracy_reward(
-        [r"\boxed{1}"] * 3, solution=[overrunning_gold] * 3, log_metric=lambda *metric: logged.append(metric)
-    )
+    with pytest.warns(RuntimeWarning, match=re.escape(repr(overrunning_gold))):
+        first = accuracy_reward(
+            [r"\boxed{1}"] * 3, solution=[overrunning_gold] * 3, log_metric=lambda *metric: logged.append(metric)
+        )
     second = accuracy_reward([r"\boxed{1}"] * 3, solution=[overrunning_gold] * 3)
     assert first == second == [None] * 3
     # Sent once: the second call costs no worker time for it.
     assert [item for call in sent for item in call] == [(overrunning_gold, None)]
     assert ("dsdr/verifier_timeouts", 3.0) in logged
+
+    # An overrunning answer is remembered too: eight more of it in a later call cost nothing.
+    sent.clear()
+    assert accuracy_reward([HOSTILE_COMPLETIONS["huge_power"]] * 8, solution=["34"] * 8) == [0.0] * 8
+    assert [item for call in sent for item in call] == [("34", None)]
+
+
+def test_a_reference_whose_comparison_overruns_costs_the_limit_once():
+    # The reference parses at once, but comparing anything with it makes SymPy evaluate the tower.
+    tower, answers = r"9^{9^{9^{9}}}", [f"Answer: {n}" for n in range(8)]
+    logged: list[tuple[str, float]] = []
+    with pytest.warns(RuntimeWarning, match=r"reference '9\^\{9\^\{9\^\{9\}\}\}' cannot be verified"):
+        first = accuracy_reward(answers, solution=[tower] * 8, log_metric=lambda *metric: logged.append(metric))
+    start = time.monotonic()
+    second = accuracy_reward(answers, solution=[tower] * 8, log_metric=lambda *metric: logged.append(metric))
+    seconds = time.monotonic() - start
+    # A broken reference is not a wrong answer; the second call sends nothing to a worker, so it takes well under the
+    # limit of one item.
+    assert first == second == [None] * 8
+    assert seconds < min(2.0, rewards.VERIFY_TIME_LIMIT_SECONDS)
+    assert logged == [("dsdr/verifier_timeouts", 8.0), ("dsdr/verifier_failures", 0.0)] * 2
+
+
+def test_references_of_any_size_and_type_never_raise():
+    # Python writes no int of more than 4,300 digits with `str`; no answer that is parsed can be that long anyway.
+    assert accuracy_reward([r"\boxed{1}", "Answer: 7"], solution=[10**5000, 10**5000 + 7]) == [None, None]
+    assert accuracy_reward([r"\boxed{1}"] * 3, solution=[True, {"answer": 1}, [1]]) == [None, None, None]
+
+
+def test_strict_extraction_reads_boxed_answers_only():
+    completions, solution = ["Answer: 5", r"so \boxed{5}.", "it is $5$", r"\boxed{5} then 6"], ["5"] * 4
+    strict = make_accuracy_reward("strict")
+    assert strict(completions, solution=solution) == [0.0, 1.0, 0.0, 1.0]
+    assert accuracy_reward(completions, solution=solution) == [1.0, 1.0, 1.0, 1.0]
+    assert make_accuracy_reward("lenient")(completions, solution=solution) == [1.0, 1.0, 1.0, 1.0]
+    # TRL names the reward's metric after the function.
+    assert strict.__name__ == make_accuracy_reward().__name__ == "accuracy_reward"
+    assert extract_answer("Answer: 5", "strict") is None and extract_answer(r"\boxed{ 5 }.", "strict") == "5"
+    with pytest.raises(ValueError, match=r"answer_extraction must be one of \('lenient', 'strict'\), got 'loose'"):
+        make_accuracy_reward("loose")
+    with pytest.raises(ValueError, match="lenient"):
+        extract_answer("5", "boxed")
 
 
 def pool_workers() -> list[int]:

@@ -17,9 +17,9 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback
 
-from .data import number_text
 from .generation import evaluate_policy, prompt_texts
 from .metrics import EvaluationResult, diversity_of_samples, parse_ks, score_samples, summarize
+from .rewards import number_text
 
 __all__ = ["PassAtKCallback"]
 

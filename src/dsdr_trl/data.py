@@ -10,7 +10,8 @@ Each row gets `prompt` (a one-message conversation, or a string with `conversati
 `solution` (the reference answer as a string) and `problem` (the raw problem text). A prompt column that already
 holds a conversation is kept: the template applies to its last user message, and `system_prompt` goes first unless
 it starts with a system message. Every other column stays, since TRL hands each one to the reward functions. A row
-with an empty reference can never be scored, so it is dropped with a logged warning; a solution column empty in every
+whose reference is empty, or of a type no answer can match (a boolean, a mapping), can never be scored, so it is
+dropped with a logged warning giving the count; a solution column empty in every
 row, a file with no rows and a line that is not JSON are errors naming the file. Adapters accept several column names
 where a benchmark's public copies differ. Offline, or when the Hub cannot be reached, loading a Hub dataset fails at
 once, naming the local-file alternative.
@@ -64,46 +65,6 @@ _GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
 
 class DatasetUnavailableError(FileNotFoundError):
     """A dataset that cannot be read: a missing local file, or a Hub dataset out of reach."""
-
-
-def number_text(value: Any) -> str | None:
-    """
-    A number from a data column as a reference answer: positional decimal digits, never an exponent.
-
-    `str(1e20)` is `1e+20` and `str(0.00001)` is `1e-05`, which math-verify reads as expressions in Euler's number;
-    written positionally (`100000000000000000000`, `0.00001`) they are the numbers they stand for. Floats keep the
-    shortest digits that round-trip in their own precision (`numpy.float32(0.1)` is `0.1`), and an integral value
-    loses its `.0` (`3.0` is `3`, as an integer column writes it; math-verify takes `3` and `3.0` as equal).
-
-    Args:
-        value (`Any`):
-            A cell of a data column. Python and NumPy integers and floats (any width) and `Decimal` are numbers;
-            `bool` (and `numpy.bool_`) is not.
-
-    Returns:
-        `str | None`: The text, `None` for NaN, an infinity or anything that is not a number.
-
-    Example:
-
-    ```python
-    >>> [number_text(value) for value in (1e20, 1e-05, 2.5, 3.0, -7, float("nan"), True)]
-    ['100000000000000000000', '0.00001', '2.5', '3', '-7', None, None]
-    ```
-    """
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, Decimal)):
-        return None
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if isinstance(value, numbers.Rational):
-        return f"{value.numerator}/{value.denominator}"
-    # `str` of a NumPy float is the shortest round-trip text of its own width, exponent or not; Decimal reads both.
-    exact = value if isinstance(value, Decimal) else Decimal(str(value))
-    if not exact.is_finite():
-        return None
-    if exact.is_zero():
-        return "0"
-    text = format(exact, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def gsm8k_answer(answer: str) -> str:
@@ -321,18 +282,22 @@ def _pick(
     )
 
 
-def _answer_text(value: Any) -> str:
+def _answer_text(value: Any) -> str | None:
+    """A cell of the solution column as the reference text: `""` when it is empty, `None` when it is of a type that
+    no answer can match (a boolean, a mapping, a list of neither text nor numbers)."""
     # OlympiadBench stores a list of final answers; GSM8K a worked solution ending in `#### N`. No other reference
     # answer contains `####`, so both rules apply to every dataset, local copies included.
     if isinstance(value, (list, tuple)):
-        value = value[0] if value else ""
+        return _answer_text(value[0]) if value else ""
     if isinstance(value, (numbers.Real, Decimal)) and not isinstance(value, bool):
-        # NaN and infinities are missing answers, as an empty cell is.
-        return number_text(value) or ""
-    text = "" if value is None else str(value)
-    if "####" in text:
-        text = gsm8k_answer(text)
-    return text.strip()
+        from .rewards import number_text  # the verifier imports TRL and SymPy, which `--help` should not wait for
+
+        return number_text(value) or ""  # NaN and infinities are missing answers, as an empty cell is
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return None
+    return (gsm8k_answer(value) if "####" in value else value).strip()
 
 
 def hub_dataset_id(name_or_path: str | None) -> str | None:
@@ -438,30 +403,34 @@ def load_math_dataset(
 
 
 def _drop_rows_without_answer(dataset, solution_col: str, name: str, split: str):
-    """The rows whose reference answer is not empty; none left is an error, some dropped a logged warning.
+    """The rows whose reference answer is text or a number; none left is an error, some dropped a logged warning.
 
     A row without a reference can never be scored: in training its completions would all get `None` rewards (no
-    signal), and in an evaluation it would count as unsolved.
+    signal), and in an evaluation it would count as unsolved. Nor can a boolean or a mapping be (`true` written out
+    would be the answer `True`).
     """
-    empty = [index for index, value in enumerate(dataset[solution_col]) if not _answer_text(value)]
-    if len(empty) == len(dataset):
+    texts = [_answer_text(value) for value in dataset[solution_col]]
+    empty = [index for index, text in enumerate(texts) if text == ""]
+    wrong = [index for index, text in enumerate(texts) if text is None]
+    if len(empty) + len(wrong) == len(dataset):
+        content = "empty" if not wrong else f"empty or of a type no answer matches ({len(wrong)} of them)"
         raise ValueError(
-            f"Dataset '{name}' (split '{split}'): the solution column '{solution_col}' is empty in all "
+            f"Dataset '{name}' (split '{split}'): the solution column '{solution_col}' is {content} in all "
             f"{len(dataset)} rows; point --solution_column at the column holding the reference answers."
         )
-    if empty:
-        shown = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
-        logger.warning(
-            "Dataset '%s' (split '%s'): dropped %d of %d rows whose solution column '%s' is empty (rows %s); "
-            "fill in their answers to keep them.",
-            name,
-            split,
-            len(empty),
-            len(dataset),
-            solution_col,
-            shown,
-        )
-        dropped = set(empty)
+    for rows, what, fix in (
+        (empty, "is empty", "fill in their answers"),
+        (wrong, "holds a boolean, a mapping or a list of neither text nor numbers", "write their answers as text"),
+    ):
+        if rows:
+            shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+            logger.warning(
+                "Dataset '%s' (split '%s'): dropped %d of %d rows whose solution column '%s' %s (rows %s); %s to keep "
+                "them.",
+                *(name, split, len(rows), len(dataset), solution_col, what, shown, fix),
+            )
+    if empty or wrong:
+        dropped = set(empty + wrong)
         dataset = dataset.select([index for index in range(len(dataset)) if index not in dropped])
     return dataset
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import DEFAULT_DIVERSITY_ENCODER
+from .formulas import completion_text, message_text
 
 __all__ = ["ENCODER_CHARS_PER_TOKEN", "MAX_WINDOWS", "embed", "encode_windows", "encoder_text", "text_windows"]
 __all__ += ["load_diversity_encoder", "reasoning_text", "zero3_init_disabled"]
@@ -42,16 +43,6 @@ MAX_WINDOWS = 64
 REASONING_KEYS = ("reasoning_content", "thinking")
 
 
-def _message_text(content: Any) -> str | None:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # multimodal message: typed parts, of which only text is embedded
-        texts = [part.get("text") for part in content if isinstance(part, dict) and part.get("type") == "text"]
-        if texts and all(isinstance(text, str) for text in texts):
-            return "".join(texts)
-    return None
-
-
 def reasoning_text(completion: Any) -> str | None:
     """The whole reasoning chain of a conversational completion whose `<think>` block TRL parsed, or `None`.
 
@@ -67,15 +58,13 @@ def reasoning_text(completion: Any) -> str | None:
     texts = (
         text
         for message in messages
-        for text in (*(message.get(key) for key in REASONING_KEYS), _message_text(message.get("content")))
+        for text in (*(message.get(key) for key in REASONING_KEYS), message_text(message.get("content")))
     )
     return "\n\n".join(text.strip() for text in texts if isinstance(text, str) and text.strip())
 
 
 def diversity_text(completion: Any, include_reasoning: bool = True) -> str:
     """The text whose S_i and U_i are scored: the completion, with its parsed reasoning chain when asked and present."""
-    from .rewards import completion_text
-
     text = reasoning_text(completion) if include_reasoning else None
     return text if text is not None else completion_text(completion) or ""
 

@@ -52,9 +52,7 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from .config import FORMULA_CANONICALIZATIONS as CANONICALIZE_MODES
-
-__all__ = ["CANONICALIZE_MODES", "DEFAULT_SYMPY_SECONDS", "MAX_FORMULAS_PER_TEXT", "MAX_FORMULA_CHARS"]
+__all__ = ["DEFAULT_SYMPY_SECONDS", "MAX_FORMULAS_PER_TEXT", "MAX_FORMULA_CHARS"]
 __all__ += ["MAX_SPAN_CHARS", "MAX_TEXT_CHARS", "extract_formulas", "extract_formulas_batch"]
 
 # A worked solution is a few thousand characters; anything past this is degenerate generation, not reasoning.
@@ -162,6 +160,28 @@ _MEANINGFUL = re.compile(r"[^\W_]|\\[A-Za-z]")
 _TRAILING_PUNCTUATION = ".,;:"
 
 
+def message_text(content: Any) -> str | None:
+    """Text of a message's `content`: a string, or the text parts of a multimodal list of typed parts joined; `None`
+    if it holds no text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # a multimodal message: typed parts, of which only text holds reasoning or answers
+        texts = [part.get("text") for part in content if isinstance(part, dict) and part.get("type") == "text"]
+        if texts and all(isinstance(text, str) for text in texts):
+            return "".join(texts)
+    return None
+
+
+def completion_text(completion: Any) -> str | None:
+    """Text of a TRL completion: a string (standard) or a list of messages whose last one is the answer
+    (conversational); `None` if it has no text. The verifier, the encoder and the formulas read completions through it."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        return message_text(completion[-1].get("content"))
+    return None
+
+
 def _coerce_text(text: Any) -> str:
     if type(text) is str:
         return text
@@ -176,8 +196,12 @@ def _coerce_text(text: Any) -> str:
 
 
 def _check_mode(canonicalize: str) -> None:
-    if canonicalize not in CANONICALIZE_MODES:
-        raise ValueError(f"canonicalize must be one of {CANONICALIZE_MODES}, got {canonicalize!r}.")
+    # Imported here: the config imports TRL and torch, which the verifier's workers (they import this module for
+    # `completion_text`) should not load.
+    from .config import FORMULA_CANONICALIZATIONS
+
+    if canonicalize not in FORMULA_CANONICALIZATIONS:
+        raise ValueError(f"canonicalize must be one of {FORMULA_CANONICALIZATIONS}, got {canonicalize!r}.")
 
 
 def _scan_spans(text: str) -> list[tuple[int, int, bool]]:
@@ -496,8 +520,8 @@ def extract_formulas_batch(
     r"""The formula set F_i of each text (Eq. 7–8), in order, with at most one SymPy worker call for the batch.
 
     `texts`: completions (`None` is empty, `bytes` are decoded as UTF-8 with replacement characters, any other
-    non-`str` raises `TypeError`). `canonicalize`: one of `CANONICALIZE_MODES`, `"none"` (normalised LaTeX strings)
-    or `"sympy"` (each mapped to a SymPy canonical form where it parses within `seconds`, else kept). `stats`:
+    non-`str` raises `TypeError`). `canonicalize`: one of `dsdr_trl.config.FORMULA_CANONICALIZATIONS`, `"none"`
+    (normalised LaTeX strings) or `"sympy"` (each mapped to a SymPy canonical form where it parses within `seconds`, else kept). `stats`:
     `stats["timeouts"]` and `stats["errors"]` count the conversions that overran or failed (not those served from the
     cache). A SymPy worker that cannot start keeps the string forms, with a logged warning. Every formula is
     non-empty and at most `MAX_FORMULA_CHARS` long; a set has at most `MAX_FORMULAS_PER_TEXT`.

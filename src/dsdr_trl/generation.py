@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .data import number_text
 from .metrics import EvaluationResult, diversity_of_samples, parse_ks, score_samples, summarize
+from .rewards import number_text
 
 __all__ = ["evaluate_policy", "generate_samples", "generate_with_vllm", "prompt_texts", "vllm_model_args"]
 

@@ -9,11 +9,8 @@ what the parser itself evaluates (it reduces numeric fractions and binomials), s
 and `x^2+2x+1`, stay different formulas: they are different reasoning steps. A formula that fails to parse, times
 out, prints longer than `dsdr_trl.formulas.MAX_FORMULA_CHARS`, is longer than `SYMPY_MAX_FORMULA_CHARS`, carries a
 digest or contains a prime `'` (which latex2sympy silently drops) keeps its string form, so a set can mix both kinds.
-Parsing costs a few milliseconds per formula and runs in the worker pool of
-`dsdr_trl._time_limit.map_with_time_limit` under a hard per-formula limit, since a short string such as
-`\binom{100000000}{50000000}` keeps SymPy busy in C code for minutes. A batch makes one worker call for all its
-distinct uncached formulas; results (timeouts included, so a hostile formula costs its time only once) are cached
-in this process.
+Parsing runs in the verifier's worker processes under a hard per-formula limit (`\binom{100000000}{50000000}` keeps
+SymPy busy in C code for minutes), one call per batch; results, timeouts included, are cached in this process.
 """
 
 from __future__ import annotations
@@ -21,22 +18,19 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections import OrderedDict
 from typing import Any
 
-from ._time_limit import map_with_time_limit
+from cachetools import LRUCache
+
+from ._time_limit import run_with_time_limit
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SYMPY_MAX_FORMULA_CHARS", "canonical_forms"]
 
 SYMPY_MAX_FORMULA_CHARS = 300
-_SYMPY_CACHE_SIZE = 65_536
 
-# The functions up to `_load_sympy_canonicalizer` run in the time-limit worker processes.
-
-
-# Operators whose argument order carries no meaning; their canonical arguments are sorted.
+# The functions up to `_sympy_canonical` run in the worker processes. Operators whose argument order carries no meaning; their canonical arguments are sorted.
 _UNORDERED_HEADS = frozenset(
     {"Add", "Mul", "Equality", "Unequality", "And", "Or", "Xor", "FiniteSet", "Union", "Intersection", "Max", "Min"}
     | {"gcd", "lcm"}
@@ -77,27 +71,8 @@ def _sympy_canonical(formula: str) -> str | None:
     return _canonical_string(latex2sympy(formula, conversion_config=_conversion_config())) or None
 
 
-class _SympyCanonicalizer:
-    """The function mapped in the workers. It pickles as a call to `_load_sympy_canonicalizer`, so a worker imports and
-    warms up the parser while loading it, when the worker starts, outside the clock of any formula."""
-
-    def __call__(self, formula: str) -> str | None:
-        return _sympy_canonical(formula)
-
-    def __reduce__(self) -> tuple[Any, tuple[()]]:
-        return (_load_sympy_canonicalizer, ())
-
-
-def _load_sympy_canonicalizer() -> _SympyCanonicalizer:
-    try:
-        _sympy_canonical("x+1")
-    except Exception:  # noqa: S110 - a broken install shows up as every formula keeping its string form
-        pass
-    return _SympyCanonicalizer()
-
-
-_SYMPY_CANONICALIZER = _SympyCanonicalizer()
-_sympy_cache: OrderedDict[str, str] = OrderedDict()
+# Canonical forms by formula (the 65,536 most recently used), timeouts and failures included (as the formula itself).
+_sympy_cache: LRUCache[str, str] = LRUCache(maxsize=65_536)
 _sympy_cache_lock = threading.Lock()
 
 
@@ -109,35 +84,33 @@ def _sympy_eligible(formula: str) -> bool:
 def canonical_forms(formulas: set[str], seconds: float, stats: dict[str, int] | None = None) -> dict[str, str]:
     """Maps each eligible formula to its canonical form (or itself on failure) with at most one worker call.
 
-    `seconds` is the hard limit per formula; `stats` is passed to `map_with_time_limit` (timeouts and errors).
+    `seconds` is the hard limit per formula; `stats["timeouts"]` and `stats["errors"]` count the formulas whose
+    conversion overran or failed.
     """
     canonical: dict[str, str] = {}
-    pending: list[str] = []
     with _sympy_cache_lock:
         for formula in formulas:
-            if not _sympy_eligible(formula):
-                continue
-            cached = _sympy_cache.get(formula)
-            if cached is None:
-                pending.append(formula)
-            else:
-                _sympy_cache.move_to_end(formula)
-                canonical[formula] = cached
+            if _sympy_eligible(formula) and formula in _sympy_cache:
+                canonical[formula] = _sympy_cache[formula]
+    pending = sorted(formula for formula in formulas if _sympy_eligible(formula) and formula not in canonical)
     if not pending:
         return canonical
-    pending.sort()
-    try:
-        results = map_with_time_limit(_SYMPY_CANONICALIZER, pending, seconds, None, stats)
-    except RuntimeError as error:
+    outcomes = run_with_time_limit(_sympy_canonical, pending, seconds)
+    unavailable = [outcome.value for outcome in outcomes if outcome.status == "unavailable"]
+    if unavailable:
         # A missing worker must not stop a training run; the string forms are still a valid (coarser) F_i. Nothing
         # is cached, so the next batch tries again.
-        logger.warning("SymPy canonicalization unavailable, keeping string forms for this batch: %s", error)
+        logger.warning("SymPy canonicalization unavailable, keeping string forms for this batch: %s", unavailable[0])
         return canonical
+    if stats is not None:
+        for key, status in (("timeouts", "timeout"), ("errors", "error")):
+            stats[key] = stats.get(key, 0) + sum(outcome.status == status for outcome in outcomes)
     with _sympy_cache_lock:
-        for formula, result in zip(pending, results, strict=True):
-            value = result if isinstance(result, str) and result else formula
-            canonical[formula] = value
-            _sympy_cache[formula] = value
-        while len(_sympy_cache) > _SYMPY_CACHE_SIZE:
-            _sympy_cache.popitem(last=False)
+        for formula, outcome in zip(pending, outcomes, strict=True):
+            value = (
+                outcome.value
+                if outcome.status == "ok" and isinstance(outcome.value, str) and outcome.value
+                else formula
+            )
+            canonical[formula] = _sympy_cache[formula] = value
     return canonical
