@@ -123,11 +123,17 @@ def _fits(value: Any, hint: Any) -> bool:
     if hint is float:
         return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if hint is dict or origin is dict:
-        return isinstance(value, dict)
+        return isinstance(value, dict) and all(_fits(item, args[1] if args else Any) for item in value.values())
     return not isinstance(value, list | dict) if hint is str else True
 
 
-_EXPECTED = {"int": "an integer", "float": "a number", "list": "a list", "dict": "a mapping", "bool": "true or false"}
+_EXPECTED = {
+    "int": "an integer",
+    "float": "a number",
+    "list": "a list",
+    "dict": "a mapping of plain values",
+    "bool": "true or false",
+}
 
 
 def _expected(hint: Any) -> str:
@@ -267,6 +273,17 @@ def check_output_path(path: str, flag: str, directory: bool) -> None:
         raise UsageError(f"{flag} '{path}' lies under '{existing}', which is a file; choose another path.")
     if not os.access(existing if existing.is_dir() else existing.parent, os.W_OK):
         raise UsageError(f"{flag} '{path}': '{existing}' is not writable; choose a path you can write to.")
+
+
+def check_remote_code(name: str, trusted: bool, fix: str) -> None:
+    """Fails in one line when the local model `name` needs its own code (an `auto_map`) that is not trusted, before
+    transformers would ask on the terminal or name its folder as a repository."""
+    for file in ("config.json", "tokenizer_config.json"):
+        path = Path(name).expanduser() / file
+        if not trusted and path.is_file() and "auto_map" in json.loads(path.read_text()):
+            raise UsageError(
+                f"The model '{name}' comes with its own code ({file} has an auto_map), not run by default; {fix}."
+            )
 
 
 def write_json(path: str | Path, data: Any) -> None:

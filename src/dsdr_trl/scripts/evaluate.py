@@ -27,6 +27,7 @@ from .common import (
     RUN_CONFIG_NAME,
     UsageError,
     check_output_path,
+    check_remote_code,
     check_row_limits,
     make_parser,
     parse,
@@ -165,6 +166,7 @@ def _load_model(args: EvalArguments, device: str):
     local = Path(path).expanduser()
     if looks_local(path) and not local.exists():
         raise FileNotFoundError(f"Model directory '{args.model}' does not exist.")
+    check_remote_code(path, False, "dsdr-trl eval loads standard architectures only")
     dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
     try:
         if (local / "adapter_config.json").exists():  # a LoRA run saves only the adapter

@@ -31,6 +31,7 @@ from ..data import PromptArguments, hub_dataset_id
 from .common import (
     UsageError,
     check_output_path,
+    check_remote_code,
     check_row_limits,
     flag_value,
     parse,
@@ -189,6 +190,7 @@ def _check_model_and_prompts(
     from ..data import hub_unreachable_reason, looks_local, prompt_lengths
 
     name = model_args.model_name_or_path
+    check_remote_code(name, training_args.trust_remote_code, "pass --trust_remote_code true if you trust it")
     options = {"revision": model_args.model_revision, "trust_remote_code": training_args.trust_remote_code}
     try:
         if not looks_local(name) and not is_offline_mode() and (reason := hub_unreachable_reason()) is not None:
