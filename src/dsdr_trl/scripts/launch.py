@@ -164,7 +164,7 @@ def launch(launch_args: list[str], script_args: list[str], locked: str, module: 
     if not torch.cuda.is_available() and "--mixed_precision" not in launch_args:
         launch_args = [*launch_args, "--mixed_precision", "no"]
     command = [*launch_args, "-m", module, *script_args]
-    print(f"[dsdr-trl train] launching: accelerate launch {' '.join(command)}", flush=True)
+    print(f"[dsdr-trl train] launching with accelerate.commands.launch: {' '.join(command)}", flush=True)
     # The launched processes print their own one-line errors; torch's agent would add a report of each failure.
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     os.environ["DSDR_TRL_LOCKED"] = locked
