@@ -734,3 +734,101 @@ def test_model_with_its_own_code_is_refused_without_trust(capsys, tmp_path):
     assert "hf.co" not in err
     err = fails_clearly(capsys, ["eval", "--model", str(model), "--dataset", "configs/tiny/eval.jsonl"], "auto_map")
     assert "hf.co" not in err
+
+
+@pytest.mark.slow
+def test_a_folder_in_use_is_refused_until_its_run_is_killed(capsys, tmp_path):
+    import time
+
+    output_dir = tmp_path / "run"
+    # 16-token completions and no pass@k callback: the first run trains until it is killed, the last one for a step.
+    argv = ["train", "--config", TINY, "--output_dir", str(output_dir), "--passk_eval_dataset", ""]
+    argv += ["--max_completion_length", "16"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "dsdr_trl", *argv, "--max_steps", "100000"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (output_dir / ".dsdr-trl.lock").exists():  # taken after validation, before the model is built
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        fails_clearly(capsys, [*argv, "--max_steps", "1"], "is in use by another dsdr-trl run")
+    finally:
+        first.kill()  # SIGKILL: the lock file stays, the system releases its lock
+        first.wait()
+    status, _, err = run_cli(capsys, *argv, "--max_steps", "1")
+    assert status == 0, err
+    assert (output_dir / "model.safetensors").is_file()
+
+
+FAILING_REWARDS = """
+def text_reward(completions, **kwargs):
+    return ["good" for _ in completions]
+
+
+def broken_reward(completions, **kwargs):
+    raise ValueError("the hint column is missing")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("reward", "line"),
+    [
+        ("text_reward", "reward function 'text_reward' returned str 'good'"),
+        ("broken_reward", "ValueError in my_rewards.py:7 (broken_reward): the hint column is missing"),
+    ],
+)
+def test_an_error_inside_a_run_says_where_it_comes_from(capsys, tmp_path, monkeypatch, tiny_model_dir, reward, line):
+    # Not a usage error (exit 1), but one line naming the function, with the traceback behind DSDR_TRL_DEBUG.
+    (tmp_path / "my_rewards.py").write_text(FAILING_REWARDS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_rewards", raising=False)
+    # One step of 2 prompts x 4 generations of 8 tokens: the reward is called at once.
+    argv = ["train", "--model_name_or_path", tiny_model_dir, "--dataset_name", "configs/tiny/train.jsonl"]
+    argv += ["--reward_funcs", f"my_rewards.{reward}", "--output_dir", str(tmp_path / "out"), "--max_steps", "1"]
+    argv += ["--per_device_train_batch_size", "8", "--num_generations", "4", "--max_completion_length", "8"]
+    argv += ["--use_cpu", "true", "--bf16", "false", "--report_to", "none", "--save_strategy", "no"]
+    argv += ["--conversational", "false"]
+    status, out, err = run_cli(capsys, *argv)
+    lines = [text for text in err.strip().splitlines() if "\r" not in text and text.strip()]
+    assert status == 1 and "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith("dsdr-trl train: error: ") and line in lines[0], lines[0]
+    assert lines[0].endswith("(DSDR_TRL_DEBUG=1 shows the traceback)")
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_bad_data_given_to_a_multi_process_launch_is_one_line(tmp_path):
+    # Found by the launched processes (the launcher loads no data): the first one's line, exit 2, nothing left.
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    data = write_rows(tmp_path / "empty_answers.jsonl", [{"prompt": "1+1=", "solution": ""}, {"prompt": "2*2="}])
+    argv = [
+        "train",
+        "--config",
+        TINY,
+        "--accelerate_config",
+        "ddp",
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        port,
+    ]
+    argv += ["--dataset_name", data, "--output_dir", str(tmp_path / "out")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "dsdr_trl", *argv], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "\r" not in line]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith("dsdr-trl train: error: ") and "empty in all 2 rows" in lines[0]
+    assert not (tmp_path / "out").exists()

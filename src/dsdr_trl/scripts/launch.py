@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,7 @@ def hold_output_dir(output_dir: str):
     if os.environ.get("DSDR_TRL_LOCKED") == output_dir or int(os.environ.get("RANK", "0")) != 0:
         yield
         return
+    created = not Path(output_dir).exists()
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     lock = FileLock(Path(output_dir) / ".dsdr-trl.lock")
     try:
@@ -204,3 +206,5 @@ def hold_output_dir(output_dir: str):
         yield
     finally:
         lock.release()
+        if created and [path.name for path in Path(output_dir).iterdir()] == [".dsdr-trl.lock"]:
+            shutil.rmtree(output_dir)  # a run that failed before writing anything leaves nothing behind

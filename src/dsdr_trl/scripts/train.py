@@ -143,7 +143,32 @@ def _resolve_rewards(names: list[str], correctness: str | None, max_completion_l
             f"correctness_reward={correctness!r} is not one of the reward functions {func_names} (it names a "
             "function by its __name__, e.g. 'accuracy_reward' for --reward_funcs accuracy)."
         )
-    return funcs
+    return [_checked(func, name) for func, name in zip(funcs, func_names, strict=True)]
+
+
+def _checked(func, name: str):
+    """`func`, failing with its name when it returns anything but a number or `None` per completion (TRL would fail
+    later, in its own code, without naming it)."""
+    import functools
+    import inspect
+    import numbers
+
+    if inspect.iscoroutinefunction(func):
+        return func
+
+    @functools.wraps(func)
+    def reward(*args, **kwargs):
+        values = func(*args, **kwargs)
+        for value in values:
+            if not (value is None or isinstance(value, numbers.Real)):
+                raise TypeError(
+                    f"reward function {name!r} returned {type(value).__name__} {str(value)[:40]!r}; a reward function "
+                    "returns a number or None per completion."
+                )
+        return values
+
+    reward.__name__ = name
+    return reward
 
 
 def _load(script_args: DSDRScriptArguments, name: str, split: str | None, limit: int | None, dry_run: bool):
