@@ -107,7 +107,7 @@ def test_paper_recipes_keep_few_checkpoints_and_name_their_launch(path):
 
 
 def test_recipes_by_name_from_any_directory(monkeypatch, tmp_path, capsys):
-    from dsdr_trl.scripts.launch import list_recipes, resolve_recipe
+    from dsdr_trl.scripts.recipes import list_recipes, resolve_recipe
 
     assert {"qwen3-1.7b/dsdr", "qwen3-4b/dsdr-vllm-server", "tiny/dsdr"} <= set(list_recipes())
     assert resolve_recipe("qwen3-1.7b/dsdr") == str(CONFIGS / "qwen3-1.7b" / "dsdr.yaml")

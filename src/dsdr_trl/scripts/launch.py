@@ -1,8 +1,6 @@
-"""The recipes and accelerate configs shipped with the package, and `dsdr-trl train`'s multi-process launch.
+"""`dsdr-trl train`'s multi-process launch and the lock on its output_dir.
 
-Recipes live in the repository's `configs/` folder, which the wheel installs as `dsdr_trl/recipes/` (see
-`pyproject.toml`); from a source checkout the folder itself is used. A recipe is named by its path under that folder
-without `.yaml` (`qwen3-1.7b/dsdr`), an accelerate config by its name (`ddp`, `zero2`, `zero3`, then TRL's own
+An accelerate config is named by its name (`ddp`, `zero2`, `zero3` shipped in `configs/accelerate/`, then TRL's own
 `zero1`, `fsdp1`, `fsdp2`, `multi_gpu`, `single_gpu`) or a path.
 
 `dsdr-trl train --accelerate_config zero2 --num_processes 8 --config ...` launches the training module through
@@ -17,20 +15,9 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 from .common import UsageError, read_config, user_input
-
-# `accelerate launch` flags that `dsdr-trl train` takes (each with a value) and hands over instead of parsing.
-LAUNCH_FLAGS = (
-    "--accelerate_config",
-    "--num_processes",
-    "--num_machines",
-    "--machine_rank",
-    "--main_process_ip",
-    "--main_process_port",
-    "--mixed_precision",
-)
+from .recipes import LAUNCH_FLAGS, recipes_dir
 
 
 def accelerate_option_hints() -> dict[str, str]:
@@ -41,36 +28,6 @@ def accelerate_option_hints() -> dict[str, str]:
     options, _ = launch_command_parser().parse_known_args(["script"])
     advice = "an `accelerate launch` option: set it in an accelerate config file and pass --accelerate_config FILE"
     return {name: advice for name in vars(options) if f"--{name}" not in LAUNCH_FLAGS}
-
-
-def recipes_dir() -> Path:
-    """The shipped recipes: `dsdr_trl/recipes/` in an installed wheel, else the checkout's `configs/`."""
-    package = Path(__file__).resolve().parents[1]
-    installed = package / "recipes"
-    return installed if installed.is_dir() else package.parents[1] / "configs"
-
-
-def list_recipes() -> list[str]:
-    """The names of the shipped training recipes (`model/method`), accelerate configs excluded."""
-    root = recipes_dir()
-    return sorted(
-        str(path.relative_to(root).with_suffix(""))
-        for path in root.glob("*/*.yaml")
-        if path.parent.name != "accelerate"
-    )
-
-
-def resolve_recipe(name: str) -> str:
-    """A `--config` value as a file: an existing path as it is, else a shipped recipe name such as `qwen3-1.7b/dsdr`."""
-    candidate = recipes_dir() / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
-    if Path(name).exists() or not candidate.is_file():
-        if not Path(name).exists():
-            raise UsageError(
-                f"Config file '{name}' does not exist and is not a shipped recipe; give a YAML path or one of the "
-                "names `dsdr-trl recipes` lists (e.g. qwen3-1.7b/dsdr)."
-            )
-        return name
-    return str(candidate)
 
 
 def resolve_accelerate_config(name: str) -> str:
@@ -86,40 +43,6 @@ def resolve_accelerate_config(name: str) -> str:
         read_config(path)
         load_config_from_file(path)
     return path
-
-
-# Recipe keys that name files; a relative one is read next to the recipe when it exists there, and one that starts with
-# `dsdr_trl/` inside the installed package (the toy policy the tiny recipe trains from).
-_PATH_KEYS = ("dataset_name", "passk_eval_dataset", "model_name_or_path")
-# Keys of other TRL-based recipes (open-r1) with the name this package's parser uses.
-_RENAMED_KEYS = {"torch_dtype": "dtype"}
-
-
-def prepare_recipe(recipe: dict[str, Any], path: str) -> list[str]:
-    """
-    Readies a recipe read from `path` for the argument parser, in place, and returns its launch arguments.
-
-    Launch keys ([`LAUNCH_FLAGS`] without dashes, e.g. `num_processes`) are taken out and returned as flags; relative
-    file paths (`dataset_name`, `passk_eval_dataset`, `model_name_or_path`) that exist next to the recipe, or inside
-    the package when they start with `dsdr_trl/`, become absolute, so a recipe works from any directory; and
-    `torch_dtype` (open-r1's name) becomes `dtype`.
-    """
-    from ..data import DATASETS
-
-    launch_args = [item for flag in LAUNCH_FLAGS if flag[2:] in recipe for item in (flag, str(recipe.pop(flag[2:])))]
-    for old, new in _RENAMED_KEYS.items():
-        if old in recipe:
-            recipe.setdefault(new, recipe.pop(old))
-    base = Path(path).resolve().parent
-    for key in _PATH_KEYS:
-        value = recipe.get(key)
-        if isinstance(value, str) and value not in DATASETS and not Path(value).expanduser().is_absolute():
-            inside_package = Path(__file__).resolve().parents[2] / value
-            if (base / value).exists():
-                recipe[key] = str(base / value)
-            elif value.startswith("dsdr_trl/") and inside_package.exists():
-                recipe[key] = str(inside_package)
-    return launch_args
 
 
 def split_launch_args(argv: list[str]) -> tuple[list[str], list[str]]:

@@ -498,14 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `dsdr-trl train`; returns the exit status. See the module docstring."""
     import warnings
 
-    from .launch import (
-        accelerate_option_hints,
-        hold_output_dir,
-        launch,
-        prepare_recipe,
-        resolve_recipe,
-        split_launch_args,
-    )
+    from .launch import accelerate_option_hints, hold_output_dir, launch, split_launch_args
+    from .recipes import prepare_recipe, resolve_recipe
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
@@ -520,6 +514,12 @@ def main(argv: list[str] | None = None) -> int:
     cli_launch, argv = split_launch_args(argv)
     # A flag overrides the recipe's key; inside a launched process (LOCAL_RANK is set) the launch is done.
     launch_args = [] if "LOCAL_RANK" in os.environ else _merge(split_launch_args(recipe_launch)[0], cli_launch)
+    if "LOCAL_RANK" in os.environ:
+        import signal
+
+        # The launcher passes a SIGINT on to its processes; ending at once, as on SIGTERM, stops them all in seconds
+        # (a KeyboardInterrupt unwinding through the process group can wait for the launcher's kill, 30 s later).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     dry_run = flag_value(argv, "--dry_run") not in (None, "false", "False", "0", "no") or "--dry_run" in argv[-1:]
     dry_run = dry_run or (flag_value(argv, "--dry_run") is None and recipe.get("dry_run") is True)
     import torch
