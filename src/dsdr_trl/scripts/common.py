@@ -309,19 +309,6 @@ def save_run_config(output_dir: str, sections: dict[str, Any]) -> Path:
     return path
 
 
-def read_run_config(model_dir: str) -> dict[str, Any] | None:
-    """The settings of the training run that produced `model_dir` (its `dsdr_config.json`, or that of the run
-    directory holding a `checkpoint-N` folder), or `None` when there is none."""
-    directory = Path(model_dir).expanduser()
-    candidates = [directory / RUN_CONFIG_NAME]
-    if directory.name.startswith("checkpoint-"):
-        candidates.append(directory.parent / RUN_CONFIG_NAME)
-    for candidate in candidates:
-        if candidate.is_file():
-            return json.loads(candidate.read_text())
-    return None
-
-
 def run_command(name: str, main: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
     """Runs a subcommand's `main(argv)` and returns its exit status; an error is one line (on the first process of a
     launch): status 2 for a `UsageError`, else 1, naming where in the code it was raised."""

@@ -4,8 +4,8 @@
     dsdr-trl eval --model PATH --dataset problems.jsonl --num_samples 8 --k 1,2,4,8 --temperature 0.7 --top_p 0.9
 
 Writes a JSON file (aggregate `pass@k`, `avg@N`, diversity means, the settings, and per problem `num_samples`,
-`num_correct` and the diversity numbers) and prints a markdown table. The presets follow the paper's protocol
-(dsdr-method.md §3): `paper-pass1` is one sample at temperature 0.1, `paper-avg16` 16 samples at 0.7, `paper-passk`
+`num_correct` and the diversity numbers) and prints a markdown table. The presets follow the paper's evaluation
+protocol: `paper-pass1` is one sample at temperature 0.1, `paper-avg16` 16 samples at 0.7, `paper-passk`
 64 samples for k = 1…64 (the paper does not give that temperature; 0.7 is assumed), all with top-p 0.9. A flag given
 next to a preset overrides it. Arguments can also come from a YAML file with `--config`.
 
@@ -32,7 +32,6 @@ from .common import (
     make_parser,
     parse,
     pop_config,
-    read_run_config,
     run_command,
     user_input,
     write_json,
@@ -116,6 +115,19 @@ CONFIG_KEY_HINTS = {
         for key in ("accelerate_config", "num_processes", "num_machines", "machine_rank", "main_process_ip")
     },
 }
+
+
+def read_run_config(model_dir: str) -> dict[str, Any] | None:
+    """The settings of the training run that produced `model_dir` (its `dsdr_config.json`, or that of the run
+    directory holding a `checkpoint-N` folder), or `None` when there is none."""
+    directory = Path(model_dir).expanduser()
+    candidates = [directory / RUN_CONFIG_NAME]
+    if directory.name.startswith("checkpoint-"):
+        candidates.append(directory.parent / RUN_CONFIG_NAME)
+    for candidate in candidates:
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    return None
 
 
 def _apply_run_config(args: EvalArguments) -> None:
