@@ -229,14 +229,8 @@ class DSDRConfig(GRPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in (
-            "diversity_coef",
-            "diversity_clip",
-            "coupling_temperature",
-            "local_entropy_coef",
-            "correctness_threshold",
-            "advantage_epsilon",
-        ):  # NaN passes every comparison below
+        finite = ("diversity_coef", "diversity_clip", "coupling_temperature", "local_entropy_coef")
+        for name in (*finite, "correctness_threshold", "advantage_epsilon"):  # NaN passes every comparison below
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}.")
         for name in ("diversity_coef", "local_entropy_coef"):
