@@ -579,3 +579,256 @@ def test_dry_run_judges_checkpoints_for_the_launchs_process_count(capsys):
         assert not [w for w in caught if "save_steps" in str(w.message)]  # the config's one-process judgement
         lines = [line for line in out.splitlines() if "save_steps" in line]
         assert len(lines) == (expected is not None) and all(expected in line for line in lines), lines
+
+
+# One validation, run by the dry run, the real run and before a launch: values the real run would crash on or silently
+# ignore are refused in one line before anything is loaded or created.
+
+# Nine levels of nine aliases: 9⁹ strings once expanded, a few hundred bytes as YAML.
+ALIAS_BOMB = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
+    f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n"
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def recipe_with(tmp_path: Path, lines: str) -> str:
+    """The tiny recipe with `lines` in place of its keys of the same names."""
+    keys = {line.split(":")[0] for line in lines.splitlines()}
+    kept = [line for line in (ROOT / TINY).read_text().splitlines(True) if line.split(":")[0] not in keys]
+    (tmp_path / "recipe.yaml").write_text("".join(kept) + lines + "\n")
+    return str(tmp_path / "recipe.yaml")
+
+
+@pytest.mark.parametrize(
+    ("lines", "env", "fragment"),
+    [
+        ("diversity_coef: .nan", {}, "'diversity_coef' in the --config YAML expects a number, got nan"),
+        ("correctness_threshold: .nan", {}, "'correctness_threshold' in the --config YAML expects a number"),
+        ("learning_rate: [1, 2]", {}, "'learning_rate' in the --config YAML expects a number, got a list"),
+        ("seed: 1.5", {}, "'seed' in the --config YAML expects an integer, got 1.5"),
+        ("system_prompt: [a, b]", {}, "'system_prompt' in the --config YAML expects text, got a list"),
+        ("temperature: 0", {}, "temperature must be > 0"),
+        ("top_p: 0", {}, "0 < top_p <= 1"),
+        ("passk_eval_top_p: 1.5", {}, "0 < passk_eval_top_p <= 1"),
+        ("env:\n  A: [1, 2]", {}, "'env' in the --config YAML expects a mapping of plain values"),
+        ("", {"DSDR_VERIFIER_WORKERS": "abc"}, "DSDR_VERIFIER_WORKERS must be a positive integer, got 'abc'"),
+        ("", {"DSDR_VERIFIER_WORKERS": "0"}, "DSDR_VERIFIER_WORKERS must be a positive integer, got '0'"),
+    ],
+)
+def test_dry_run_refuses_values_the_run_would_crash_on_or_ignore(capsys, tmp_path, monkeypatch, lines, env, fragment):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    recipe = recipe_with(tmp_path, lines)
+    for dry_run in (["--dry_run"], []):
+        refused_without_output(capsys, tmp_path, ["train", "--config", recipe, *dry_run], fragment)
+
+
+def test_empty_output_dir_is_refused(capsys, tmp_path):
+    for dry_run in (["--dry_run"], []):
+        fails_clearly(
+            capsys, ["train", "--config", recipe_with(tmp_path, "output_dir: ''"), *dry_run], "output_dir is empty"
+        )
+        fails_clearly(capsys, ["train", "--config", TINY, "--output_dir", "", *dry_run], "output_dir is empty")
+
+
+def test_non_finite_numbers_are_refused_as_flags_and_by_the_config():
+    from dsdr_trl import DSDRConfig
+
+    for name in ("diversity_coef", "correctness_threshold", "local_entropy_coef", "coupling_temperature"):
+        with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+            DSDRConfig(output_dir="unused", use_cpu=True, **{name: float("nan")})
+
+
+def test_flag_nan_is_one_line(capsys):
+    fails_clearly(capsys, ["train", "--config", TINY, "--dry_run", "--diversity_coef", "nan"], "expects a finite")
+
+
+def test_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
+    # The console command: refused before torch is imported, in a fraction of the memory the expansion would take.
+    import resource
+
+    def at_most_500_mb():  # of address space: the expansion would need gigabytes
+        resource.setrlimit(resource.RLIMIT_AS, (500 * 2**20, 500 * 2**20))
+
+    recipe = recipe_with(tmp_path, ALIAS_BOMB + "system_prompt: *i")
+    result = subprocess.run(
+        [sys.executable, "-m", "dsdr_trl", "train", "--config", recipe, "--dry_run"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        preexec_fn=at_most_500_mb,  # noqa: PLW1509 (no threads in this test process need it)
+    )
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "expands to more than 100000 values or 1 MB of text" in result.stderr
+
+
+def test_config_that_is_a_folder_or_a_fifo_says_so(capsys, tmp_path):
+    fails_clearly(capsys, ["train", "--config", str(tmp_path)], f"Config file '{tmp_path}' is a folder")
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    for command in ("train", "eval"):
+        fails_clearly(capsys, [command, "--config", str(fifo)], "is not a regular file")
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("distributed_type: MULTI_GPU\nnum_processes: [1\n", "is not valid YAML"),
+        (
+            "distributed_type: !!python/object/apply:os.system [echo hacked]\n",
+            "is not valid YAML (could not determine",
+        ),
+        ("distributed_type: MULTI_GPU\nzero_stages: 2\n", "unknown keys (['zero_stages'])"),
+    ],
+)
+def test_accelerate_config_file_is_checked_before_launching(capsys, tmp_path, content, fragment):
+    config = tmp_path / "accelerate.yaml"
+    config.write_text(content)
+    argv = ["train", "--config", TINY, "--accelerate_config", str(config), "--num_processes", "2"]
+    refused_without_output(capsys, tmp_path, argv, fragment)
+    assert "launching" not in capsys.readouterr().out
+
+
+def test_eval_sampling_settings_are_checked(capsys):
+    argv = ["eval", "--model", WARMSTART, "--dataset", "configs/tiny/eval.jsonl"]
+    fails_clearly(capsys, [*argv, "--temperature", "-1"], "--temperature must be >= 0")
+    fails_clearly(capsys, [*argv, "--top_p", "0"], "0 < --top_p <= 1")
+
+
+def test_eval_output_to_a_device_or_a_dangling_link_is_refused_before_generating(capsys, tmp_path, monkeypatch):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("evaluate_policy should not be reached")
+
+    monkeypatch.setattr("dsdr_trl.generation.evaluate_policy", must_not_run)
+    argv = ["eval", "--model", WARMSTART, "--dataset", "configs/tiny/eval.jsonl", "--conversational", "false"]
+    fails_clearly(capsys, [*argv, "--output", "/dev/full"], "'/dev/full' is not a regular file")
+    link = tmp_path / "results.json"
+    link.symlink_to(tmp_path / "gone" / "results.json")
+    fails_clearly(capsys, [*argv, "--output", str(link)], "is a link to", "which does not exist")
+    fails_clearly(capsys, [*argv, "--output", ""], "--output is empty")
+
+
+def test_a_failed_write_leaves_earlier_results_unchanged(tmp_path):
+    from dsdr_trl.scripts.common import write_json
+
+    results = tmp_path / "results.json"
+    write_json(results, {"pass@k": {"1": 0.5}})
+    before = results.read_text()
+    with pytest.raises(TypeError):  # a value JSON cannot hold, met halfway through the file
+        write_json(results, {"pass@k": {"1": 0.7}, "later": object()})
+    assert results.read_text() == before and json.loads(before) == {"pass@k": {"1": 0.5}}
+    assert [path.name for path in tmp_path.iterdir()] == ["results.json"]  # no temporary file left
+
+
+def test_model_with_its_own_code_is_refused_without_trust(capsys, tmp_path):
+    import shutil
+
+    model = tmp_path / "custom"
+    shutil.copytree(ROOT / WARMSTART, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoConfig": "custom.Config"}}))
+    err = fails_clearly(
+        capsys, ["train", "--config", TINY, "--dry_run", "--model_name_or_path", str(model)], "--trust_remote_code"
+    )
+    assert "hf.co" not in err
+    err = fails_clearly(capsys, ["eval", "--model", str(model), "--dataset", "configs/tiny/eval.jsonl"], "auto_map")
+    assert "hf.co" not in err
+
+
+@pytest.mark.slow
+def test_a_folder_in_use_is_refused_until_its_run_is_killed(capsys, tmp_path):
+    import time
+
+    output_dir = tmp_path / "run"
+    # 16-token completions and no pass@k callback: the first run trains until it is killed, the last one for a step.
+    argv = ["train", "--config", TINY, "--output_dir", str(output_dir), "--passk_eval_dataset", ""]
+    argv += ["--max_completion_length", "16"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "dsdr_trl", *argv, "--max_steps", "100000"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (output_dir / ".dsdr-trl.lock").exists():  # taken after validation, before the model is built
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        fails_clearly(capsys, [*argv, "--max_steps", "1"], "is in use by another dsdr-trl run")
+    finally:
+        first.kill()  # SIGKILL: the lock file stays, the system releases its lock
+        first.wait()
+    status, _, err = run_cli(capsys, *argv, "--max_steps", "1")
+    assert status == 0, err
+    assert (output_dir / "model.safetensors").is_file()
+
+
+FAILING_REWARDS = """
+def text_reward(completions, **kwargs):
+    return ["good" for _ in completions]
+
+
+def broken_reward(completions, **kwargs):
+    raise ValueError("the hint column is missing")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("reward", "line"),
+    [
+        ("text_reward", "reward function 'text_reward' returned str 'good'"),
+        ("broken_reward", "ValueError in my_rewards.py:7 (broken_reward): the hint column is missing"),
+    ],
+)
+def test_an_error_inside_a_run_says_where_it_comes_from(capsys, tmp_path, monkeypatch, tiny_model_dir, reward, line):
+    # Not a usage error (exit 1), but one line naming the function, with the traceback behind DSDR_TRL_DEBUG.
+    (tmp_path / "my_rewards.py").write_text(FAILING_REWARDS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_rewards", raising=False)
+    # One step of 2 prompts x 4 generations of 8 tokens: the reward is called at once.
+    argv = ["train", "--model_name_or_path", tiny_model_dir, "--dataset_name", "configs/tiny/train.jsonl"]
+    argv += ["--reward_funcs", f"my_rewards.{reward}", "--output_dir", str(tmp_path / "out"), "--max_steps", "1"]
+    argv += ["--per_device_train_batch_size", "8", "--num_generations", "4", "--max_completion_length", "8"]
+    argv += ["--use_cpu", "true", "--bf16", "false", "--report_to", "none", "--save_strategy", "no"]
+    argv += ["--conversational", "false"]
+    status, out, err = run_cli(capsys, *argv)
+    # The trainer's progress bar draws on stderr too, without a newline before the error line.
+    reported = [text[text.index("dsdr-trl train: error: ") :] for text in err.splitlines() if "error: " in text]
+    assert status == 1 and "Traceback" not in err and len(reported) == 1, err
+    assert line in reported[0] and reported[0].endswith("(DSDR_TRL_DEBUG=1 shows the traceback)"), reported[0]
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_bad_data_given_to_a_multi_process_launch_is_one_line(tmp_path):
+    # Found by the launched processes (the launcher loads no data): the first one's line, exit 2, nothing left.
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    data = write_rows(tmp_path / "empty_answers.jsonl", [{"prompt": "1+1=", "solution": ""}, {"prompt": "2*2="}])
+    argv = [
+        "train",
+        "--config",
+        TINY,
+        "--accelerate_config",
+        "ddp",
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        port,
+    ]
+    argv += ["--dataset_name", data, "--output_dir", str(tmp_path / "out")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "dsdr_trl", *argv], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "\r" not in line]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith("dsdr-trl train: error: ") and "empty in all 2 rows" in lines[0]
+    assert not (tmp_path / "out").exists()

@@ -1,10 +1,14 @@
-"""A group straddling two processes gets the same bonus and weights as in one process (torchrun, gloo, CPU)."""
+"""A group straddling two processes gets the same bonus and weights as in one process (torchrun, gloo, CPU), and a
+signal to `dsdr-trl train` stops every process of its launch."""
 
+import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,3 +47,53 @@ def test_two_processes_match_one(tmp_path):
     assert statistics.stdev(advantages_c) == pytest.approx(1.0, abs=1e-3)  # a full z-score: ε = 1e-6 << std
     for result in (single, double):
         assert result["train_steps"] == 2 and result["train_metrics_finite"] and result["train_has_dsdr_metrics"]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_command_stops_every_process_of_its_launch(tmp_path, signum):
+    # What a container runtime or a scheduler does: signal the one `dsdr-trl` process. Its launch runs in that process
+    # (accelerate's launch_command), so the signal reaches the launcher, which stops both training processes.
+    import psutil
+
+    output_dir = tmp_path / "out"
+    argv = ["train", "--config", "configs/tiny/dsdr.yaml", "--accelerate_config", "ddp", "--num_processes", "2"]
+    argv += ["--main_process_port", str(free_port()), "--max_steps", "100000", "--passk_eval_dataset", ""]
+    # 2 prompts x 4 generations of 16 tokens per process and step: the processes log a loss within seconds.
+    argv += ["--per_device_train_batch_size", "8", "--num_generations", "4", "--max_completion_length", "16"]
+    argv += ["--output_dir", str(output_dir)]
+    log = tmp_path / "log.txt"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    with open(log, "w") as out:
+        command = subprocess.Popen(
+            [sys.executable, "-m", "dsdr_trl", *argv], cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+
+    def of_the_run() -> list:
+        return [p for p in psutil.process_iter(["cmdline"]) if str(output_dir) in " ".join(p.info["cmdline"] or [])]
+
+    try:
+        deadline = time.monotonic() + 600
+        while "'loss'" not in log.read_text():  # both processes are training
+            assert command.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
+        assert len(of_the_run()) >= 3  # this command and its two training processes
+        command.send_signal(signum)
+        time.sleep(10)
+        left = of_the_run()
+        assert command.poll() == 128 + signum, log.read_text()[-3000:]
+        assert left == [], [p.info["cmdline"] for p in left]
+    finally:
+        for process in [command, *of_the_run()]:
+            with contextlib.suppress(Exception):
+                process.kill()

@@ -107,7 +107,7 @@ def test_paper_recipes_keep_few_checkpoints_and_name_their_launch(path):
 
 
 def test_recipes_by_name_from_any_directory(monkeypatch, tmp_path, capsys):
-    from dsdr_trl.scripts.launch import list_recipes, resolve_recipe
+    from dsdr_trl.scripts.recipes import list_recipes, resolve_recipe
 
     assert {"qwen3-1.7b/dsdr", "qwen3-4b/dsdr-vllm-server", "tiny/dsdr"} <= set(list_recipes())
     assert resolve_recipe("qwen3-1.7b/dsdr") == str(CONFIGS / "qwen3-1.7b" / "dsdr.yaml")
@@ -136,13 +136,16 @@ def test_recipes_command_lists_them(capsys):
 SLURM = CONFIGS / "slurm" / "dsdr_multinode.slurm"
 # Stand-ins for SLURM's commands, which this machine does not have: `scontrol show hostnames` expands a comma list,
 # `srun` records its arguments (NUL-separated, a file per call) instead of starting job steps.
-FAKE_SCONTROL = '#!/bin/bash\n[[ $1 == show && $2 == hostnames ]] && tr , "\\n" <<< "$3"\n'
+FAKE_SCONTROL = (
+    '#!/bin/bash\n[[ $1 == show && $2 == hostnames ]] && tr , "\\n" <<< "$3"\necho "$@" >> "$SRUN_LOG.scontrol"\n'
+)
 # The training step returns once the server step has recorded itself, as real trainers wait for the server: the
 # script stops the server when training ends.
 FAKE_SRUN = """#!/bin/bash
 printf "%s\\0" "$@" > "$SRUN_LOG/$$"
 if [[ " $* " == *" bash -c "* ]]; then
     for _ in $(seq 100); do (( $(ls "$SRUN_LOG" | wc -l) > 1 )) && break; sleep 0.1; done
+    exec sleep "${TRAIN_SECONDS:-0}"
 fi
 """
 
@@ -212,7 +215,8 @@ def test_slurm_script_serves_vllm_on_the_first_node_and_trains_on_the_others(tmp
         }
         assert script == [
             "-m", "dsdr_trl.scripts.train", "--config", "qwen3-4b/dsdr-vllm-server", "--use_vllm", "true",
-            "--vllm_mode", "server", "--vllm_server_host", "gpu-a", "--vllm_server_port", "8000", *extra,
+            "--vllm_mode", "server", "--vllm_server_host", "gpu-a", "--vllm_server_port", "8000",
+            "--resume_from_checkpoint", "auto", *extra,
         ]  # fmt: skip
 
     # Without DRY_RUN the same commands go to srun: the server on gpu-a, one training task on each other node, where
@@ -226,6 +230,35 @@ def test_slurm_script_serves_vllm_on_the_first_node_and_trains_on_the_others(tmp
     assert train[:4] == ["--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--nodelist=gpu-b,gpu-c"]
     assert train[4:6] == ["bash", "-c"] and "--machine_rank $SLURM_PROCID" in train[6]
     assert shlex.split(train[6].replace("$SLURM_PROCID", "1")) == shlex.split(lines["gpu-c"])
+
+
+@pytest.mark.parametrize("signum", ["USR1", "TERM"])
+def test_slurm_script_requeues_the_job_near_its_time_limit_or_when_preempted(tmp_path, signum):
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    # The training step lasts 60 s here; SLURM's USR1 (near the time limit) or TERM (preemption) comes while it runs.
+    def signal_when_training():
+        deadline = time.monotonic() + 60
+        while len(list((tmp_path / "srun").glob("*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)
+        for process in psutil.process_iter(["cmdline"]):
+            if str(SLURM) in (process.info["cmdline"] or []):
+                process.send_signal(getattr(signal, f"SIG{signum}"))
+
+    (tmp_path / "srun").mkdir()
+    sender = threading.Thread(target=signal_when_training)
+    sender.start()
+    started = time.monotonic()
+    result = run_slurm_script(tmp_path, "qwen3-4b/dsdr", SLURM_JOB_ID="42", TRAIN_SECONDS="60")
+    sender.join()
+    assert result.returncode == 0 and time.monotonic() - started < 60, result.stderr
+    assert "requeueing job 42" in result.stderr
+    assert (tmp_path / "srun.scontrol").read_text().splitlines()[-1] == "requeue 42"
 
 
 def test_slurm_script_needs_two_nodes(tmp_path):

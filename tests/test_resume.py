@@ -105,3 +105,78 @@ def test_checkpoints_inside_a_generation_batch_warn_and_their_resume_differs(tmp
     # What the warning says: step 2 used the second half of the completions sampled at step 1 in the uninterrupted
     # run, and freshly sampled ones after resuming.
     assert resumed_logs[2]["loss"] != pytest.approx(full_logs[2]["loss"], rel=1e-5, abs=1e-7)
+
+
+# `dsdr-trl train --resume_from_checkpoint auto`, as a preempted job restarts: from the last checkpoint of its
+# output_dir, or from scratch when it has none; a damaged checkpoint is named in one line before anything is written.
+CLI_RUN = ["train", "--config", "configs/tiny/dsdr.yaml", "--passk_eval_dataset", "", "--max_completion_length", "16"]
+
+
+def cli_train(capsys, monkeypatch, *argv):
+    from pathlib import Path
+
+    from dsdr_trl import cli
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    status = cli.main([*CLI_RUN, *argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_resume_auto_starts_fresh_then_resumes_from_the_last_checkpoint(capsys, monkeypatch, tmp_path):
+    import json
+
+    output_dir = str(tmp_path / "run")
+    # 2 steps with a checkpoint after each: the first run starts fresh, the second goes on from checkpoint-2 to step 3.
+    argv = ["--output_dir", output_dir, "--save_strategy", "steps", "--save_steps", "1"]
+    for flag_value in ("auto", "true"):
+        status, out, err = cli_train(
+            capsys, monkeypatch, *argv, "--max_steps", "2", "--resume_from_checkpoint", flag_value
+        )
+        assert status == 0, err
+        assert f"no checkpoint in {output_dir}: starting fresh" in out
+        assert (tmp_path / "run" / "checkpoint-2" / "trainer_state.json").is_file()
+        status, out, err = cli_train(
+            capsys, monkeypatch, *argv, "--max_steps", "3", "--resume_from_checkpoint", flag_value
+        )
+        assert status == 0, err
+        assert f"resuming from {output_dir}/checkpoint-2" in out
+        state = json.loads((tmp_path / "run" / "checkpoint-3" / "trainer_state.json").read_text())
+        steps = [log["step"] for log in state["log_history"] if "loss" in log]
+        assert state["global_step"] == 3 and steps == [1, 2, 3]  # steps 1-2 restored, step 3 trained after resuming
+        import shutil
+
+        shutil.rmtree(tmp_path / "run")
+
+
+def test_a_damaged_checkpoint_is_named_in_one_line(capsys, monkeypatch, tmp_path):
+    import shutil
+
+    output_dir = tmp_path / "run"
+    status, _, err = cli_train(
+        capsys,
+        monkeypatch,
+        "--output_dir",
+        str(output_dir),
+        "--max_steps",
+        "1",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "1",
+    )
+    assert status == 0, err
+    for name in ("trainer_state.json", "model.safetensors", "optimizer.pt"):
+        damaged = tmp_path / f"damaged-{name}" / "checkpoint-1"
+        shutil.copytree(output_dir / "checkpoint-1", damaged)
+        data = (damaged / name).read_bytes()
+        (damaged / name).write_bytes(data[: len(data) // 2])  # a copy cut short, as a full disk leaves it
+        target = tmp_path / f"out-{name}"
+        status, out, err = cli_train(
+            capsys, monkeypatch, "--output_dir", str(target), "--resume_from_checkpoint", str(damaged)
+        )
+        lines = err.strip().splitlines()
+        assert status == 2 and len(lines) == 1, err
+        assert lines[0].startswith("dsdr-trl train: error: checkpoint file") and f"{damaged / name}' is damaged" in err
+        assert not target.exists()  # no dsdr_config.json, no lock: nothing written before validation passed

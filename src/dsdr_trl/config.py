@@ -241,6 +241,10 @@ class DSDRConfig(GRPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        finite = ("diversity_coef", "diversity_clip", "coupling_temperature", "local_entropy_coef")
+        for name in (*finite, "correctness_threshold", "advantage_epsilon"):  # NaN passes every comparison below
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}.")
         for name in ("diversity_coef", "local_entropy_coef"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 turns the term off), got {getattr(self, name)}.")

@@ -1,53 +1,79 @@
-"""What the `dsdr-trl` subcommands share: the error a user can fix, and running a subcommand so that such an error is
-one line and exit status 2, never a traceback (set `DSDR_TRL_DEBUG=1` to see the traceback anyway); the check of a
-`--config` YAML's keys; the run settings `dsdr-trl train` saves next to the model and `dsdr-trl eval` reads back."""
+"""What the `dsdr-trl` subcommands share: one way to read a `--config` YAML and parse the arguments (with one-line
+errors), output paths checked before any work and written atomically, and running a subcommand so that an error is
+one line (set `DSDR_TRL_DEBUG=1` for the traceback): exit status 2 for what the user typed, 1 for a failure inside the
+run, which names the file, function or checkpoint it came from."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import math
 import os
-import re
+import stat
 import sys
+import tempfile
+import traceback
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "RUN_CONFIG_NAME",
-    "UsageError",
-    "check_config_keys",
-    "check_config_path",
-    "check_output_path",
-    "check_row_limits",
-    "one_line_errors",
-    "read_config",
-    "read_run_config",
-    "run_command",
-    "save_run_config",
-]
-
 # The run's arguments as JSON, written by `dsdr-trl train` into its output_dir (TRL's `training_args.bin` is a pickle).
 RUN_CONFIG_NAME = "dsdr_config.json"
+# A YAML file holds settings, not data: past these bounds it is refused before anything expands it (an alias bomb of
+# nested lists loads as shared references and only blows up once printed or stringified).
+MAX_CONFIG_BYTES, MAX_CONFIG_NODES = 1_000_000, 100_000
 
 # Keys of other TRL-based recipes (open-r1) that no field takes, and what to do instead.
 FOREIGN_KEY_HINTS = {
     "dataset_prompt_column": "this package calls it prompt_column",
-    "wandb_project": "set WANDB_PROJECT under the YAML's env: mapping instead",
-    "wandb_entity": "set WANDB_ENTITY under the YAML's env: mapping instead",
+    **{key: f"set {key.upper()} under the YAML's env: mapping instead" for key in ("wandb_project", "wandb_entity")},
     "wandb_run_group": "set WANDB_RUN_GROUP under the YAML's env: mapping instead",
 }
 
 
-class UsageError(Exception):
+class UsageError(ValueError):
     """An error in what the user asked for; the command prints its message and exits with status 2."""
 
 
+@contextlib.contextmanager
+def user_input():
+    """Turns a `ValueError` or `OSError` raised while the user's arguments, files and data are checked and loaded
+    into a `UsageError`: there they can only come from what the user gave."""
+    try:
+        yield
+    except (ValueError, OSError) as error:
+        raise UsageError(str(error).split("\n")[0]) from error
+
+
+def _size(value: Any, budget: list[int]) -> None:
+    """Counts `value`'s nodes (an alias counts at every use) and characters into `budget`, stopping when spent."""
+    budget[0] -= 1
+    budget[1] -= len(value) if isinstance(value, str) else 0
+    if min(budget) < 0:
+        raise UsageError("")
+    children = [*value, *value.values()] if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for child in children:
+        _size(child, budget)
+
+
 def read_config(path: str | Path) -> dict[str, Any]:
-    """The mapping a YAML config file holds; a file that is not valid YAML, or not a mapping, is a `UsageError`."""
+    """The mapping a YAML config file holds; anything else (no file, not YAML, too large, not a mapping) fails in one
+    line."""
     import yaml
 
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"Config file '{path}' does not exist.")
+    if path.is_dir():
+        raise UsageError(f"Config file '{path}' is a folder; give a YAML file.")
+    if not stat.S_ISREG(path.stat().st_mode) or path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UsageError(f"Config file '{path}' is not a regular file of at most 1 MB; give a YAML file.")
     try:
-        config = yaml.safe_load(Path(path).read_text())
+        config = yaml.safe_load(path.read_text())
+        _size(config, [MAX_CONFIG_NODES, MAX_CONFIG_BYTES])
     except UnicodeDecodeError as error:
         raise UsageError(f"Config file '{path}' is not a text file ({error.reason}); give a YAML file.") from error
     except yaml.YAMLError as error:
@@ -55,30 +81,168 @@ def read_config(path: str | Path) -> dict[str, Any]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error).split("\n")[0]
         raise UsageError(f"Config file '{path}' is not valid YAML ({problem}{where}); correct it there.") from error
-    if config is None:
-        return {}
-    if not isinstance(config, dict):
+    except (UsageError, RecursionError) as error:
+        raise UsageError(
+            f"Config file '{path}' expands to more than {MAX_CONFIG_NODES} values or 1 MB of text (YAML aliases?); "
+            "a recipe holds settings, so write them out plainly."
+        ) from error
+    if not isinstance(config, dict | None):
         raise UsageError(
             f"Config file '{path}' holds a YAML {type(config).__name__}, not a mapping of field names to values "
             "(`learning_rate: 1.0e-6`, one per line)."
         )
-    return config
+    return config or {}
 
 
-def check_config_path(argv: list[str], resolve: Callable[[str], str] | None = None) -> None:
-    """Fails with one clear line when `--config` lacks its value, names a missing file (`resolve` maps names to
-    files) or a file that is not a YAML mapping."""
-    if "--config" in argv:
-        index = argv.index("--config")
-        if index + 1 >= len(argv):
-            raise UsageError("--config needs a YAML file path.")
-        if resolve is not None:
-            path = Path(resolve(argv[index + 1]))
-        else:
-            path = Path(argv[index + 1])
-            if not path.is_file():
-                raise FileNotFoundError(f"Config file '{path}' does not exist.")
-        read_config(path)
+def pop_config(argv: list[str], resolve: Callable[[str], str] = str) -> tuple[dict[str, Any], str | None]:
+    """Takes `--config PATH` out of `argv` and returns the YAML's mapping and its path (`resolve` maps recipe names
+    to files); `({}, None)` without one."""
+    if "--config" not in argv:
+        return {}, None
+    index = argv.index("--config")
+    if index + 1 >= len(argv):
+        raise UsageError("--config needs a YAML file path.")
+    path = resolve(argv.pop(index + 1))
+    argv.pop(index)
+    return read_config(path), path
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a YAML value can go to a field annotated `hint`; a string always can (the parser converts it)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if isinstance(value, str) or hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin in (list, tuple):
+        return isinstance(value, list) and all(_fits(item, args[0] if args else Any) for item in value)
+    if hint is bool or hint is type(None):
+        return isinstance(value, hint)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is dict or origin is dict:
+        return isinstance(value, dict) and all(_fits(item, args[1] if args else Any) for item in value.values())
+    return not isinstance(value, list | dict) if hint is str else True
+
+
+_EXPECTED = {
+    "int": "an integer",
+    "float": "a number",
+    "list": "a list",
+    "dict": "a mapping of plain values",
+    "bool": "true or false",
+}
+
+
+def _expected(hint: Any) -> str:
+    """What a field annotated `hint` takes, in words (`a number or a list`)."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    kinds = [
+        getattr(typing.get_origin(arg) or arg, "__name__", "") for arg in (typing.get_args(hint) if union else (hint,))
+    ]
+    return " or ".join(dict.fromkeys(_EXPECTED.get(kind, "text") for kind in kinds if kind != "NoneType"))
+
+
+def flag_value(argv: list[str], flag: str) -> str | None:
+    """The value `argv` gives `flag` (`--flag VALUE` or `--flag=VALUE`; the last one wins), or `None`."""
+    value = None
+    for index, arg in enumerate(argv):
+        if arg == flag and index + 1 < len(argv):
+            value = argv[index + 1]
+        elif arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def make_parser(dataclass_types: tuple, prog: str):
+    """TRL's `TrlParser` for `dataclass_types` whose errors are one `UsageError` line: a value its field's type
+    refuses names the flag and what it expects; any other parse error names the flag and points at `--help`."""
+    import argparse
+
+    from trl import TrlParser
+
+    expects = {float: "a number", int: "an integer"}
+
+    class WrongType(argparse.ArgumentTypeError):
+        """A value the field's type refused; its message says what the field expects."""
+
+    class Parser(TrlParser):
+        def add_argument(self, *names, **kwargs):
+            convert = kwargs.get("type")
+            # A bool field takes `--flag` alone (`const=True`) or `--flag VALUE`, converted by the parser's own function.
+            expected = "true or false" if kwargs.get("const") is True else expects.get(convert)
+            if expected is not None:
+
+                def typed(text: str, convert=convert, expected=expected):
+                    try:
+                        value = convert(text)
+                    except (ValueError, argparse.ArgumentTypeError):
+                        shown = text if expected == "true or false" else repr(text)
+                        raise WrongType(f"expects {expected}, got {shown}.") from None
+                    if isinstance(value, float) and not math.isfinite(value):
+                        raise WrongType(f"expects a finite number, got {text!r}.")
+                    return value
+
+                kwargs["type"] = typed
+            return super().add_argument(*names, **kwargs)
+
+        def error(self, message: str):
+            error = sys.exc_info()[1]  # argparse calls `error` while it handles the `ArgumentError`
+            if isinstance(error, argparse.ArgumentError) and error.argument_name:
+                flag = error.argument_name.split("/")[0]
+                if isinstance(error.__context__, WrongType):
+                    raise UsageError(f"{flag} {error.message}")
+                message = f"{flag}: {error.message}"
+            raise UsageError(f"{message.rstrip('.')}; see `{self.prog} --help`.")
+
+    return Parser(dataclass_types, prog=prog)
+
+
+def parse(
+    parser: Any,
+    argv: list[str],
+    config: dict[str, Any],
+    command: str,
+    hints: dict[str, str] | None = None,
+    preset: tuple[str, Callable[[str | None], dict[str, Any]]] | None = None,
+) -> tuple:
+    """
+    The dataclasses of `parser` from `config` (a `--config` YAML's mapping) with the flags of `argv` over it.
+
+    Every YAML key must be a field (an unknown one is named with what to do, from `hints` and [`FOREIGN_KEY_HINTS`])
+    and its value of the field's type; `env:` sets environment variables, as in TRL. `preset=(flag, settings)` names a
+    flag (`--preset`) whose value's `settings(name)` are applied first, so the other flags win; it must be given on the
+    command line, where it can win over the YAML too.
+    """
+    fields = {f.name: f for dtype in parser.dataclass_types for f in dataclasses.fields(dtype) if f.init}
+    unknown = [key for key in config if key not in fields and key != "env"]
+    if unknown:
+        advice = {**FOREIGN_KEY_HINTS, **(hints or {})}
+        described = [f"'{key}' ({advice.get(key, 'no such field')})" for key in unknown]
+        raise UsageError(
+            f"the --config YAML has keys that dsdr-trl {command} does not take: {', '.join(described)}; remove them "
+            f"from the YAML (`dsdr-trl {command} --help` lists every field)."
+        )
+    annotations = {}
+    for dtype in parser.dataclass_types:
+        annotations.update(typing.get_type_hints(dtype))
+    for key, value in config.items():
+        hint = dict[str, str | int | float | bool] if key == "env" else annotations[key]
+        if not _fits(value, hint):
+            shown = f"a {type(value).__name__}" if isinstance(value, list | dict) else repr(value)
+            raise UsageError(f"'{key}' in the --config YAML expects {_expected(hint)}, got {shown}; correct it there.")
+    if preset is not None:
+        flag, settings = preset
+        if flag[2:] in config:
+            raise UsageError(f"give {flag} on the command line, not in the --config file, so that its settings apply.")
+        with user_input():
+            parser.set_defaults(**settings(flag_value(argv, flag)))
+    os.environ.update({key: str(value) for key, value in config.pop("env", {}).items()})
+    parser.set_defaults_with_config(**config)
+    with user_input():  # the dataclasses' own checks (`__post_init__`) raise `ValueError`
+        return parser.parse_args_into_dataclasses(args=argv)
 
 
 def check_row_limits(**limits: int | None) -> None:
@@ -91,22 +255,19 @@ def check_row_limits(**limits: int | None) -> None:
 
 
 def check_output_path(path: str, flag: str, directory: bool) -> None:
-    """
-    Fails before any work is done when `path` cannot take the output that `flag` names; creates nothing.
-
-    Args:
-        path (`str`):
-            Where the command will write.
-        flag (`str`):
-            The option that gave it, for the message (e.g. `--output`).
-        directory (`bool`):
-            Whether the output is a directory (else a file).
-    """
+    """Fails before any work is done when `path` cannot take the output that `flag` names (a directory, else a
+    file): empty, the wrong kind, a dangling link, a device, under a file or not writable. Creates nothing."""
     target = Path(path).expanduser()
+    if not path:
+        raise UsageError(f"{flag} is empty; pass a path.")
+    if target.is_symlink() and not target.exists():
+        raise UsageError(f"{flag} '{path}' is a link to '{os.readlink(target)}', which does not exist; choose a path.")
     if directory and target.exists() and not target.is_dir():
         raise UsageError(f"{flag} '{path}' is an existing file, not a directory; pass a directory path.")
     if not directory and target.is_dir():
         raise UsageError(f"{flag} '{path}' is a directory; pass a file path such as '{target / 'results.json'}'.")
+    if not directory and target.exists() and not target.is_file():
+        raise UsageError(f"{flag} '{path}' is not a regular file (a device?); pass a file path.")
     existing = next(parent for parent in [target, *target.parents] if parent.exists())
     if existing != target and not existing.is_dir():
         raise UsageError(f"{flag} '{path}' lies under '{existing}', which is a file; choose another path.")
@@ -114,82 +275,56 @@ def check_output_path(path: str, flag: str, directory: bool) -> None:
         raise UsageError(f"{flag} '{path}': '{existing}' is not writable; choose a path you can write to.")
 
 
-# argparse's messages name a flag with its aliases ("argument --learning_rate/--learning-rate: ..."); a value that the
-# flag's type refused reads "invalid float value: 'abc'", or, from transformers' `string_to_bool`, "Truthy value
-# expected: got maybe but expected one of yes/no, ...".
-_ARGUMENT = re.compile(r"argument (--[^/:\s]+)\S*: (.*)", re.DOTALL)
-_INVALID_VALUE = re.compile(r"invalid (\w+) value: (.*)|Truthy value expected: got (\S+) .*", re.DOTALL)
-_EXPECTED = {"int": "an integer", "float": "a number", None: "true or false"}
+def check_remote_code(name: str, trusted: bool, fix: str) -> None:
+    """Fails in one line when the local model `name` needs its own code (an `auto_map`) that is not trusted, before
+    transformers would ask on the terminal or name its folder as a repository."""
+    for file in ("config.json", "tokenizer_config.json"):
+        path = Path(name).expanduser() / file
+        if not trusted and path.is_file() and "auto_map" in json.loads(path.read_text()):
+            raise UsageError(
+                f"The model '{name}' comes with its own code ({file} has an auto_map), not run by default; {fix}."
+            )
 
 
-def one_line_errors(parser):
-    """Makes `parser` (an `argparse.ArgumentParser`) raise a one-line `UsageError` where argparse would print the
-    whole usage (hundreds of lines for `dsdr-trl train`) and exit. Returns the parser."""
-
-    def error(message: str):
-        if (argument := _ARGUMENT.fullmatch(message)) is not None:
-            flag, detail = argument.groups()
-            value = _INVALID_VALUE.fullmatch(detail)
-            if value is not None and value.group(1) in _EXPECTED:
-                raise UsageError(
-                    f"{flag} expects {_EXPECTED[value.group(1)]}, got {value.group(2) or value.group(3)}."
-                )
-            message = f"{flag}: {detail}"
-        raise UsageError(f"{message.rstrip('.')}; see `{parser.prog} --help`.")
-
-    parser.error = error
-    return parser
-
-
-def check_config_keys(parser: Any, config_path: str, command: str, hints: dict[str, str] | None = None) -> None:
-    """
-    Fails with one line naming every key of the `--config` YAML that no field of `parser` takes, and what to do.
-
-    TRL's parser would reject such keys with advice to pass `fail_with_unknown_args=False`, which a command-line user
-    cannot do. `hints` (key -> advice) adds to [`FOREIGN_KEY_HINTS`]; `env` (environment variables) is TRL's own key.
-    """
-    import dataclasses
-
-    config = read_config(config_path)
-    known = {f.name for dtype in parser.dataclass_types for f in dataclasses.fields(dtype) if f.init} | {"env"}
-    unknown = [key for key in config if key not in known]
-    if unknown:
-        advice = {**FOREIGN_KEY_HINTS, **(hints or {})}
-        described = [f"'{key}' ({advice.get(key, 'no such field')})" for key in unknown]
-        raise UsageError(
-            f"the --config YAML has keys that dsdr-trl {command} does not take: {', '.join(described)}; remove them "
-            f"from the YAML (`dsdr-trl {command} --help` lists every field)."
-        )
+def write_json(path: str | Path, data: Any) -> None:
+    """Writes `data` as JSON to a temporary file next to `path`, then renames it into place: a failure (a full disk,
+    a value JSON cannot hold) leaves an earlier file at `path` as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as file:
+        try:
+            json.dump(data, file, indent=2, ensure_ascii=False)
+            file.flush()
+            os.fsync(file.fileno())
+        except BaseException:
+            os.unlink(file.name)
+            raise
+    os.replace(file.name, path)
 
 
 def save_run_config(output_dir: str, sections: dict[str, Any]) -> Path:
     """Writes `sections` (e.g. `{"training_args": {...}}`) as `output_dir/dsdr_config.json` and returns the path."""
     path = Path(output_dir) / RUN_CONFIG_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(sections, indent=2, default=str, ensure_ascii=False))
+    write_json(path, json.loads(json.dumps(sections, default=str)))
     return path
 
 
-def read_run_config(model_dir: str) -> dict[str, Any] | None:
-    """The settings of the training run that produced `model_dir` (its `dsdr_config.json`, or that of the run
-    directory holding a `checkpoint-N` folder), or `None` when there is none."""
-    directory = Path(model_dir).expanduser()
-    candidates = [directory / RUN_CONFIG_NAME]
-    if directory.name.startswith("checkpoint-"):
-        candidates.append(directory.parent / RUN_CONFIG_NAME)
-    for candidate in candidates:
-        if candidate.is_file():
-            return json.loads(candidate.read_text())
-    return None
-
-
 def run_command(name: str, main: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
-    """Runs a subcommand's `main(argv)` and returns its exit status; a fixable error becomes one line and status 2."""
+    """Runs a subcommand's `main(argv)` and returns its exit status; an error is one line (on the first process of a
+    launch): status 2 for a `UsageError`, else 1, naming where in the code it was raised."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(main(argv) or 0)
-    except (UsageError, ValueError, FileNotFoundError) as error:
+    except Exception as error:
         if os.environ.get("DSDR_TRL_DEBUG"):
             raise
-        print(f"dsdr-trl {name}: error: {error}", file=sys.stderr)
-        return 2
+        if isinstance(error, UsageError):
+            line, status = str(error), 2
+        else:
+            frame = traceback.extract_tb(error.__traceback__)[-1]
+            where = f"{Path(frame.filename).name}:{frame.lineno} ({frame.name})"
+            line, status = f"{type(error).__name__} in {where}: {str(error).splitlines()[0] if str(error) else ''}", 1
+            line += " (DSDR_TRL_DEBUG=1 shows the traceback)"
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"dsdr-trl {name}: error: {line}", file=sys.stderr)
+        return status

@@ -14,45 +14,40 @@ from __future__ import annotations
 import os
 import sys
 
-from .common import UsageError, check_config_path, run_command
+from .common import make_parser as make_trl_parser
+from .common import parse, pop_config, run_command, user_input
 
 
 def make_parser():
-    from trl import TrlParser
-
     from ..toy.demo import DemoArguments
     from ..toy.study import StudyArguments
 
-    return TrlParser((DemoArguments, StudyArguments), prog="dsdr-trl demo")
+    return make_trl_parser((DemoArguments, StudyArguments), "dsdr-trl demo")
 
 
 def parse_args(argv: list[str]):
     """The demo's and the study's arguments; a `--regime` sets defaults first, so that explicit flags win over it."""
-    from ..toy.demo import DEFAULT_REGIME, regime_defaults
+    from ..toy.demo import DEFAULT_REGIME, regime_settings
 
-    parser = make_parser()
-    parser.set_defaults(**regime_defaults(argv))
-    settings, study = parser.parse_args_and_config(argv)
-    named = next((argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--regime"), settings.regime)
-    if settings.regime != named or ("--regime" not in argv and settings.regime != DEFAULT_REGIME):
-        raise UsageError("give --regime on the command line, not in the --config file, so that its settings apply.")
-    return settings, study
+    argv = list(argv)
+    config, _ = pop_config(argv)
+    return parse(
+        make_parser(), argv, config, "demo", preset=("--regime", lambda name: regime_settings(name or DEFAULT_REGIME))
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dsdr-trl demo`; returns the exit status."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "-h" not in argv and "--help" not in argv:
-        check_config_path(argv)
-    settings, study = parse_args(argv)
+    settings, study = parse_args(list(sys.argv[1:] if argv is None else argv))
 
     from ..toy.demo import regenerate_warmstart, run_demo
     from ..toy.report import rebuild_report, results_table
 
     if settings.regenerate_warmstart:
-        return regenerate_warmstart(settings)
+        with user_input():  # it checks the folder it is given first
+            return regenerate_warmstart(settings)
     if study.study:
         from ..toy.study import run_study
 

@@ -4,8 +4,8 @@
     dsdr-trl eval --model PATH --dataset problems.jsonl --num_samples 8 --k 1,2,4,8 --temperature 0.7 --top_p 0.9
 
 Writes a JSON file (aggregate `pass@k`, `avg@N`, diversity means, the settings, and per problem `num_samples`,
-`num_correct` and the diversity numbers) and prints a markdown table. The presets follow the paper's protocol
-(dsdr-method.md §3): `paper-pass1` is one sample at temperature 0.1, `paper-avg16` 16 samples at 0.7, `paper-passk`
+`num_correct` and the diversity numbers) and prints a markdown table. The presets follow the paper's evaluation
+protocol: `paper-pass1` is one sample at temperature 0.1, `paper-avg16` 16 samples at 0.7, `paper-passk`
 64 samples for k = 1…64 (the paper does not give that temperature; 0.7 is assumed), all with top-p 0.9. A flag given
 next to a preset overrides it. Arguments can also come from a YAML file with `--config`.
 
@@ -26,13 +26,15 @@ from ..data import PromptArguments
 from .common import (
     RUN_CONFIG_NAME,
     UsageError,
-    check_config_keys,
-    check_config_path,
     check_output_path,
+    check_remote_code,
     check_row_limits,
-    one_line_errors,
-    read_run_config,
+    make_parser,
+    parse,
+    pop_config,
     run_command,
+    user_input,
+    write_json,
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -125,6 +127,19 @@ CONFIG_KEY_HINTS = {
 }
 
 
+def read_run_config(model_dir: str) -> dict[str, Any] | None:
+    """The settings of the training run that produced `model_dir` (its `dsdr_config.json`, or that of the run
+    directory holding a `checkpoint-N` folder), or `None` when there is none."""
+    directory = Path(model_dir).expanduser()
+    candidates = [directory / RUN_CONFIG_NAME]
+    if directory.name.startswith("checkpoint-"):
+        candidates.append(directory.parent / RUN_CONFIG_NAME)
+    for candidate in candidates:
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    return None
+
+
 def _apply_run_config(args: EvalArguments) -> None:
     """Fills `chat_template_kwargs` and `system_prompt`, where not given, from the training run of `args.model`, then
     parses `chat_template_kwargs` into a dict."""
@@ -153,32 +168,12 @@ def _apply_run_config(args: EvalArguments) -> None:
     args.chat_template_kwargs = value or {}
 
 
-def make_parser():
-    from trl import TrlParser
-
-    return one_line_errors(TrlParser((EvalArguments,), prog="dsdr-trl eval"))
-
-
-def _preset_name(argv: list[str]) -> str | None:
-    for index, arg in enumerate(argv):
-        if arg == "--preset" and index + 1 < len(argv):
-            return argv[index + 1]
-        if arg.startswith("--preset="):
-            return arg.split("=", 1)[1]
-    return None
-
-
 def parse_args(argv: list[str]) -> EvalArguments:
-    """Parses `argv`, applying a `--preset` first so that explicit flags win over it."""
-    parser = make_parser()
-    if "--config" in argv:
-        check_config_keys(parser, argv[argv.index("--config") + 1], "eval", CONFIG_KEY_HINTS)
-    preset = _preset_name(argv)
-    if preset in PRESETS:
-        parser.set_defaults(**PRESETS[preset])
-    (args,) = parser.parse_args_and_config(argv)
-    if args.preset is not None and preset is None:  # the preset came from a --config file
-        raise UsageError("give --preset on the command line, not in the --config file, so its values apply.")
+    """Parses `argv` (and its `--config` YAML), applying a `--preset` first so that explicit flags win over it."""
+    argv = list(argv)
+    config, _ = pop_config(argv)
+    parser = make_parser((EvalArguments,), "dsdr-trl eval")
+    (args,) = parse(parser, argv, config, "eval", CONFIG_KEY_HINTS, ("--preset", lambda name: PRESETS.get(name, {})))
     return args
 
 
@@ -193,6 +188,7 @@ def _load_model(args: EvalArguments, device: str):
     local = Path(path).expanduser()
     if looks_local(path) and not local.exists():
         raise FileNotFoundError(f"Model directory '{args.model}' does not exist.")
+    check_remote_code(path, False, "dsdr-trl eval loads standard architectures only")
     dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
     try:
         if (local / "adapter_config.json").exists():  # a LoRA run saves only the adapter
@@ -224,55 +220,61 @@ def run(args: EvalArguments) -> int:
     from ..generation import evaluate_policy
     from ..metrics import parse_ks
 
-    if not args.model:
-        raise UsageError("--model is required (a local model directory or a Hub id).")
-    if not args.dataset:
-        raise UsageError("--dataset is required (a named benchmark such as math500, or a local file).")
-    ks = parse_ks(args.k)
-    if max(ks) > args.num_samples:
-        raise ValueError(
-            f"pass@{max(ks)} needs at least {max(ks)} samples per problem, but --num_samples is {args.num_samples}. "
-            f"Lower --k or raise --num_samples to at least {max(ks)}."
+    with user_input():  # until generation starts, an error comes from the arguments, files or model given
+        if not args.model:
+            raise UsageError("--model is required (a local model directory or a Hub id).")
+        if not args.dataset:
+            raise UsageError("--dataset is required (a named benchmark such as math500, or a local file).")
+        ks = parse_ks(args.k)
+        if max(ks) > args.num_samples:
+            raise ValueError(
+                f"pass@{max(ks)} needs at least {max(ks)} samples per problem, but --num_samples is {args.num_samples}. "
+                f"Lower --k or raise --num_samples to at least {max(ks)}."
+            )
+        if args.num_samples < 1 or args.batch_size < 1 or args.max_new_tokens < 1:
+            raise ValueError("--num_samples, --batch_size and --max_new_tokens must be positive.")
+        if args.temperature < 0 or not 0 < args.top_p <= 1:
+            raise UsageError(
+                f"--temperature must be >= 0 (0 decodes greedily) and 0 < --top_p <= 1, got {args.temperature} and "
+                f"{args.top_p}."
+            )
+        _apply_run_config(args)
+        check_row_limits(limit=args.limit)
+        if args.output is not None:
+            check_output_path(args.output, "--output", directory=False)
+        if not looks_local(args.model) and not is_offline_mode() and (reason := hub_unreachable_reason()) is not None:
+            # In seconds, where the Hub client would retry for about a minute.
+            raise FileNotFoundError(
+                f"Could not load the model '{args.model}' ({reason}). Pass a local directory with --model."
+            )
+
+        dataset = load_math_dataset(
+            args.dataset,
+            config=args.dataset_config,
+            split=args.split,
+            prompt_column=args.prompt_column,
+            solution_column=args.solution_column,
+            prompt_template=args.prompt_template,
+            conversational=args.conversational,
+            system_prompt=args.system_prompt,
+            limit=args.limit,
         )
-    if args.num_samples < 1 or args.batch_size < 1 or args.max_new_tokens < 1:
-        raise ValueError("--num_samples, --batch_size and --max_new_tokens must be positive.")
-    _apply_run_config(args)
-    check_row_limits(limit=args.limit)
-    if args.output:
-        check_output_path(args.output, "--output", directory=False)
-    if not looks_local(args.model) and not is_offline_mode() and (reason := hub_unreachable_reason()) is not None:
-        # In seconds, where the Hub client would retry for about a minute.
-        raise FileNotFoundError(
-            f"Could not load the model '{args.model}' ({reason}). Pass a local directory with --model."
-        )
 
-    dataset = load_math_dataset(
-        args.dataset,
-        config=args.dataset_config,
-        split=args.split,
-        prompt_column=args.prompt_column,
-        solution_column=args.solution_column,
-        prompt_template=args.prompt_template,
-        conversational=args.conversational,
-        system_prompt=args.system_prompt,
-        limit=args.limit,
-    )
+        import torch
 
-    import torch
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if args.use_vllm:  # vLLM loads the weights itself; only the tokenizer is needed here, for the chat template
+            from transformers import AutoTokenizer
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.use_vllm:  # vLLM loads the weights itself; only the tokenizer is needed here, for the chat template
-        from transformers import AutoTokenizer
+            model = args.model
+            tokenizer = AutoTokenizer.from_pretrained(model)
+        else:
+            model, tokenizer = _load_model(args, device)
+        encoder = None
+        if args.diversity_encoder and args.diversity_encoder.lower() != "none":
+            from ..encoder import load_diversity_encoder
 
-        model = args.model
-        tokenizer = AutoTokenizer.from_pretrained(model)
-    else:
-        model, tokenizer = _load_model(args, device)
-    encoder = None
-    if args.diversity_encoder and args.diversity_encoder.lower() != "none":
-        from ..encoder import load_diversity_encoder
-
-        encoder = load_diversity_encoder(args.diversity_encoder, device, 256)
+            encoder = load_diversity_encoder(args.diversity_encoder, device, 256)
 
     result = evaluate_policy(
         model,
@@ -304,9 +306,7 @@ def run(args: EvalArguments) -> int:
     print(f"\n{args.model} on {args.dataset} ({len(dataset)} problems, {args.num_samples} samples each)\n")
     print(result.to_markdown())
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.output, "w") as file:
-            json.dump({**result.to_dict(), **_provenance()}, file, indent=2, ensure_ascii=False)
+        write_json(args.output, {**result.to_dict(), **_provenance()})
         print(f"\nWrote {args.output}")
     return 0
 
@@ -328,9 +328,10 @@ def _provenance() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dsdr-trl eval`; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "-h" not in argv and "--help" not in argv:
-        check_config_path(argv)
-    return run(parse_args(argv))
+    if "-h" in argv or "--help" in argv:
+        make_parser((EvalArguments,), "dsdr-trl eval").parse_args_into_dataclasses(["--help"])
+    args = parse_args(argv)
+    return run(args)
 
 
 if __name__ == "__main__":

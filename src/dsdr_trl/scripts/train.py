@@ -4,17 +4,19 @@
     dsdr-trl train --config qwen3-1.7b/dsdr --accelerate_config zero2 --num_processes 8   # a shipped recipe
     accelerate launch --config_file configs/accelerate/zero2.yaml -m dsdr_trl.scripts.train --config ...
 
-`--config` takes a file or a shipped recipe's name (`dsdr-trl recipes`). `--accelerate_config` (`ddp`, `zero2`,
-`zero3`, TRL's names, or a file) and `--num_processes`, as flags or as recipe keys, make the command re-launch itself
-through `accelerate launch`, as `trl grpo` does, after a dry run of the same arguments in one process, so that bad
-input is one line there too; on a CPU-only machine the processes use gloo (see [`~dsdr_trl.scripts.launch.launch`]).
+The shape of TRL's `trl/scripts/grpo.py`: parse → validate → load → build the trainer → train → save. `--config`
+takes a file or a shipped recipe's name (`dsdr-trl recipes`). `--accelerate_config` (`ddp`, `zero2`, `zero3`, TRL's
+names, or a file) and `--num_processes`, as flags or as recipe keys, launch the processes with accelerate's
+`launch_command` in this process, after the arguments are validated here (see [`~dsdr_trl.scripts.launch.launch`]).
 
 Arguments come from three dataclasses, all settable in the YAML file or as flags (flags win):
 [`DSDRScriptArguments`] (data, rewards, the pass@k callback, `--dry_run`), [`~dsdr_trl.DSDRConfig`] (every
 `GRPOConfig` field plus the DSDR coefficients) and TRL's `ModelConfig` (`model_name_or_path`, `dtype`,
-`--use_peft --lora_r ...`). An unknown key or flag is an error. `--dry_run` checks the arguments, the reward
-names and the dataset columns, and prints the plan without loading any model weights. A run writes its arguments to
-`output_dir/dsdr_config.json`, from which `dsdr-trl eval` takes `chat_template_kwargs` and `system_prompt`.
+`--use_peft --lora_r ...`). An unknown key or flag, or a value of the wrong type or range, is an error. `--dry_run`
+also loads the data and the tokenizer (no weights), checks that every prompt fits the model's context, and prints the
+plan. `--resume_from_checkpoint auto` resumes from the last checkpoint in output_dir, if any. A run holds a lock on its
+output_dir and writes its arguments to `output_dir/dsdr_config.json`, from which `dsdr-trl eval` takes
+`chat_template_kwargs` and `system_prompt`.
 """
 
 from __future__ import annotations
@@ -28,50 +30,22 @@ from typing import Any
 from ..data import PromptArguments, hub_dataset_id
 from .common import (
     UsageError,
-    check_config_keys,
-    check_config_path,
     check_output_path,
+    check_remote_code,
     check_row_limits,
-    one_line_errors,
-    read_config,
+    flag_value,
+    parse,
+    pop_config,
     run_command,
     save_run_config,
+    user_input,
 )
+from .common import make_parser as make_trl_parser
 
 
 @dataclass
 class DSDRScriptArguments(PromptArguments):
-    """
-    Data, reward and evaluation arguments of `dsdr-trl train`.
-
-    Args:
-        dataset_name (`str`):
-            A named adapter of [`dsdr_trl.data.DATASETS`] (e.g. `dapo-math-17k`), a local
-            `.jsonl`/`.json`/`.parquet`/`.csv` file, or a Hub id.
-        dataset_config (`str`, *optional*):
-            Hub config (e.g. `en` for DAPO-Math-17k); defaults to the adapter's.
-        dataset_train_split (`str`, *optional*):
-            Training split; defaults to the adapter's, else `train`.
-        dataset_test_split (`str`, *optional*):
-            Split for TRL's reward evaluation (`eval_strategy`); none by default.
-        prompt_column (`str`, *optional*), solution_column (`str`, *optional*):
-            Columns holding the problem and the reference answer, for files and Hub ids.
-        prompt_template (`str`, *optional*):
-            `answer-line`, `boxed`, `plain`, or a text with `{problem}`; defaults to the adapter's, else `plain`.
-        conversational (`bool`, *optional*, defaults to `True`):
-            Send prompts as chat messages (rendered with the tokenizer's chat template).
-        system_prompt (`str`, *optional*):
-            A system message for conversational prompts.
-        reward_funcs (`list[str]`, *optional*, defaults to `["accuracy"]`):
-            Names from `dsdr_trl.rewards.REWARD_FUNCS` (ours and TRL's, by TRL's names) or dotted import paths,
-            resolved from the working directory.
-        max_train_samples (`int`, *optional*), max_eval_samples (`int`, *optional*):
-            Keep only the first rows.
-        passk_eval_dataset (`str`, *optional*):
-            Dataset for [`~dsdr_trl.callbacks.PassAtKCallback`] (pass@k and diversity every `eval_steps`).
-        dry_run (`bool`, *optional*, defaults to `False`):
-            Validate everything and print the plan, without loading model weights.
-    """
+    """Data, reward and pass@k-callback arguments of `dsdr-trl train` (each field's help is in `--help`)."""
 
     dataset_name: str | None = field(
         default=None,
@@ -134,23 +108,16 @@ class DSDRScriptArguments(PromptArguments):
 
 
 def make_parser():
-    from trl import ModelConfig, TrlParser
+    from trl import ModelConfig
 
     from ..config import DSDRConfig
 
-    return one_line_errors(TrlParser((DSDRScriptArguments, DSDRConfig, ModelConfig), prog="dsdr-trl train"))
+    return make_trl_parser((DSDRScriptArguments, DSDRConfig, ModelConfig), "dsdr-trl train")
 
 
 def _say(message: str) -> None:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"[dsdr-trl train] {message}", flush=True)
-
-
-def _wants_dry_run(argv: list[str]) -> bool:
-    if "--dry_run" in argv:
-        index = argv.index("--dry_run")
-        return index + 1 >= len(argv) or argv[index + 1].lower() not in ("false", "0", "no")
-    return False
 
 
 def _resolve_rewards(names: list[str], correctness: str | None, max_completion_length: int | None) -> list:
@@ -176,7 +143,32 @@ def _resolve_rewards(names: list[str], correctness: str | None, max_completion_l
             f"correctness_reward={correctness!r} is not one of the reward functions {func_names} (it names a "
             "function by its __name__, e.g. 'accuracy_reward' for --reward_funcs accuracy)."
         )
-    return funcs
+    return [_checked(func, name) for func, name in zip(funcs, func_names, strict=True)]
+
+
+def _checked(func, name: str):
+    """`func`, failing with its name when it returns anything but a number or `None` per completion (TRL would fail
+    later, in its own code, without naming it)."""
+    import functools
+    import inspect
+    import numbers
+
+    if inspect.iscoroutinefunction(func):
+        return func
+
+    @functools.wraps(func)
+    def reward(*args, **kwargs):
+        values = func(*args, **kwargs)
+        for value in values:
+            if not (value is None or isinstance(value, numbers.Real)):
+                raise TypeError(
+                    f"reward function {name!r} returned {type(value).__name__} {str(value)[:40]!r}; a reward function "
+                    "returns a number or None per completion."
+                )
+        return values
+
+    reward.__name__ = name
+    return reward
 
 
 def _load(script_args: DSDRScriptArguments, name: str, split: str | None, limit: int | None, dry_run: bool):
@@ -223,6 +215,7 @@ def _check_model_and_prompts(
     from ..data import hub_unreachable_reason, looks_local, prompt_lengths
 
     name = model_args.model_name_or_path
+    check_remote_code(name, training_args.trust_remote_code, "pass --trust_remote_code true if you trust it")
     options = {"revision": model_args.model_revision, "trust_remote_code": training_args.trust_remote_code}
     try:
         if not looks_local(name) and not is_offline_mode() and (reason := hub_unreachable_reason()) is not None:
@@ -259,14 +252,43 @@ def _check_model_and_prompts(
     return f"model: {name} (context {context} tokens; longest prompt {longest})"
 
 
-def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any, processes: int | None = None) -> int:
-    """Validates the arguments, then (unless `dry_run`) trains, saves the model and closes the trainer.
+def resolve_checkpoint(value: str | None, output_dir: str) -> str | None:
+    """The checkpoint to resume from: `auto` or `true` is the last one in `output_dir` (none: start fresh). Every
+    file it holds must load (JSON parses, safetensors and torch archives open); a damaged one is named in one line."""
+    import json
+    import zipfile
 
-    `processes` is the process count the batch plan is reported for (default: this run's `WORLD_SIZE`).
-    """
+    from safetensors import safe_open
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if value is not None and value.lower() in ("auto", "true"):
+        value = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        _say(f"resuming from {value}" if value else f"no checkpoint in {output_dir}: starting fresh")
+    if value is None:
+        return None
+    if not Path(value).is_dir():
+        raise UsageError(f"--resume_from_checkpoint '{value}' is not a folder; pass a checkpoint-N folder or auto.")
+    for file in sorted(Path(value).iterdir()):
+        try:
+            if file.suffix == ".json":
+                json.loads(file.read_text())
+            elif file.suffix == ".safetensors":
+                safe_open(str(file), "pt").keys()
+            elif file.suffix in (".pt", ".pth", ".bin"):
+                zipfile.ZipFile(file).close()
+        except Exception as error:
+            raise UsageError(
+                f"checkpoint file '{file}' is damaged ({str(error).splitlines()[0][:120]}); resume from another "
+                "checkpoint or remove this one."
+            ) from error
+    return value
+
+
+def validate(script_args: DSDRScriptArguments, training_args: Any, model_args: Any) -> tuple[list, list[int]]:
+    """Every check of the arguments alone, run by the dry run, the real run and before a launch; nothing is created.
+    Returns the reward functions and the k of the pass@k callback."""
     from ..metrics import parse_ks
 
-    dry_run = script_args.dry_run
     if not script_args.dataset_name:
         raise UsageError("no training data: set dataset_name in the recipe or pass --dataset_name NAME_OR_FILE.")
     if not model_args.model_name_or_path:
@@ -277,64 +299,82 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any, p
         passk_eval_limit=script_args.passk_eval_limit,
     )
     check_output_path(training_args.output_dir, "output_dir", directory=True)
-    reward_funcs = _resolve_rewards(
+    for name, temperature, top_p in [
+        ("", training_args.temperature, training_args.top_p),
+        ("passk_eval_", script_args.passk_eval_temperature, script_args.passk_eval_top_p),
+    ]:
+        if not temperature > 0 or not 0 < top_p <= 1:
+            raise UsageError(
+                f"{name}temperature must be > 0 and 0 < {name}top_p <= 1, got {temperature} and {top_p}; sampling "
+                "needs them (the paper: temperature 1.0 in training, 0.7 in evaluation, top_p 0.9)."
+            )
+    from ..rewards import verifier_workers
+
+    try:
+        verifier_workers()
+        num_samples = script_args.passk_eval_num_samples if script_args.passk_eval_dataset else None
+        ks = parse_ks(script_args.passk_eval_k, num_samples)
+    except ValueError as error:  # parse_ks names the fields without their flag's prefix
+        raise UsageError(str(error).replace("num_samples", "passk_eval_num_samples")) from error
+    rewards = _resolve_rewards(
         script_args.reward_funcs, training_args.correctness_reward, training_args.max_completion_length
     )
-
-    ks = parse_ks(script_args.passk_eval_k)
-    if script_args.passk_eval_dataset and max(ks) > script_args.passk_eval_num_samples:
-        raise ValueError(
-            f"passk_eval_k asks for pass@{max(ks)} but passk_eval_num_samples is "
-            f"{script_args.passk_eval_num_samples}; every k must be <= the number of samples."
-        )
-
-    train_dataset = _load(
-        script_args,
-        script_args.dataset_name,
-        script_args.dataset_train_split,
-        script_args.max_train_samples,
-        dry_run,
+    training_args.resume_from_checkpoint = resolve_checkpoint(
+        training_args.resume_from_checkpoint, training_args.output_dir
     )
-    eval_dataset = None
-    if script_args.dataset_test_split and training_args.eval_strategy != "no":
-        eval_dataset = _load(
-            script_args,
-            script_args.dataset_name,
-            script_args.dataset_test_split,
-            script_args.max_eval_samples,
-            dry_run,
-        )
-    passk_dataset = None
-    if script_args.passk_eval_dataset:
-        passk_dataset = _load(
-            script_args,
-            script_args.passk_eval_dataset,
-            script_args.passk_eval_split,
-            script_args.passk_eval_limit,
-            dry_run,
-        )
+    return rewards, ks
 
-    model_name = model_args.model_name_or_path
+
+def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any, processes: int | None = None) -> int:
+    """Validates the arguments and loads the data, then (unless `dry_run`) trains, saves the model and closes the
+    trainer. `processes` is the process count the batch plan is reported for (default: this run's `WORLD_SIZE`)."""
     from ..data import looks_local
 
-    if looks_local(model_name) and not Path(model_name).expanduser().exists():
-        raise FileNotFoundError(f"Model directory '{model_name}' does not exist.")
-    model_line = _check_model_and_prompts(
-        model_args,
-        training_args,
-        [
-            (script_args.dataset_name, train_dataset),
-            (f"{script_args.dataset_name}, split {script_args.dataset_test_split}", eval_dataset),
-            (script_args.passk_eval_dataset, passk_dataset),
-        ],
-        dry_run,
-    )
+    dry_run = script_args.dry_run
+    with user_input():
+        reward_funcs, ks = validate(script_args, training_args, model_args)
+        train_dataset = _load(
+            script_args,
+            script_args.dataset_name,
+            script_args.dataset_train_split,
+            script_args.max_train_samples,
+            dry_run,
+        )
+        eval_dataset = passk_dataset = None
+        if script_args.dataset_test_split and training_args.eval_strategy != "no":
+            eval_dataset = _load(
+                script_args,
+                script_args.dataset_name,
+                script_args.dataset_test_split,
+                script_args.max_eval_samples,
+                dry_run,
+            )
+        if script_args.passk_eval_dataset:
+            passk_dataset = _load(
+                script_args,
+                script_args.passk_eval_dataset,
+                script_args.passk_eval_split,
+                script_args.passk_eval_limit,
+                dry_run,
+            )
+        model_name = model_args.model_name_or_path
+        if looks_local(model_name) and not Path(model_name).expanduser().exists():
+            raise UsageError(f"Model directory '{model_name}' does not exist.")
+        model_line = _check_model_and_prompts(
+            model_args,
+            training_args,
+            [
+                (script_args.dataset_name, train_dataset),
+                (f"{script_args.dataset_name}, split {script_args.dataset_test_split}", eval_dataset),
+                (script_args.passk_eval_dataset, passk_dataset),
+            ],
+            dry_run,
+        )
 
     from trl.trainer.utils import get_callable_name
 
     reward_names = [get_callable_name(func) for func in reward_funcs]
     world = processes or int(os.environ.get("WORLD_SIZE", "1"))
-    prompts_per_generation = training_args.generation_batch_size // training_args.num_generations
     plan = [
         model_line,
         f"data: {script_args.dataset_name}"
@@ -343,8 +383,9 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any, p
         f"DSDR: diversity_coef={training_args.diversity_coef} local_entropy_coef={training_args.local_entropy_coef} "
         f"coupling_temperature={training_args.coupling_temperature} epsilon={training_args.epsilon} "
         f"epsilon_high={training_args.epsilon_high} advantage_epsilon={training_args.advantage_epsilon}",
-        f"batch on {world} process(es): {prompts_per_generation} prompts x {training_args.num_generations} "
-        f"generations = {training_args.generation_batch_size} completions per generation batch; "
+        f"batch on {world} process(es): {training_args.generation_batch_size // training_args.num_generations} "
+        f"prompts x {training_args.num_generations} generations = {training_args.generation_batch_size} completions "
+        f"per generation batch; "
         f"{training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world} "
         "completions per optimizer step",
     ]
@@ -365,15 +406,16 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any, p
                 f"WARNING: use_vllm is set but vllm does not import here ({type(error).__name__}: {error}); install "
                 "it (pip install 'trl[vllm]') or pass --use_vllm false to generate with transformers."
             )
+    for line in plan:
+        _say(line)
     if dry_run:
-        for line in plan:
-            _say(line)
         _say("dry run: arguments valid; no weights loaded")
         return 0
 
     from trl import get_peft_config, get_quantization_config
 
     from ..trainer import DSDRGRPOTrainer
+    from .launch import hold_output_dir
 
     if training_args.model_init_kwargs is None:
         init_kwargs: dict[str, Any] = {"revision": model_args.model_revision}
@@ -381,52 +423,50 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any, p
             init_kwargs["dtype"] = model_args.dtype
         if model_args.attn_implementation is not None:
             init_kwargs["attn_implementation"] = model_args.attn_implementation
-        quantization = get_quantization_config(model_args)
-        if quantization is not None:
+        if (quantization := get_quantization_config(model_args)) is not None:
             from trl import get_kbit_device_map
 
             init_kwargs.update(quantization_config=quantization, device_map=get_kbit_device_map())
         training_args.model_init_kwargs = init_kwargs
 
-    for line in plan:
-        _say(line)
-    trainer = DSDRGRPOTrainer(
-        model=model_name,
-        reward_funcs=reward_funcs,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        peft_config=get_peft_config(model_args),
-    )
-    if passk_dataset is not None:
-        from ..callbacks import PassAtKCallback
-
-        trainer.add_callback(
-            PassAtKCallback(
-                trainer,
-                passk_dataset["prompt"],
-                passk_dataset["solution"],
-                ks=ks,
-                num_samples=script_args.passk_eval_num_samples,
-                eval_steps=script_args.passk_eval_steps,
-                temperature=script_args.passk_eval_temperature,
-                top_p=script_args.passk_eval_top_p,
-                max_new_tokens=script_args.passk_eval_max_new_tokens or training_args.max_completion_length,
-                batch_size=training_args.per_device_eval_batch_size,
-                seed=training_args.seed,
-                prefix=script_args.passk_eval_prefix,
-            )
+    with hold_output_dir(training_args.output_dir):
+        trainer = DSDRGRPOTrainer(
+            model=model_name,
+            reward_funcs=reward_funcs,
+            args=training_args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            peft_config=get_peft_config(model_args),
         )
-    if trainer.is_world_process_zero():  # `dsdr-trl eval` reads chat_template_kwargs and system_prompt back from it
-        sections = {"script_args": asdict(script_args), "model_args": asdict(model_args)}
-        save_run_config(training_args.output_dir, {**sections, "training_args": training_args.to_dict()})
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model(training_args.output_dir)
-    _say(f"saved the model to {training_args.output_dir}")
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=hub_dataset_id(script_args.dataset_name))
-    if hasattr(trainer, "end"):  # transformers >= 5.18 closes trackers and background pushes here
-        trainer.end()
+        if passk_dataset is not None:
+            from ..callbacks import PassAtKCallback
+
+            trainer.add_callback(
+                PassAtKCallback(
+                    trainer,
+                    passk_dataset["prompt"],
+                    passk_dataset["solution"],
+                    ks=ks,
+                    num_samples=script_args.passk_eval_num_samples,
+                    eval_steps=script_args.passk_eval_steps,
+                    temperature=script_args.passk_eval_temperature,
+                    top_p=script_args.passk_eval_top_p,
+                    max_new_tokens=script_args.passk_eval_max_new_tokens or training_args.max_completion_length,
+                    batch_size=training_args.per_device_eval_batch_size,
+                    seed=training_args.seed,
+                    prefix=script_args.passk_eval_prefix,
+                )
+            )
+        if trainer.is_world_process_zero():  # `dsdr-trl eval` reads chat_template_kwargs and system_prompt back
+            sections = {"script_args": asdict(script_args), "model_args": asdict(model_args)}
+            save_run_config(training_args.output_dir, {**sections, "training_args": training_args.to_dict()})
+        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model(training_args.output_dir)
+        _say(f"saved the model to {training_args.output_dir}")
+        if training_args.push_to_hub:
+            trainer.push_to_hub(dataset_name=hub_dataset_id(script_args.dataset_name))
+        if hasattr(trainer, "end"):  # transformers >= 5.18 closes trackers and background pushes here
+            trainer.end()
     return 0
 
 
@@ -439,70 +479,66 @@ USAGE = """usage: dsdr-trl train --config RECIPE [--field value ...] [--accelera
 Run `dsdr-trl train --help` for every field."""
 
 
-def _launch_value(launch_args: list[str], flag: str) -> str | None:
-    values = [launch_args[i + 1] for i in range(0, len(launch_args), 2) if launch_args[i] == flag]
-    return values[-1] if values else None
-
-
-def _target_processes(launch_args: list[str]) -> int:
+def _processes(launch_args: list[str]) -> int:
     """The process count a launch would start: `--num_processes`, else the accelerate config's, else this run's."""
-    if (count := _launch_value(launch_args, "--num_processes")) is not None:
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    if (count := flag_value(launch_args, "--num_processes")) is not None:
         return int(count)
-    if (config_file := _launch_value(launch_args, "--config_file")) is not None:
-        config = read_config(config_file)
-        return int(config.get("num_processes", 1)) * int(config.get("num_machines", 1) or 1)
+    if (config_file := flag_value(launch_args, "--config_file")) is not None:
+        config = load_config_from_file(config_file)
+        return int(config.num_processes or 1) * int(config.num_machines or 1)
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dsdr-trl train`; returns the exit status. See the module docstring."""
-    import tempfile
     import warnings
 
-    from .launch import (
-        accelerate_option_hints,
-        check_before_launch,
-        launch,
-        prepare_recipe,
-        resolve_recipe,
-        split_launch_args,
-    )
+    from .launch import accelerate_option_hints, hold_output_dir, launch, split_launch_args
+    from .recipes import prepare_recipe, resolve_recipe
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
         print(USAGE, file=sys.stderr)
         return 2
     if "-h" in argv or "--help" in argv:
-        make_parser().parse_args_and_config(argv)  # prints the help and exits
-        return 0
-    check_config_path(argv, resolve_recipe)
-    launched = "LOCAL_RANK" in os.environ  # a process that `accelerate launch` (or torchrun) started
-    with tempfile.TemporaryDirectory(prefix="dsdr-trl-") as scratch:
-        recipe_launch: list[str] = []
-        if "--config" in argv:
-            index = argv.index("--config") + 1
-            argv[index], recipe_launch = prepare_recipe(resolve_recipe(argv[index]), scratch)
-            check_config_keys(make_parser(), argv[index], "train", accelerate_option_hints())
-        cli_launch, argv = split_launch_args(argv)
-        # A flag overrides the recipe's key; inside a launched process the launch is done, so both are ignored.
-        launch_args = [] if launched else _merge_launch_args(split_launch_args(recipe_launch)[0], cli_launch)
-        if _wants_dry_run(argv):
-            import torch
+        make_parser().parse_args_into_dataclasses(["--help"])  # prints the help and exits
+    script_argv = list(argv)
+    recipe, path = pop_config(argv, resolve_recipe)  # before the heavy imports: a bad file fails at once
+    parser = make_parser()
+    recipe_launch = prepare_recipe(recipe, path) if path else []
+    cli_launch, argv = split_launch_args(argv)
+    # A flag overrides the recipe's key; inside a launched process (LOCAL_RANK is set) the launch is done.
+    launch_args = [] if "LOCAL_RANK" in os.environ else _merge(split_launch_args(recipe_launch)[0], cli_launch)
+    if "LOCAL_RANK" in os.environ:
+        import signal
 
-            # Recipes written for GPUs set bf16, which TrainingArguments refuses on a CPU-only machine; a dry run
-            # loads no weights, so it validates them as CPU runs there.
-            if not torch.cuda.is_available() and "--use_cpu" not in argv:
-                argv += ["--use_cpu", "true"]
-        elif launch_args:
-            return check_before_launch(launch_args, argv) or launch(launch_args, argv)
-        with warnings.catch_warnings():
-            if _wants_dry_run(argv):  # the plan judges the checkpoints for the launch's process count instead
-                warnings.filterwarnings("ignore", message="save_steps=")
-            script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
-        return run(script_args, training_args, model_args, processes=_target_processes(launch_args))
+        # The launcher passes a SIGINT on to its processes; ending at once, as on SIGTERM, stops them all in seconds
+        # (a KeyboardInterrupt unwinding through the process group can wait for the launcher's kill, 30 s later).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    dry_run = flag_value(argv, "--dry_run") not in (None, "false", "False", "0", "no") or "--dry_run" in argv[-1:]
+    dry_run = dry_run or (flag_value(argv, "--dry_run") is None and recipe.get("dry_run") is True)
+    import torch
+
+    # Recipes written for GPUs set bf16, which TrainingArguments refuses on a CPU-only machine; a dry run loads no
+    # weights, so it validates them as CPU runs there.
+    if dry_run and not torch.cuda.is_available() and "--use_cpu" not in argv:
+        argv += ["--use_cpu", "true"]
+    with warnings.catch_warnings():
+        if dry_run:  # the plan judges the checkpoints for the launch's process count instead
+            warnings.filterwarnings("ignore", message="save_steps=")
+        script_args, training_args, model_args = parse(parser, argv, recipe, "train", accelerate_option_hints())
+    if launch_args and not dry_run:
+        with user_input():
+            validate(script_args, training_args, model_args)
+        with hold_output_dir(training_args.output_dir):
+            script_argv = split_launch_args(script_argv)[1]
+            return launch(launch_args, script_argv, training_args.output_dir)
+    return run(script_args, training_args, model_args, processes=_processes(launch_args))
 
 
-def _merge_launch_args(recipe: list[str], cli: list[str]) -> list[str]:
+def _merge(recipe: list[str], cli: list[str]) -> list[str]:
     merged = dict(zip(recipe[::2], recipe[1::2], strict=True))
     merged.update(zip(cli[::2], cli[1::2], strict=True))
     return [item for pair in merged.items() for item in pair]
