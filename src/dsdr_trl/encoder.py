@@ -154,9 +154,9 @@ def default_encoder_source() -> str:
     The Hub is asked (one request of at most [`HUB_PROBE_TIMEOUT`] seconds) unless `HF_HUB_OFFLINE=1`; without it, the
     local Hub cache is used when it holds the model, else the packaged copy.
     """
-    from huggingface_hub import is_offline_mode, try_to_load_from_cache
+    from huggingface_hub import constants, try_to_load_from_cache
 
-    if not is_offline_mode() and _hub_reachable():
+    if not constants.HF_HUB_OFFLINE and _hub_reachable():
         return "hub"
     cached = try_to_load_from_cache(DEFAULT_DIVERSITY_ENCODER, "modules.json")
     return "cache" if isinstance(cached, str) else "offline"
@@ -168,14 +168,14 @@ def _log_once(level: int, message: str) -> None:
 
 
 def _load_default_encoder(device: str):
-    from huggingface_hub import is_offline_mode
+    from huggingface_hub import constants
     from sentence_transformers import SentenceTransformer
 
     source = default_encoder_source()
     if source == "offline":
         # Offline by request is what the user asked for; a Hub out of reach is worth a warning.
-        level = logging.INFO if is_offline_mode() else logging.WARNING
-        reason = "HF_HUB_OFFLINE=1" if is_offline_mode() else "the Hub is out of reach"
+        level = logging.INFO if constants.HF_HUB_OFFLINE else logging.WARNING
+        reason = "HF_HUB_OFFLINE=1" if constants.HF_HUB_OFFLINE else "the Hub is out of reach"
         reason += " and the local Hub cache does not hold it"
     else:
         where = "the Hub" if source == "hub" else "the local Hub cache"
