@@ -15,11 +15,13 @@ export TOKENIZERS_PARALLELISM ?= false
 .PHONY: install test test-fast demo bench style quality clean
 
 # torch first, from $(TORCH_SPEC), so that the package's `torch>=2.4` never pulls a second build.
+# pip is quiet (errors still show), so that a first `make demo` prints the demo rather than the install.
 $(STAMP): pyproject.toml
+	@echo "Installing $(TORCH_SPEC) and dsdr-trl[dev,demo,offline] into $(VENV) (a few minutes, once)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install "$(TORCH_SPEC)" $(TORCH_INDEX)
-	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)" $(TORCH_INDEX)
+	$(BIN)/python -m pip install -q -e ".[dev,demo,offline]"
 	touch $@
 
 # Reinstalls even when the environment is up to date (e.g. to switch the torch build).

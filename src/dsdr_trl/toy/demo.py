@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .console import attach, quiet_run
 from .report import LABELS, METHODS, aggregate, make_plots, write_report
 from .task import NUM_EVAL_PROBLEMS, NUM_RL_PROBLEMS, STRATEGY_SETS, Splits, split_problems
 
@@ -137,6 +138,13 @@ class DemoArguments:
     )
     num_threads: int = field(default=1, metadata={"help": "Torch CPU threads."})
     plots: bool = field(default=True, metadata={"help": "Draw the PNG plots."})
+    verbose: bool = field(
+        default=False,
+        metadata={
+            "help": "Print TRL's metrics at every step, and the libraries' notices. Without it, each training run is "
+            "one progress bar and its metrics go to metrics.jsonl and trainer_state.json in its run directory."
+        },
+    )
 
     def __post_init__(self):
         if self.regime not in REGIMES:
@@ -285,7 +293,7 @@ def train_method(
         use_cpu=True,
         bf16=False,
         activation_checkpointing=False,
-        disable_tqdm=False,
+        disable_tqdm=not settings.verbose,  # without --verbose, the demo's own bar (console.TrainingBar)
     )
     trainer = DSDRGRPOTrainer(
         model=model,
@@ -295,7 +303,9 @@ def train_method(
         processing_class=tokenizer,
         diversity_encoder=encoder if dsdr else None,
     )
+    attach(trainer, f"seed {seed}: {LABELS[method]}", verbose=settings.verbose)
     trainer.train()
+    trainer.save_state()  # trainer_state.json in run_dir, next to metrics.jsonl
     history = [entry for entry in trainer.state.log_history if "reward" in entry]
     return trainer.model, tokenizer, history
 
@@ -395,6 +405,7 @@ def train_settings_warmstart(settings: DemoArguments, directory: Path, disable_t
     )
 
 
+@quiet_run
 def run_demo(settings: DemoArguments) -> dict[str, Any]:
     """Runs the whole comparison and writes `report.md`, `report.json` and the plots; returns the report."""
     import torch

@@ -1,0 +1,167 @@
+"""What `dsdr-trl demo` shows on the console, and where the rest goes.
+
+Without `--verbose`, each training run is one progress bar with a few live figures, the trailing means over the
+last [`WINDOW`] logged steps of: the reward, the dead groups (zero reward spread) before → after DSDR's shaping
+(`dsdr/frac_zero_std_before` → `_after`), and the leading strategy's share of the correct completions
+(`toy/share_*`). TRL's full per-step metrics go to the run's files instead of the terminal: one JSON line per logged
+step in `metrics.jsonl`, and `trainer_state.json`. The libraries' own notices that a reader of the demo cannot act on
+(transformers' info and loading bars, DeepSpeed's CPU notice, transformers' and TRL's deprecation warnings) are
+silenced during the run and restored after it. `--verbose` keeps TRL's console (its bar and a dictionary of metrics
+per step) and every notice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import os
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+__all__ = ["METRICS_FILE", "MetricsFile", "TrainingBar", "attach", "quiet_run"]
+
+METRICS_FILE = "metrics.jsonl"
+
+# Logged steps averaged into the bar's figures: a single step of 8 groups moves them by an eighth.
+WINDOW = 10
+
+
+class MetricsFile(TrainerCallback):
+    """Appends every log entry of the Trainer to `path` as one JSON line, with its `step` (main process only)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            with self.path.open("a") as file:
+                file.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+class TrainingBar(TrainerCallback):
+    """One tqdm bar over the training steps, with the reward, dead groups before → after shaping and the leading
+    strategy's share (trailing means over the last [`WINDOW`] logged steps) as its postfix."""
+
+    def __init__(self, description: str):
+        self.description = description
+        self.bar = None
+        self.recent: deque[dict[str, float]] = deque(maxlen=WINDOW)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from tqdm.auto import tqdm
+
+        if state.is_world_process_zero:
+            self.bar = tqdm(total=state.max_steps, desc=self.description, unit="step", dynamic_ncols=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is not None and logs and "reward" in logs:
+            self.recent.append({k: v for k, v in logs.items() if isinstance(v, int | float)})
+            self.bar.set_postfix_str(self.figures())
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def figures(self) -> str:
+        """`reward 0.41 · dead groups 0.38 → 0.25 · carry3 72 %` from the recent log entries."""
+
+        def mean(key: str) -> float | None:
+            values = [entry[key] for entry in self.recent if key in entry]
+            return sum(values) / len(values) if values else None
+
+        parts = [f"reward {mean('reward'):.2f}"]
+        before, after = mean("dsdr/frac_zero_std_before"), mean("dsdr/frac_zero_std_after")
+        if before is not None and after is not None:
+            parts.append(f"dead groups {before:.2f} → {after:.2f}")
+        shares = {key.removeprefix("toy/share_"): mean(key) for key in self.recent[-1] if key.startswith("toy/share_")}
+        if shares:
+            leader = max(shares, key=lambda name: shares[name])
+            parts.append(f"{leader} {100 * shares[leader]:.0f} %")
+        return " · ".join(parts)
+
+
+def attach(trainer: Any, description: str, verbose: bool = False) -> Any:
+    """Sends `trainer`'s per-step metrics to `metrics.jsonl` in its output directory and, unless `verbose`, shows one
+    [`TrainingBar`] instead of TRL's console (build the trainer with `disable_tqdm=not verbose`). Returns `trainer`."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.add_callback(MetricsFile(Path(trainer.args.output_dir) / METRICS_FILE))
+    if not verbose:
+        trainer.remove_callback(PrinterCallback)  # what disable_tqdm puts in the progress bar's place
+        trainer.add_callback(TrainingBar(description))
+    return trainer
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Within this block, transformers logs errors only and draws no loading bars, transformers' and TRL's
+    deprecation warnings are hidden, and DeepSpeed is told it runs on CPU when no GPU is there (which it would
+    otherwise announce as a warning). Everything is restored afterwards."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    set_accelerator = "DS_ACCELERATOR" not in os.environ and not torch.cuda.is_available()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    if set_accelerator:
+        os.environ["DS_ACCELERATOR"] = "cpu"  # what DeepSpeed would choose itself here, without saying so
+    try:
+        with warnings.catch_warnings():
+            for module in ("transformers", "trl"):
+                warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+                warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+        if set_accelerator:
+            os.environ.pop("DS_ACCELERATOR", None)
+
+
+def plotting_available() -> bool:
+    """Whether matplotlib (the `demo` extra) is installed; says in one line how to install it when it is not."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print('[demo] matplotlib is not installed, so no plots are drawn: pip install "dsdr-trl[demo]"')
+        return False
+    return True
+
+
+def quiet_run(run: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorates `run(settings, ...)` so that it runs under [`quiet_libraries`] unless `settings.verbose`, and without
+    plots (said in one line) when matplotlib is missing."""
+
+    @functools.wraps(run)
+    def wrapper(settings: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(settings, "plots", False) and not plotting_available():
+            settings = dataclasses.replace(settings, plots=False)
+        if getattr(settings, "verbose", False):
+            return run(settings, *args, **kwargs)
+        print(
+            f"[demo] TRL's per-step metrics go to {settings.output_dir}/runs/*/{METRICS_FILE} and trainer_state.json "
+            "(--verbose prints them)"
+        )
+        with quiet_libraries():
+            return run(settings, *args, **kwargs)
+
+    return wrapper
