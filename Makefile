@@ -14,15 +14,16 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: install test test-fast demo bench style quality clean
 
-# torch first, from $(TORCH_SPEC), so that the package's `torch>=2.4` never pulls a second build.
-# pip is quiet (errors still show), so that a first `make demo` prints the demo rather than the install.
+# torch first, from $(TORCH_SPEC), so that the package's `torch>=2.4` never pulls a second build. The install's output
+# goes to a log, so that a first `make demo` prints the demo rather than the install; on failure its end is shown.
 $(STAMP): pyproject.toml
-	@echo "Installing $(TORCH_SPEC) and dsdr-trl[dev,demo,offline] into $(VENV) (a few minutes, once)"
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)" $(TORCH_INDEX)
-	$(BIN)/python -m pip install -q -e ".[dev,demo,offline]"
-	touch $@
+	@echo "Installing $(TORCH_SPEC) and dsdr-trl[dev,demo,offline] into $(VENV) (a few minutes, once; log: $(VENV)/install.log)"
+	@$(PYTHON) -m venv $(VENV)
+	@{ $(BIN)/python -m pip install --upgrade pip \
+		&& $(BIN)/python -m pip install "$(TORCH_SPEC)" $(TORCH_INDEX) \
+		&& $(BIN)/python -m pip install -e ".[dev,demo,offline]"; } > $(VENV)/install.log 2>&1 \
+		|| { tail -n 30 $(VENV)/install.log; echo "Installing failed; the whole log is $(VENV)/install.log"; exit 1; }
+	@touch $@
 
 # Reinstalls even when the environment is up to date (e.g. to switch the torch build).
 install:
