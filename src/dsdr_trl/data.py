@@ -408,17 +408,14 @@ def _drop_rows_without_answer(dataset, solution_col: str, name: str, split: str)
 def prompt_lengths(prompts: Sequence[Any], processing_class: Any, **chat_template_kwargs: Any) -> list[int]:
     """Token count of each prompt as `GRPOTrainer` feeds it to the model (conversations through the chat template
     with its generation prompt and `chat_template_kwargs`)."""
-    lengths: list[int] = []
-    for start in range(0, len(prompts), 256):
-        batch = list(prompts[start : start + 256])
-        if _is_conversation(batch[0]):
-            ids = processing_class.apply_chat_template(
-                conversation=batch, add_generation_prompt=True, tokenize=True, return_dict=True, **chat_template_kwargs
-            )["input_ids"]
-        else:
-            ids = processing_class(text=batch)["input_ids"]
-        lengths += [len(row) for row in ids]
-    return lengths
+    prompts = list(prompts)
+    if prompts and _is_conversation(prompts[0]):
+        ids = processing_class.apply_chat_template(
+            conversation=prompts, add_generation_prompt=True, tokenize=True, return_dict=True, **chat_template_kwargs
+        )["input_ids"]
+    else:
+        ids = processing_class(text=prompts)["input_ids"] if prompts else []
+    return [len(row) for row in ids]
 
 
 def _is_conversation(value: Any) -> bool:

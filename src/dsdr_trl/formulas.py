@@ -159,11 +159,8 @@ def completion_text(completion: Any) -> str | None:
 
 
 def _coerce_text(text: Any) -> str:
-    if type(text) is str:
-        return text
     if isinstance(text, str):
-        # A subclass could override hashing or slicing; the cache and the scanner want a plain string.
-        return str.__str__(text)
+        return str.__str__(text)  # a plain string, whatever a subclass does to hashing or slicing
     if text is None:
         return ""
     if isinstance(text, (bytes, bytearray)):

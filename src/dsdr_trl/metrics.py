@@ -57,19 +57,16 @@ def parse_ks(ks: str | int | Sequence[int], num_samples: int | None = None) -> l
     `num_samples` (when given)."""
     if isinstance(ks, str):
         ks = [item for item in ks.replace(" ", "").split(",") if item]
-    values = set()
-    for item in [ks] if isinstance(ks, int) else ks:
-        try:
-            value = int(item)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"k must be a comma-separated list of positive integers such as '1,2,4', got {ks!r}."
-            ) from None
-        if value < 1:
-            raise ValueError(f"Every k must be at least 1, got {value}.")
-        values.add(value)
+    try:
+        values = {int(item) for item in ([ks] if isinstance(ks, int) else ks)}
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"k must be a comma-separated list of positive integers such as '1,2,4', got {ks!r}."
+        ) from None
     if not values:
         raise ValueError("Give at least one k, e.g. '1'.")
+    if min(values) < 1:
+        raise ValueError(f"Every k must be at least 1, got {min(values)}.")
     if num_samples is not None and max(values) > num_samples:
         raise ValueError(
             f"pass@{max(values)} needs at least {max(values)} samples per problem, but num_samples is {num_samples}. "

@@ -12,6 +12,7 @@ import numbers
 import re
 import threading
 import warnings
+from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -25,9 +26,7 @@ from .formulas import completion_text
 __all__ = ["ANSWER_EXTRACTION", "REWARD_FUNCS", "accuracy_reward", "extract_answer", "get_reward_func"]
 __all__ += ["make_accuracy_reward", "number_text", "verifier_workers"]
 
-# How the final answer is found in a completion (see `extract_answer`): "lenient" falls back to an `Answer:` line, the
-# last math span or the last number when there is no `\boxed{}`; "strict" reads `\boxed{}` only, as TRL's and
-# lighteval's math verifiers do.
+# How `extract_answer` finds the final answer: "strict" reads `\boxed{}` only, as TRL's and lighteval's verifiers do.
 ANSWER_EXTRACTION = ("lenient", "strict")
 
 # Wall-time limit per item (one answer, or one reference's check): ordinary answers take milliseconds; with the kill,
@@ -52,10 +51,7 @@ _overran_lock = threading.Lock()
 
 def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
     # A forward scan keeps the cost linear; searching backwards from each candidate start could be quadratic.
-    last = None
-    for last in pattern.finditer(text):  # noqa: B007 - the loop variable is the result
-        pass
-    return last
+    return next(iter(deque(pattern.finditer(text), maxlen=1)), None)
 
 
 def _last_boxed(text: str) -> str | None:
@@ -184,7 +180,6 @@ def number_text(value: Any) -> str | None:
 
 
 # From here to `_gold_text`: what runs in the worker processes, which imported math-verify on start.
-
 _PROBE = "0"  # a reference whose comparison with a plain number overruns would overrun with every answer
 _parsed_golds: LRUCache[str, list] = LRUCache(maxsize=4_096)
 
@@ -280,8 +275,7 @@ def _accuracy(
         raise ValueError(
             f"Got {len(completions)} completions but {len(golds)} solutions; expected one per completion."
         )
-    # References are checked first, in their own batch, so that the answers of one that cannot be used (or overruns)
-    # are not sent at all: each would check that reference again.
+    # References are checked first, so the answers of one that cannot be used (or overruns) are not sent at all.
     checks = {(gold, None): None for gold in golds if gold is not None}
     checks = dict(zip(checks, _verify_items(list(checks)), strict=True))
     # The item that decides each row: its reference's check if that failed, else its (reference, answer) pair.

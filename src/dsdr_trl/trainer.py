@@ -61,18 +61,12 @@ class DSDRGRPOTrainer(GRPOTrainer):
     Example:
 
     ```python
-    from datasets import Dataset
-    from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
-    from dsdr_trl.rewards import accuracy_reward
+    from dsdr_trl import DSDRConfig, DSDRGRPOTrainer, accuracy_reward
+    from dsdr_trl.data import load_math_dataset
 
-    dataset = Dataset.from_dict({"prompt": ["What is 2+2? Put the answer in \\\\boxed{}."], "solution": ["4"]})
-    trainer = DSDRGRPOTrainer(
-        model="Qwen/Qwen2.5-0.5B-Instruct",
-        reward_funcs=accuracy_reward,
-        args=DSDRConfig(output_dir="dsdr-out", num_generations=8),
-        train_dataset=dataset,
-    )
-    trainer.train()
+    dataset = load_math_dataset("dapo-math-17k")
+    args = DSDRConfig(output_dir="dsdr-out", num_generations=8)
+    DSDRGRPOTrainer("Qwen/Qwen2.5-0.5B-Instruct", accuracy_reward, args, train_dataset=dataset).train()
     ```
     """
 
