@@ -1,8 +1,7 @@
 """The verifier's worker processes: a hard wall-time limit per item, from any thread, whatever the item does.
 
-math-verify guards SymPy with `signal.alarm`, which works only in the main thread and cannot interrupt C code (a huge
-integer power). Each item is one `schedule(fn, args=(item,), timeout=seconds)` on a pebble `ProcessPool`, which starts
-its clock when a worker takes it (after the worker's `initializer`) and kills and replaces a worker that overruns.
+math-verify's `signal.alarm` works only in the main thread and cannot interrupt C code (a huge integer power), so each
+item is one `schedule(fn, args=(item,), timeout=seconds)` on a pebble `ProcessPool`, which kills an overrunning worker.
 """
 
 from __future__ import annotations
@@ -23,31 +22,26 @@ from typing import Any, Literal, NamedTuple
 from loky.backend import get_context
 from pebble import ProcessPool
 
-# Number of worker processes; `None` reads `DSDR_VERIFIER_WORKERS`, else applies the rule of [`verifier_workers`].
+# Number of worker processes; `None`: the rule of [`verifier_workers`].
 WORKERS: int | None = None
 WORKERS_ENV = "DSDR_VERIFIER_WORKERS"
-
-# A pool in which no item finished for an item's limit plus this long is stuck and given up (a worker's start fits in it).
+# A pool where no item finished for an item's limit plus this long (a worker's start fits in it) is given up.
 STARTUP_TIMEOUT_SECONDS = 120.0
-
-# Address space a worker may grow by after its set-up: SymPy allocating gigabytes fails its item with `MemoryError`
-# instead of calling the OOM killer. `None` disables the cap (Linux only).
+# Address space a worker may grow by after its set-up, so SymPy allocating gigabytes fails its item with `MemoryError`
+# instead of calling the OOM killer. `None`: no cap (Linux only).
 WORKER_MEMORY_HEADROOM_BYTES: int | None = 4 * 1024**3
 
 
 class Outcome(NamedTuple):
-    """`value` is the result (`"ok"`), the exception (`"error"`: it raised, crashed its worker or returned what cannot be
-    pickled), `None` (`"timeout"`) or why the pool could not run it (`"unavailable"`)."""
+    """`value`: the result (`"ok"`), the exception (`"error"`), `None` (`"timeout"`) or why the pool failed."""
 
     status: Literal["ok", "timeout", "error", "unavailable"]
     value: Any = None
 
 
 def verifier_workers() -> int:
-    """The number of verifier workers of this process: [`WORKERS`] if set, else `DSDR_VERIFIER_WORKERS`, else the cores
-    this process may run on divided by the processes on this machine (`LOCAL_WORLD_SIZE`, set by torchrun and
-    accelerate), at least 1. Raises `ValueError` (one line with the fix) for a setting that is not a positive integer.
-    """
+    """[`WORKERS`] if set, else `DSDR_VERIFIER_WORKERS`, else this process's cores divided by `LOCAL_WORLD_SIZE`, at
+    least 1; `ValueError` (one line with the fix) for a setting that is not a positive integer."""
     name, value = (
         ("dsdr_trl._time_limit.WORKERS", WORKERS) if WORKERS is not None else (WORKERS_ENV, os.getenv(WORKERS_ENV))
     )
@@ -89,8 +83,7 @@ _pool_key = (0, 0)  # (process id, workers) that `_pool` was started for
 
 def _own(pool: ProcessPool, started: threading.Event) -> None:
     # PR_SET_PDEATHSIG fires when the *thread* that started a worker exits, and pebble starts the first workers from the
-    # thread that first uses the pool (the later ones from its own): they are started from this thread, which lives as
-    # long as the pool, so that a caller's short-lived thread does not take them down.
+    # thread that first uses the pool: this thread, which lives as long as the pool, so a short-lived caller's cannot.
     with contextlib.suppress(Exception):  # e.g. a daemonic process may not start processes; `schedule` reports it
         while pool.active:
             started.set()
@@ -104,14 +97,9 @@ def _current_pool() -> ProcessPool:
     with _lock:
         if _pool is None or _pool_key != key or not _pool.active:
             shutdown_pool()
-            # loky's start method: a fresh interpreter, like "spawn", that does not run the parent's `__main__` again
-            # (a training script without a `__main__` guard would train again in every worker).
-            _pool = ProcessPool(
-                max_workers=key[1],
-                initializer=_init_worker,
-                initargs=(os.getpid(), WORKER_MEMORY_HEADROOM_BYTES),
-                context=get_context("loky"),
-            )
+            # loky: a fresh interpreter, like "spawn", that does not rerun an unguarded `__main__` (it would train).
+            initargs = (os.getpid(), WORKER_MEMORY_HEADROOM_BYTES)
+            _pool = ProcessPool(key[1], initializer=_init_worker, initargs=initargs, context=get_context("loky"))
             _pool_key, started = key, threading.Event()
             threading.Thread(target=_own, args=(_pool, started), name="dsdr-verifier-pool", daemon=True).start()
             started.wait()
@@ -134,14 +122,13 @@ def _outcome(future: Future, stuck_after: float) -> Outcome:
     error = future.exception()
     if error is None or isinstance(error, TimeoutError):
         return Outcome("ok", future.result()) if error is None else Outcome("timeout")
-    # Else it raised, crashed its worker (pebble's `ProcessExpired`) or returned what cannot be pickled.
+    # It raised, crashed its worker (`ProcessExpired`) or returned what cannot be pickled.
     return Outcome("unavailable" if isinstance(error, BrokenProcessPool) else "error", error)
 
 
 def run_with_time_limit(fn: Callable[[Any], Any], items: Sequence[Any], seconds: float) -> list[Outcome]:
-    """One [`Outcome`] per item of `fn(item)` on the workers, each item killed after `seconds` of wall time. `fn` is a
-    top-level function of a module the workers can import. Raises `ValueError` only for a bad `seconds` or number of
-    workers: a problem of the pool makes its items `"unavailable"`."""
+    """One [`Outcome`] per item of `fn(item)` (a top-level function) on the workers, each killed after `seconds` of
+    wall time. `ValueError` only for a bad `seconds` or number of workers; a broken pool makes items `"unavailable"`."""
     if not seconds > 0:
         raise ValueError(f"`seconds` must be positive, got {seconds}.")
     verifier_workers()

@@ -1,13 +1,7 @@
 """`PassAtKCallback`: pass@k, avg@N and diversity of a held-out set during training, logged beside TRL's metrics.
 
 GRPO's own evaluation reports rewards; the paper's claims are about pass@k at large k and the diversity of correct
-solutions, so this callback measures them before training (step 0) and every `eval_steps` optimizer steps, and logs
-`eval/pass@k`, `eval/avg@N`, `eval/semantic_distance`, ... through the Trainer's own `log` (to every logger and
-`trainer_state.json`). With vLLM in the trainer, the callback samples with it, with the current weights.
-
-Weights & Biases and Trackio file every key that does not start with `eval_` under `train/` (`train/eval/pass@1`);
-with `prefix="eval_"` (`dsdr-trl train --passk_eval_prefix eval_`) the numbers are `eval_pass@1`, TRL's convention
-for its evaluation metrics, and appear in those trackers' `eval/` section next to `eval/reward`.
+solutions, so this callback logs `eval/pass@k`, `eval/avg@N`, `eval/semantic_distance`, ... through the Trainer's `log`.
 """
 
 from __future__ import annotations
@@ -26,21 +20,14 @@ __all__ = ["PassAtKCallback"]
 
 class PassAtKCallback(TrainerCallback):
     """
-    Evaluates pass@k and the diversity of correct samples on a fixed problem set every `eval_steps` steps.
+    Evaluates pass@k and the diversity of correct samples on a fixed problem set before training and every
+    `eval_steps` optimizer steps (default: `args.eval_steps` when an integer; else call [`PassAtKCallback.evaluate`]).
 
-    Every process samples its share of the problems (problem i goes to process `i % num_processes`) and the
-    per-problem counts are gathered, so each process holds the same numbers. Sampling uses its own seed and restores
-    the global RNG state afterwards, so training is not perturbed. Under DeepSpeed ZeRO-3 every process must
-    generate in lockstep; give at least as many problems as processes. Conversational prompts are rendered with the
-    trainer's `chat_template_kwargs` (`GRPOConfig.chat_template_kwargs`, e.g. `{"enable_thinking": False}`).
-
-    `prompts` (strings or conversations, e.g. the `prompt` column of [`~dsdr_trl.data.load_math_dataset`]) and their
-    `solutions` are evaluated with `num_samples` samples each for pass@k at every k of `ks` (each at most
-    `num_samples`), every `eval_steps` optimizer steps (default: `args.eval_steps` when it is an integer; without
-    either, call [`PassAtKCallback.evaluate`] yourself). `encoder="trainer"` reuses the DSDR trainer's sentence encoder
-    for the semantic distance, `None` skips it. Names are logged under `prefix` (`"eval_"` puts them in the `eval/`
-    section of Weights & Biases and Trackio). `generation_kwargs` (`temperature`, `top_p`, `max_new_tokens`,
-    `batch_size`, `seed`) go to [`~dsdr_trl.generation.generate_samples`].
+    Process i % num_processes samples problem i (with the trainer's vLLM engine if it has one), under its own seed and
+    the trainer's `chat_template_kwargs`; the counts are gathered, so each process holds the same numbers. Under
+    ZeRO-3 give at least as many problems as processes. `encoder="trainer"` reuses the trainer's sentence encoder,
+    `None` skips the semantic distance. `prefix="eval_"` puts the numbers in the `eval/` section of Weights & Biases
+    and Trackio. `generation_kwargs` go to [`~dsdr_trl.generation.generate_samples`].
     """
 
     def __init__(

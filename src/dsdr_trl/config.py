@@ -33,8 +33,7 @@ MAX_STABLE_LOCAL_ENTROPY_COEF = 0.01
 
 
 class DSDRSettingWarning(UserWarning):
-    """A setting that switches DSDR off, takes it out of the regime the paper tested, or keeps a resumed run from
-    repeating an uninterrupted one, without an error."""
+    """An accepted setting that switches DSDR off, leaves the paper's regime, or makes a resumed run differ."""
 
 
 # The modes of `formula_canonicalization`; `dsdr_trl.formulas.extract_formulas_batch(canonicalize=...)` reads them here.
@@ -46,125 +45,81 @@ MAX_EPSILON_SHARE_OF_DIVERSITY_COEF = 0.1
 @dataclass
 class DSDRConfig(GRPOConfig):
     r"""
-    Configuration class for [`DSDRGRPOTrainer`]: every [`~trl.GRPOConfig`] field, plus the DSDR terms.
-
-    DSDR (Dual-Scale Diversity Regularization, arXiv 2602.19895) shapes the reward of the *correct* completions of a
-    group with a bounded diversity bonus (global scale), adds a length-invariant entropy term on correct completions
-    (local scale), and gives that term to the most distinctive correct completions through a softmax (coupling).
-    Equation numbers refer to the paper. With `diversity_coef=0` and `local_entropy_coef=0` the trainer is plain GRPO
-    (with `advantage_epsilon` as the std's ε).
+    Configuration class for [`DSDRGRPOTrainer`]: every [`~trl.GRPOConfig`] field, plus the DSDR terms (equation numbers
+    are the paper's). With `diversity_coef=0` and `local_entropy_coef=0` the trainer is plain GRPO (with
+    `advantage_epsilon` as the std's ε).
 
     Parameters:
         > Global scale: diversity bonus among correct completions
 
         diversity_coef (`float`, *optional*, defaults to `0.001`):
-            λ_d of Eq. 10: the shaped reward is `r̃_i = r_i + λ_d · c_i · clip(g_i, 0, σ_d)`. `0` turns the bonus off
-            (the paper's "w/o global diversity" ablation).
+            λ_d of Eq. 10: `r̃_i = r_i + λ_d · c_i · clip(g_i, 0, σ_d)`. `0` is the "w/o global diversity" ablation.
         diversity_clip (`float`, *optional*, defaults to `1.0`):
-            σ_d of Eq. 10, the upper clip of the diversity score g_i ∈ [0, 1]; `1.0` leaves g unclipped.
+            σ_d of Eq. 10, the upper clip of g_i ∈ [0, 1]; `1.0` leaves g unclipped.
         diversity_encoder (`str`, *optional*, defaults to `"sentence-transformers/all-MiniLM-L6-v2"`):
-            Sentence-transformers model that embeds completions for the semantic distance of Eq. 5–6. The default
-            loads from the Hub or its local cache, else from the packaged offline copy (the `offline` extra). Any other
-            value is a local path or a Hub id given to `SentenceTransformer`.
+            Sentence encoder of the semantic distance (Eq. 5–6): the default loads from the Hub or its cache, else from
+            the packaged offline copy (the `offline` extra); other values are local paths or Hub ids.
         diversity_encoder_batch_size (`int`, *optional*, defaults to `64`):
             Encoder batch size.
         diversity_encoder_max_length (`int`, *optional*, defaults to `256`):
-            Encoder tokens per embedded text (all-MiniLM-L6-v2 was trained on 256): the truncation length, or the window
-            length with `diversity_encoder_pooling="windows"`.
+            Encoder tokens per embedded text, or per window with `"windows"` pooling (MiniLM was trained on 256).
         diversity_encoder_pooling (`str`, *optional*, defaults to `"truncate"`):
-            How a completion longer than `diversity_encoder_max_length` is embedded for Eq. 5. The paper's encoder
-            maps the full response to a vector (§3.2.1). `"truncate"` is what `SentenceTransformer.encode` does with
-            it: it embeds the beginning only (about the first 1,000 characters of a 4–8K-token chain). `"windows"` is
-            the literal reading: the whole completion (up to 64 windows, about 16K word pieces) as consecutive windows
-            of that length, their embeddings averaged, weighted by each window's token count and re-normalised. Both
-            give the same embedding to a completion that fits one window.
+            The paper's encoder maps the full response to a vector (§3.2.1). `"truncate"` is what
+            `SentenceTransformer.encode` does with it (the first ~1,000 characters); `"windows"` is the literal reading:
+            the token-weighted mean of the embeddings of consecutive windows (up to 64). Equal for a text of one window.
         diversity_include_reasoning (`bool`, *optional*, defaults to `True`):
-            When TRL parsed a `<think>…</think>` block of a conversational completion into `reasoning_content` (a
-            tokenizer with a response template, or tools), the diversity score g (Eq. 5–9) sees the reasoning and the
-            answer of every assistant message. `False` scores only the final message's `content`, as the verifier does.
+            Whether g (Eq. 5–9) also sees the `<think>` blocks TRL parsed into `reasoning_content`; `False` scores the
+            final message's `content` only, as the verifier does.
         formula_canonicalization (`str`, *optional*, defaults to `"none"`):
-            How extracted formulas are compared for the uniqueness score of Eq. 7–8: `"none"` compares normalised
-            LaTeX strings; `"sympy"` also maps each formula to a SymPy form (under a time limit), so that
-            algebraically identical spellings count as one formula.
+            Formula comparison for Eq. 7–8: `"none"` (normalised LaTeX strings) or `"sympy"` (also a SymPy canonical
+            form, under a time limit, so algebraically identical spellings are one formula).
         formula_weight (`float`, *optional*, defaults to `0.5`):
-            w in `g_i = (1 − w) · S_i + w · U_i`; the paper's Eq. 9 is `w = 1/2`. `0` scores semantic distance only.
+            w in `g_i = (1 − w) · S_i + w · U_i`; Eq. 9 has `w = 1/2`. `0` scores semantic distance only.
         diversity_fn (`str` or `Callable`, *optional*):
-            A measure of diversity that replaces the formula uniqueness U_i, for tasks without `$…$` formulas (code,
-            agents, plain text): a callable or the dotted path of one (`"my_module.my_fn"`), called once per group
-            as `diversity_fn(completions, prompt=prompt)` with the texts of the group's G completions (what the
-            encoder sees) and must return G scores in [0, 1], higher for more distinct. It runs on every process on
-            the same inputs, so it must be deterministic. It sees only text and must never execute it. For code,
-            e.g. the share of a completion's AST node types that no other member uses:
-
-            ```python
-            import ast
-
-            def node_type_uniqueness(completions, **kwargs):
-                def node_types(text):
-                    try:
-                        return {type(node).__name__ for node in ast.walk(ast.parse(text))}
-                    except (SyntaxError, ValueError):
-                        return set()
-                kinds = [node_types(text) for text in completions]
-                return [
-                    len(own - set().union(*(other for j, other in enumerate(kinds) if j != i))) / len(own) if own else 0.0
-                    for i, own in enumerate(kinds)
-                ]
-            ```
+            A measure in place of U_i for tasks without formulas: a callable or a dotted path, called per group as
+            `diversity_fn(completions, prompt=prompt)` on the G texts the encoder sees; it returns G scores in [0, 1]
+            (higher: more distinct), must be deterministic (every process runs it) and must never execute the text.
 
         > Coupling
 
         coupling_temperature (`float`, *optional*, defaults to `5.0`):
-            τ of Eq. 11: ω_i = softmax over the correct completions of the group of `τ · ĝ_i`. `0` gives uniform weights
-            over the correct completions (the paper's "w/o coupling" ablation).
+            τ of Eq. 11: ω = softmax of `τ · ĝ` over the correct completions. `0` (uniform) is "w/o coupling".
 
         > Local scale: entropy of correct completions
 
         local_entropy_coef (`float`, *optional*, defaults to `0.001`):
-            λ_ℓ of Eq. 16: the loss becomes `loss_GRPO(r̃) − λ_ℓ · L_loc` with `L_loc` the mean over prompts of
-            `Σ_i c_i ω_i H̄_i` (Eq. 15). The paper reports instability above `0.01`.
+            λ_ℓ of Eq. 16: loss `loss_GRPO(r̃) − λ_ℓ · L_loc`, `L_loc` the mean over prompts of `Σ_i c_i ω_i H̄_i`
+            (Eq. 15). The paper reports instability above `0.01`.
         entropy_estimator (`str`, *optional*, defaults to `"sampled"`):
-            Token entropy in H̄_i (Eq. 12–14): `"sampled"` is the paper's importance-sampled estimate
-            `−ρ_t · log π_θ(y_t)`; `"full"` is the exact full-vocabulary entropy, unbiased and of lower variance.
+            Token entropy of H̄_i (Eq. 12–14): `"sampled"` is the paper's `−ρ_t · log π_θ(y_t)`; `"full"` the exact
+            full-vocabulary entropy (lower variance).
 
         > Correctness and advantages
 
         correctness_reward (`str`, *optional*):
-            Name of the reward function whose value marks a completion correct (c_i of Eq. 10–15). Defaults to the
-            first reward function.
+            Reward function whose value marks c_i (Eq. 10–15); defaults to the first.
         correctness_threshold (`float`, *optional*, defaults to `0.5`):
-            A completion is correct when its correctness reward is above this value; `None` rewards count as incorrect.
+            Correct means a correctness reward above this; `None` rewards are incorrect.
         advantage_epsilon (`float`, *optional*, defaults to `1e-6`):
-            ε in the group advantage `(r̃_i − mean r̃) / (std r̃ + ε)`. In an all-correct group the std is a fraction
-            of λ_d, so ε must be much smaller than λ_d for the bonus to rank the group (Prop. C.4): on an all-correct
-            group of G = 8 scored with the default encoder (g from 0.11 to 0.41) and λ_d = 1e-3, the reward std is
-            1.05e-4 and the advantages' std is 0.99 at ε = 1e-6, 0.51 at 1e-4 (TRL's constant) and 0.095 at 1e-3.
-            From `0.1 · diversity_coef` up, a [`DSDRSettingWarning`] says so.
+            ε in `(r̃_i − mean r̃) / (std r̃ + ε)`. An all-correct group's std is a fraction of λ_d, so ε must be far
+            below λ_d (Prop. C.4): at λ_d = 1e-3 (G = 8) the advantages' std is 0.99 at ε = 1e-6, 0.51 at TRL's 1e-4
+            and 0.095 at 1e-3. From `0.1 · diversity_coef` up, a [`DSDRSettingWarning`] says so.
 
-    Defaults that differ from [`~trl.GRPOConfig`], following the paper's backbone: `epsilon_high=0.28` (clip-higher)
-    and `loss_type="grpo"` (mean over sequences of the per-sequence token mean, the aggregation of Eq. 3; the paper
-    does not name the one it trained with). `beta=0.0` (no KL) is TRL's default too, restated here because the paper
-    uses none.
+    Defaults that differ from [`~trl.GRPOConfig`], after the paper's backbone: `epsilon_high=0.28` (clip-higher) and
+    `loss_type="grpo"` (the per-sequence token mean of Eq. 3; the paper names none). `beta=0.0` (no KL) is restated.
 
-    Settings that are accepted but switch DSDR off or out of the regime the paper tested emit one
-    [`DSDRSettingWarning`] each, naming the fix: `scale_rewards` other than `"group"` with the bonus on (an all-correct
-    group's bonus differences are then divided by the batch std or not at all, so Prop. C.4's signal is lost);
-    `local_entropy_coef` above 0.01; TRL's `entropy_coef` (or adaptive entropy) together with the local term;
-    `advantage_epsilon` from `0.1 · diversity_coef` up.
+    A [`DSDRSettingWarning`], naming the fix, for each accepted setting that switches DSDR off or out of the paper's
+    regime: `scale_rewards` other than `"group"` with the bonus on; `local_entropy_coef` above 0.01; TRL's entropy
+    bonus with the local term; `advantage_epsilon` from `0.1 · diversity_coef` up; checkpoints inside a generation batch.
     """
 
     # Paper backbone (Sec. 4): GRPO with clip-higher, no KL, per-sequence token mean.
     epsilon_high: float | None = field(
-        default=0.28,
-        metadata={"help": "Upper clipping ε. DSDR uses clip-higher (ε_low, ε_high) = (0.2, 0.28)."},
+        default=0.28, metadata={"help": "Upper clipping ε; DSDR's clip-higher (0.2, 0.28)."}
     )
-    beta: float = field(
-        default=0.0,
-        metadata={"help": "KL coefficient. The paper reports none; 0.0 also skips loading a reference model."},
-    )
+    beta: float = field(default=0.0, metadata={"help": "KL coefficient; the paper uses none (no reference model)."})
     loss_type: str = field(
-        default="grpo",
-        metadata={"help": "Loss aggregation. DSDR's objective averages per-sequence token means ('grpo')."},
+        default="grpo", metadata={"help": "Loss aggregation; 'grpo' averages per-sequence means (Eq. 3)."}
     )
 
     diversity_coef: float = field(
@@ -175,21 +130,16 @@ class DSDRConfig(GRPOConfig):
     )
     diversity_encoder: str = field(
         default=DEFAULT_DIVERSITY_ENCODER,
-        metadata={
-            "help": "Sentence encoder for the semantic distance (Eq. 5–6). The default loads from the Hub or its "
-            "local cache, else from the packaged offline copy (the offline extra); other values are local paths or "
-            "Hub ids."
-        },
+        metadata={"help": "Sentence encoder of the semantic distance (Eq. 5–6): a Hub id or a local path."},
     )
     diversity_encoder_batch_size: int = field(default=64, metadata={"help": "Batch size of the sentence encoder."})
     diversity_encoder_max_length: int = field(
-        default=256, metadata={"help": "Encoder tokens per embedded text or window (Eq. 5)."}
+        default=256, metadata={"help": "Encoder tokens per text or window (Eq. 5)."}
     )
     diversity_encoder_pooling: str = field(
         default="truncate",
         metadata={
-            "help": "Completions longer than the encoder's input (Eq. 5): 'truncate' (the beginning, what "
-            "SentenceTransformer.encode does) or 'windows' (the whole, as the mean of consecutive windows).",
+            "help": "Long completions (Eq. 5): 'truncate' (the beginning, as SentenceTransformer.encode) or 'windows'.",
             "choices": list(ENCODER_POOLINGS),
         },
     )
@@ -199,32 +149,27 @@ class DSDRConfig(GRPOConfig):
     formula_canonicalization: str = field(
         default="none",
         metadata={
-            "help": "Formula comparison (Eq. 7–8): 'none' (normalised LaTeX) or 'sympy' (also a SymPy canonical form).",
+            "help": "Formula comparison (Eq. 7–8): 'none' or 'sympy'.",
             "choices": list(FORMULA_CANONICALIZATIONS),
         },
     )
-    formula_weight: float = field(
-        default=0.5, metadata={"help": "w in g = (1 − w)·S + w·U (Eq. 9 has w = 1/2); 0 scores S only."}
-    )
+    formula_weight: float = field(default=0.5, metadata={"help": "w in g = (1 − w)·S + w·U (Eq. 9: w = 1/2)."})
     diversity_fn: str | None = field(
         default=None,
         metadata={
-            "help": "Dotted path of a function (completions, **kwargs) -> one score in [0, 1] per completion of a "
-            "group, in place of the formula uniqueness U (Eq. 7–8), for tasks without formulas."
+            "help": "Dotted path of a function scoring a group's completions in [0, 1], in place of U (Eq. 7–8)."
         },
     )
     coupling_temperature: float = field(
-        default=5.0,
-        metadata={"help": "τ (Eq. 11): softmax temperature of ω over the correct completions; 0: uniform."},
+        default=5.0, metadata={"help": "τ (Eq. 11): softmax temperature of ω over correct completions; 0: uniform."}
     )
     local_entropy_coef: float = field(
-        default=0.001,
-        metadata={"help": "λ_ℓ (Eq. 16): weight of the local entropy objective (Eq. 15); 0 turns it off."},
+        default=0.001, metadata={"help": "λ_ℓ (Eq. 16): weight of the local entropy objective (Eq. 15); 0: off."}
     )
     entropy_estimator: str = field(
         default="sampled",
         metadata={
-            "help": "Token entropy of H̄ (Eq. 12–14): 'sampled' (the paper's −ρ·log π) or 'full' (exact).",
+            "help": "Token entropy (Eq. 12–14): 'sampled' (the paper's) or 'full'.",
             "choices": list(ENTROPY_ESTIMATORS),
         },
     )
@@ -235,10 +180,7 @@ class DSDRConfig(GRPOConfig):
         default=0.5, metadata={"help": "A completion is correct when its correctness reward is above this value."}
     )
     advantage_epsilon: float = field(
-        default=1e-6,
-        metadata={
-            "help": "ε of (r̃ − mean) / (std + ε); keep it well below diversity_coef (Prop. C.4). TRL's is 1e-4."
-        },
+        default=1e-6, metadata={"help": "ε of (r̃ − mean) / (std + ε) (Prop. C.4): keep it well below diversity_coef."}
     )
 
     def __post_init__(self):
@@ -278,18 +220,17 @@ class DSDRConfig(GRPOConfig):
                 f"DSDR adds its bonus to the summed reward before the group normalisation, so "
                 f"multi_objective_aggregation must be 'sum_then_normalize', got '{self.multi_objective_aggregation}'."
             )
-        if self.entropy_estimator not in ENTROPY_ESTIMATORS:
-            raise ValueError(f"entropy_estimator must be one of {ENTROPY_ESTIMATORS}, got '{self.entropy_estimator}'.")
-        if self.formula_canonicalization not in FORMULA_CANONICALIZATIONS:
-            raise ValueError(
-                f"formula_canonicalization must be one of {FORMULA_CANONICALIZATIONS}, got "
-                f"'{self.formula_canonicalization}'."
-            )
-        if self.diversity_encoder_pooling not in ENCODER_POOLINGS:
-            raise ValueError(
-                f"diversity_encoder_pooling must be one of {ENCODER_POOLINGS}, got '{self.diversity_encoder_pooling}': "
-                "'truncate' embeds the beginning of a completion, 'windows' the whole of it."
-            )
+        for name, choices, hint in (
+            ("entropy_estimator", ENTROPY_ESTIMATORS, ""),
+            ("formula_canonicalization", FORMULA_CANONICALIZATIONS, ""),
+            (
+                "diversity_encoder_pooling",
+                ENCODER_POOLINGS,
+                ": 'truncate' embeds the beginning, 'windows' the whole of it",
+            ),
+        ):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got '{getattr(self, name)}'{hint}.")
         for name in ("diversity_encoder_batch_size", "diversity_encoder_max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
@@ -304,8 +245,7 @@ class DSDRConfig(GRPOConfig):
         """One `DSDRSettingWarning` per accepted setting that silently switches DSDR off or out of its regime."""
 
         def warn(message: str) -> None:
-            # Attributed to the line below that called `warn`: Python's default filter then shows each message once
-            # per process, however often the config is built.
+            # Attributed to the calling line below, so Python's default filter shows each message once per process.
             warnings.warn(message, DSDRSettingWarning, stacklevel=2)
 
         if self.diversity_coef > 0 and self.scale_rewards != "group":
@@ -338,11 +278,8 @@ class DSDRConfig(GRPOConfig):
             warn(message)
 
     def checkpoint_misalignment(self, num_processes: int | None = None) -> str | None:
-        """Why a checkpoint would fall inside a generation batch, with the fix; `None` when every one ends a batch.
-
-        TRL samples `generation_batch_size` completions at once, uses each `num_iterations` times and keeps them in
-        memory, not in the checkpoint: a run resumed inside a generation batch samples its rest afresh, so it does not
-        repeat the uninterrupted run. `num_processes` defaults to this process's `world_size`.
+        """Why a checkpoint would fall inside a generation batch (whose rest a resumed run samples afresh, as TRL keeps
+        it in memory only), with the fix; `None` when every one ends a batch. `num_processes` defaults to `world_size`.
         """
         if self.save_strategy != "steps" or self.save_steps < 1:  # a fraction of the run is resolved by the Trainer
             return None

@@ -1,20 +1,8 @@
-r"""Math datasets for training and evaluation, mapped to `prompt`, `solution` and `problem` columns.
+"""Math datasets for training and evaluation, mapped to `prompt`, `solution` and `problem` columns.
 
-A dataset is named the same way by every command and recipe: a **named adapter** of [`DATASETS`] (`dapo-math-17k`,
-`math500`, `aime24`, `aime25`, `minerva`, `olympiadbench`, `gsm8k`), which knows the Hub id, config, split, columns
-and answer format; a **local file** (`.jsonl`, `.json`, `.parquet`, `.csv`) or `Dataset.save_to_disk` directory; or
-any other **Hub id**. For the last two, `prompt_column`/`solution_column` name the columns (default: the first of
-`prompt`/`problem`/`question`, and of `answer`/`solution`/`final_answer`).
-
-Each row gets `prompt` (a one-message conversation, or a string with `conversational=False`) from a prompt template,
-`solution` (the reference answer as a string) and `problem` (the raw problem text). A prompt column that already
-holds a conversation is kept: the template applies to its last user message, and `system_prompt` goes first unless
-it starts with a system message. Every other column stays, since TRL hands each one to the reward functions. A row
-whose reference is empty, or of a type no answer can match (a boolean, a mapping), can never be scored, so it is
-dropped with a logged warning giving the count; a solution column empty in every
-row, a file with no rows and a line that is not JSON are errors naming the file. Adapters accept several column names
-where a benchmark's public copies differ. Offline, or when the Hub cannot be reached, loading a Hub dataset fails at
-once, naming the local-file alternative.
+A dataset is a named adapter of [`DATASETS`] (Hub id, config, split, columns, answer format), a local file
+(`.jsonl`, `.json`, `.parquet`, `.csv`) or `save_to_disk` directory, or any other Hub id. Every other column stays,
+since TRL hands each one to the reward functions. Rows without a usable reference are dropped with a logged warning.
 """
 
 from __future__ import annotations
@@ -33,13 +21,8 @@ from typing import Any
 from huggingface_hub import is_offline_mode
 
 __all__ = ["DATASETS", "LOCAL_SUFFIXES", "PROMPT_TEMPLATES", "DatasetSpec", "DatasetUnavailableError", "looks_local"]
-__all__ += [
-    "hub_dataset_id",
-    "hub_unreachable_reason",
-    "load_math_dataset",
-    "prompt_lengths",
-    "resolve_prompt_template",
-]
+__all__ += ["hub_dataset_id", "hub_unreachable_reason", "load_math_dataset", "prompt_lengths"]
+__all__ += ["resolve_prompt_template"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +58,8 @@ def gsm8k_answer(answer: str) -> str:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Where a benchmark lives and how to read it: Hub id `path` and `config`, default `split`, candidate problem and
-    reference-answer columns (the first present one is used), a [`PROMPT_TEMPLATES`] name or a template with
-    `{problem}`, and one line of `description` for `--help`.
-    """
+    """A benchmark's Hub `path`, `config` and `split`, candidate problem and answer columns (the first present is
+    used), its [`PROMPT_TEMPLATES`] name or template, and a `description` for `--help`."""
 
     path: str
     split: str
@@ -228,11 +209,8 @@ def _unreadable_reason(file: Path, error: Exception) -> str:
 
 
 def hub_unreachable_reason(timeout: float = 3.0) -> str | None:
-    """Why the Hub cannot be reached, found in at most `timeout` seconds; `None` when it may be reachable.
-
-    `datasets` retries for tens of seconds without network; a plain TCP connection fails in milliseconds. Behind a
-    proxy the direct connection says nothing, so the check is skipped.
-    """
+    """Why the Hub cannot be reached, found in at most `timeout` seconds (`datasets` retries for tens of seconds); `None`
+    when it may be reachable, or behind a proxy, where a direct connection says nothing."""
     if is_offline_mode():
         return "HF_HUB_OFFLINE is set and it is not in the local cache"
     if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
@@ -283,10 +261,8 @@ def _pick(
 
 
 def _answer_text(value: Any) -> str | None:
-    """A cell of the solution column as the reference text: `""` when it is empty, `None` when it is of a type that
-    no answer can match (a boolean, a mapping, a list of neither text nor numbers)."""
-    # OlympiadBench stores a list of final answers; GSM8K a worked solution ending in `#### N`. No other reference
-    # answer contains `####`, so both rules apply to every dataset, local copies included.
+    """A solution cell as the reference text: `""` when empty, `None` for a type no answer matches (a boolean, a
+    mapping). OlympiadBench stores a list of answers, GSM8K a solution ending in `#### N`; both rules apply to all."""
     if isinstance(value, (list, tuple)):
         return _answer_text(value[0]) if value else ""
     if isinstance(value, (numbers.Real, Decimal)) and not isinstance(value, bool):
@@ -323,15 +299,14 @@ def load_math_dataset(
 ):
     """A math dataset as `prompt`, `solution` and `problem` columns, then every other column of the source.
 
-    `name_or_path` is a key of [`DATASETS`], a local `.jsonl`/`.json`/`.parquet`/`.csv` file or `save_to_disk`
-    directory, or a Hub id (see the module docstring). `config`, `split`, `prompt_column`, `solution_column` and
-    `prompt_template` (a [`PROMPT_TEMPLATES`] name or a text with `{problem}`) default to the adapter's, else to
-    `"train"`, the first present of `prompt`/`problem`/`question` and of `answer`/`solution`/`final_answer`, and
-    `"plain"`. `conversational` makes `prompt` a conversation (with `system_prompt` first), else a string. `limit`
-    keeps the first rows, counted after those without a reference answer are dropped (with a logged warning).
-
-    Raises `DatasetUnavailableError` for a missing file or an unreachable Hub dataset, and `ValueError` for a missing
-    column, a file that cannot be parsed, no rows, a solution column empty in every row, or a bad template.
+    `name_or_path`: a key of [`DATASETS`], a local file or `save_to_disk` directory, or a Hub id. `config`, `split`,
+    the columns and `prompt_template` (a [`PROMPT_TEMPLATES`] name or a text with `{problem}`) default to the
+    adapter's, else to `"train"`, the first present of `prompt`/`problem`/`question` and of
+    `answer`/`solution`/`final_answer`, and `"plain"`. `conversational` makes `prompt` a conversation (with
+    `system_prompt` first, and a conversation column keeps its messages, the template applied to its last user
+    message). `solution` is the reference as text (a GSM8K answer's number after `####`; the first of a list).
+    `limit` keeps the first rows that have a reference. Raises `DatasetUnavailableError` for a missing file or an
+    unreachable Hub, `ValueError` for a missing column, an unparsable or empty file, or no usable reference.
     """
     spec = DATASETS.get(name_or_path)
     if spec is not None:
@@ -403,12 +378,7 @@ def load_math_dataset(
 
 
 def _drop_rows_without_answer(dataset, solution_col: str, name: str, split: str):
-    """The rows whose reference answer is text or a number; none left is an error, some dropped a logged warning.
-
-    A row without a reference can never be scored: in training its completions would all get `None` rewards (no
-    signal), and in an evaluation it would count as unsolved. Nor can a boolean or a mapping be (`true` written out
-    would be the answer `True`).
-    """
+    """The rows whose reference is text or a number (no other can be scored); none left is an error."""
     texts = [_answer_text(value) for value in dataset[solution_col]]
     empty = [index for index, text in enumerate(texts) if text == ""]
     wrong = [index for index, text in enumerate(texts) if text is None]
@@ -436,21 +406,16 @@ def _drop_rows_without_answer(dataset, solution_col: str, name: str, split: str)
 
 
 def prompt_lengths(prompts: Sequence[Any], processing_class: Any, **chat_template_kwargs: Any) -> list[int]:
-    """Token count of each prompt as `GRPOTrainer` feeds it to the model: plain texts as they are, conversations
-    rendered by the chat template with its generation prompt and `chat_template_kwargs` (as TRL passes
-    `GRPOConfig.chat_template_kwargs`).
-    """
-    lengths: list[int] = []
-    for start in range(0, len(prompts), 256):
-        batch = list(prompts[start : start + 256])
-        if _is_conversation(batch[0]):
-            ids = processing_class.apply_chat_template(
-                conversation=batch, add_generation_prompt=True, tokenize=True, return_dict=True, **chat_template_kwargs
-            )["input_ids"]
-        else:
-            ids = processing_class(text=batch)["input_ids"]
-        lengths += [len(row) for row in ids]
-    return lengths
+    """Token count of each prompt as `GRPOTrainer` feeds it to the model (conversations through the chat template
+    with its generation prompt and `chat_template_kwargs`)."""
+    prompts = list(prompts)
+    if prompts and _is_conversation(prompts[0]):
+        ids = processing_class.apply_chat_template(
+            conversation=prompts, add_generation_prompt=True, tokenize=True, return_dict=True, **chat_template_kwargs
+        )["input_ids"]
+    else:
+        ids = processing_class(text=prompts)["input_ids"] if prompts else []
+    return [len(row) for row in ids]
 
 
 def _is_conversation(value: Any) -> bool:

@@ -1,28 +1,9 @@
-"""The DSDR math as pure tensor functions.
+"""The DSDR math as pure tensor functions, one per equation of the paper (arXiv 2602.19895), each with its shapes.
 
-Every function here is torch in, torch out, and knows nothing of trainers, accelerate or tokenizers, so each
-equation of the paper (Wan et al., arXiv 2602.19895) can be checked on hand-built tensors. Rows of a group are
-consecutive: with `group_size` G and N rows, rows `[k*G, (k+1)*G)` are the G completions of prompt k, which is how
-TRL's `RepeatSampler` lays out a generation batch after gathering.
-
-Global scale (Eq. 4–10):
-    s_ij = (1 - e_i·e_j) / 2                     `pairwise_distance` of normalised embeddings
-    S_i  = mean_{j≠i in group} s_ij               `semantic_diversity`
-    U_i  = |F_i \\ ∪_{j≠i} F_j| / |F_i|          `formula_uniqueness` (0 when F_i is empty)
-    g_i  = (1 - w) S_i + w U_i, w = 1/2          `diversity_score` (U_i may come from a task's own measure)
-    b_i  = λ_d · c_i · clip(g_i, 0, σ_d)          `diversity_bonus`, added to the reward of correct rows
-
-Coupling (Eq. 11):
-    ω_i = softmax_{j∈P}(τ ĝ_j)_i for correct i, 0 otherwise    `coupling_weights`
-
-Local scale (Eq. 12–15):
-    H̄_i  = (1/T_i) Σ_t H_t                        `sequence_entropy`
-    H_t  ≈ -ρ_t log π_θ(y_t), ρ_t = π_θ/π_old      `sampled_token_entropy` (the paper's estimator)
-    H_t  ← r_t · H_t, r = π_old/π_vLLM            `importance_weighted` (samples drawn by vLLM, as TRL weights them)
-    L_loc = mean over prompts of Σ_i c_i ω_i H̄_i  `local_entropy_objective`
-
-`group_advantages` is GRPO's group z-score with the ε of the std exposed, since DSDR's bonus in an all-correct
-group is of the order λ_d and an ε of the same order would swallow it (see `DSDRConfig.advantage_epsilon`).
+Torch in, torch out; nothing of trainers, accelerate or tokenizers. Rows of a group are consecutive: with `group_size`
+G, rows `[k*G, (k+1)*G)` are the G completions of prompt k, as TRL's `RepeatSampler` lays out a gathered batch.
+`group_advantages` is GRPO's group z-score with the ε of the std exposed, since DSDR's bonus in an all-correct group
+is of the order λ_d and an ε of the same order would swallow it.
 """
 
 from __future__ import annotations

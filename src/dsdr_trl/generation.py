@@ -1,11 +1,5 @@
-"""Sampling completions for evaluation, with transformers' `generate` or vLLM, and the whole evaluation in one call.
-
-    samples = generate_samples(model, tokenizer, prompts, num_samples=16, temperature=0.7, top_p=0.9)
-    result = evaluate_policy(model, tokenizer, prompts, solutions, ks=[1, 16], num_samples=16)
-
-`evaluate_policy` runs [`generate_samples`] → [`~dsdr_trl.metrics.score_samples`] →
-[`~dsdr_trl.metrics.diversity_of_samples`] → [`~dsdr_trl.metrics.summarize`]. vLLM is imported only when asked for.
-"""
+"""Sampling completions for evaluation, with transformers' `generate` or vLLM (imported only when asked for), and the
+whole evaluation in one call ([`evaluate_policy`])."""
 
 from __future__ import annotations
 
@@ -23,8 +17,8 @@ __all__ = ["evaluate_policy", "generate_samples", "generate_with_vllm", "prompt_
 def prompt_texts(
     tokenizer: Any, prompts: Sequence[str | list[dict[str, str]]], chat_template_kwargs: dict[str, Any] | None = None
 ) -> list[str]:
-    """Prompts as model input text: conversations go through the chat template (with `chat_template_kwargs`, e.g.
-    `{"enable_thinking": False}`, as TRL passes `GRPOConfig.chat_template_kwargs`), strings are used as they are."""
+    """Prompts as model input text: conversations through the chat template with `chat_template_kwargs` (as TRL
+    passes `GRPOConfig.chat_template_kwargs`), strings as they are."""
     from trl.data_utils import is_conversational, maybe_apply_chat_template
 
     texts = []
@@ -52,16 +46,12 @@ def generate_samples(
     chat_template_kwargs: dict[str, Any] | None = None,
     vllm_kwargs: dict[str, Any] | None = None,
 ) -> list[list[str]]:
-    """`num_samples` decoded completions (special tokens removed) for each prompt, problem by problem.
+    """`num_samples` decoded completions for each prompt (rendered by [`prompt_texts`]), problem by problem.
 
-    With transformers' `generate` by default, `batch_size` sequences at a time with left padding, under its own
-    `seed` (the global RNG is restored afterwards); `temperature=0` decodes greedily; `top_p`, `max_new_tokens` as
-    usual, and every other sampling knob explicit so a checkpoint's `generation_config` cannot change the protocol. A
-    conversation prompt is rendered by [`prompt_texts`] with `chat_template_kwargs` (as
-    `GRPOConfig.chat_template_kwargs`, e.g. `{"enable_thinking": False}`); a string is used as it is. With
-    `use_vllm=True`, `model` is a path or Hub id that [`generate_with_vllm`] loads with `vllm_kwargs`
-    (`tensor_parallel_size`, `max_model_len`, `gpu_memory_utilization`); a LoRA adapter directory is served as its
-    base model plus the adapter (see [`vllm_model_args`]).
+    With transformers' `generate`, `batch_size` sequences at a time under its own `seed` (the global RNG is restored);
+    `temperature=0` is greedy, and every sampling knob is explicit, so a checkpoint's `generation_config` cannot change
+    the protocol. With `use_vllm=True`, `model` is a path or Hub id that [`generate_with_vllm`] loads with
+    `vllm_kwargs`; a LoRA adapter directory is served as its base model plus the adapter ([`vllm_model_args`]).
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
@@ -84,8 +74,7 @@ def generate_samples(
     tokenizer.padding_side = "left"  # generation appends on the right, so prompts must end at the same position
     if pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    # Every knob is explicit: a checkpoint's generation_config (Qwen's sets top_k=20, for instance) must not change
-    # the sampling protocol behind the numbers.
+    # A checkpoint's generation_config (Qwen's sets top_k=20) must not change the protocol.
     sampling: dict[str, Any] = {"do_sample": temperature > 0, "repetition_penalty": 1.0}
     if temperature > 0:
         sampling.update(temperature=temperature, top_p=top_p, top_k=0)
@@ -123,13 +112,9 @@ def generate_samples(
 
 def vllm_model_args(model: str) -> tuple[dict[str, Any], tuple[str, int, str] | None]:
     """
-    How vLLM loads `model`: the keyword arguments of `vllm.LLM`, and those of a `LoRARequest` for an adapter.
-
-    A directory with `adapter_config.json` (a LoRA run of `dsdr-trl train` saves only the adapter) is served as its
-    base model (`base_model_name_or_path`) with LoRA enabled; `max_lora_rank` is the adapter's own rank `r`, raised to
-    the next value vLLM accepts (read from vLLM's `MaxLoRARanks` when it is installed). The adapter is then applied per
-    request with `LoRARequest(name, id, path)`. Anything else is loaded as it is. Returns `(LLM kwargs, LoRARequest
-    args or None)`; `ValueError` if the adapter names no base model or its rank exceeds what vLLM supports.
+    `(vllm.LLM kwargs, LoRARequest args or None)` for `model`. A directory with `adapter_config.json` is served as its
+    base model with LoRA enabled and `max_lora_rank` the adapter's `r` raised to the next value of vLLM's
+    `MaxLoRARanks`; `ValueError` if it names no base model or its rank is above vLLM's largest.
     """
     adapter_config = Path(model).expanduser() / "adapter_config.json"
     if not adapter_config.is_file():
@@ -172,13 +157,9 @@ def generate_with_vllm(
     gpu_memory_utilization: float = 0.9,
 ) -> list[list[str]]:
     """
-    `num_samples` completions of each prompt text with an offline `vllm.LLM` in this process.
-
-    `tensor_parallel_size` splits the model over that many GPUs, `max_model_len` caps prompt plus completion (default:
-    the model's context), `gpu_memory_utilization` is the share of each GPU vLLM may take. Generation is not split
-    across processes: one engine already batches every request of the evaluation over its GPUs (continuous
-    batching), and a second engine per process would load the model again and need vLLM's own data-parallel launch;
-    use `tensor_parallel_size` to spread a model over several GPUs.
+    `num_samples` completions of each prompt text with an offline `vllm.LLM` in this process, over
+    `tensor_parallel_size` GPUs (one engine already batches every request; a second per process would load the model
+    again). `max_model_len` caps prompt plus completion; `gpu_memory_utilization` is vLLM's share of each GPU.
     """
     try:
         from vllm import LLM, SamplingParams
@@ -204,9 +185,6 @@ def generate_with_vllm(
     return [[choice.text for choice in request.outputs] for request in outputs]
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-
-
 def evaluate_policy(
     model: Any,
     tokenizer: Any,
@@ -229,10 +207,8 @@ def evaluate_policy(
     vllm_kwargs: dict[str, Any] | None = None,
 ) -> EvaluationResult:
     """
-    Generates, scores and summarises in one call: [`generate_samples`] → [`score_samples`] →
-    [`diversity_of_samples`] → [`summarize`]. Arguments are those of the four functions; `ks` is checked against
-    `num_samples` before anything is generated. With `keep_samples=True` each problem's record also holds its
-    `samples` and `correct` flags.
+    [`generate_samples`] → [`score_samples`] → [`diversity_of_samples`] → [`summarize`], with their arguments; `ks` is
+    checked before anything is generated. `keep_samples=True` keeps each problem's `samples` and `correct` flags.
     """
     ks = parse_ks(ks, num_samples)
     samples = generate_samples(

@@ -5,14 +5,13 @@
     result = summarize(samples, correct, ks=[1, 2, 4, 8, 16], diversity=diversity)
     print(result.to_markdown()); json.dump(result.to_dict(), f)
 
-pass@k uses the unbiased estimator of Chen et al. (2021), averaged over problems; avg@N is the mean accuracy of all N
-samples (the paper's Avg@16). The diversity numbers mirror the two scales DSDR regularises: the mean pairwise semantic
-distance `(1 - cos) / 2` among the correct samples of a problem (Eq. 5), and how many distinct formulas, answers and
-correct solution formula sets the samples contain (Eq. 7). Sampling is in [`~dsdr_trl.generation`].
+pass@k is the unbiased estimator of Chen et al. (2021) averaged over problems; avg@N the mean accuracy of all samples.
+Sampling is in [`~dsdr_trl.generation`].
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -22,8 +21,7 @@ from typing import Any
 __all__ = ["DIVERSITY_METRICS", "SCORING_CHUNK", "EvaluationResult", "diversity_of_samples", "parse_ks", "pass_at_k"]
 __all__ += ["score_samples", "summarize"]
 
-# Samples per reward-function call in `score_samples`: the verifier's worker is long-lived, so a chunk costs only its
-# items, and the progress bar moves every chunk.
+# Samples per reward-function call in `score_samples` (the progress bar moves every chunk).
 SCORING_CHUNK = 512
 
 # Per-problem diversity numbers, in the order tables show them.
@@ -31,10 +29,8 @@ DIVERSITY_METRICS = ("semantic_distance", "formula_unique_ratio", "distinct_answ
 
 
 def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
-    r"""Unbiased pass@k from n = `num_samples` samples of which c = `num_correct` are correct (Chen et al., 2021).
-
-    `1 - C(n - c, k) / C(n, k)`, the chance that k of the n drawn without replacement hold a correct one, computed as
-    `1 - Π_{i=n-c+1}^{n} (1 - k / i)` without the huge binomials. Raises `ValueError` unless `1 ≤ k ≤ n`, `0 ≤ c ≤ n`.
+    r"""Unbiased pass@k `1 - C(n - c, k) / C(n, k)` from n = `num_samples` of which c = `num_correct` are correct
+    (Chen et al., 2021), as `1 - Π_{i=n-c+1}^{n} (1 - k / i)`. `ValueError` unless `1 ≤ k ≤ n`, `0 ≤ c ≤ n`.
 
     ```python
     >>> pass_at_k(4, 1, 2)  # 1 - C(3, 2) / C(4, 2) = 1 - 3/6
@@ -57,25 +53,20 @@ def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
 
 
 def parse_ks(ks: str | int | Sequence[int], num_samples: int | None = None) -> list[int]:
-    """The k of pass@k from `"1,2,4"`, an int or a sequence of ints, as a sorted list of distinct positive ints.
-
-    The one check of k against `num_samples` (samples per problem) when it is given; `ValueError` on a bad k.
-    """
+    """The k of pass@k from `"1,2,4"`, an int or ints, sorted and distinct; `ValueError` on a bad k or one above
+    `num_samples` (when given)."""
     if isinstance(ks, str):
         ks = [item for item in ks.replace(" ", "").split(",") if item]
-    values = set()
-    for item in [ks] if isinstance(ks, int) else ks:
-        try:
-            value = int(item)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"k must be a comma-separated list of positive integers such as '1,2,4', got {ks!r}."
-            ) from None
-        if value < 1:
-            raise ValueError(f"Every k must be at least 1, got {value}.")
-        values.add(value)
+    try:
+        values = {int(item) for item in ([ks] if isinstance(ks, int) else ks)}
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"k must be a comma-separated list of positive integers such as '1,2,4', got {ks!r}."
+        ) from None
     if not values:
         raise ValueError("Give at least one k, e.g. '1'.")
+    if min(values) < 1:
+        raise ValueError(f"Every k must be at least 1, got {min(values)}.")
     if num_samples is not None and max(values) > num_samples:
         raise ValueError(
             f"pass@{max(values)} needs at least {max(values)} samples per problem, but num_samples is {num_samples}. "
@@ -91,10 +82,8 @@ def score_samples(
     threshold: float = 0.5,
     show_progress: bool = False,
 ) -> list[list[bool]]:
-    """Correctness flags, shaped like `samples` (`samples[p]`: the completions of problem p, `solutions[p]` its
-    reference), from a TRL-style `reward_func(completions, solution, **kwargs)` (default
-    [`~dsdr_trl.rewards.accuracy_reward`]) called on chunks of [`SCORING_CHUNK`] samples. A sample is correct when its
-    reward is above `threshold`; `None` is incorrect, as in training. `show_progress` shows a tqdm bar.
+    """Correctness flags shaped like `samples` (`samples[p]`: problem p's completions, `solutions[p]` its reference):
+    a TRL-style `reward_func` (default [`~dsdr_trl.rewards.accuracy_reward`]) above `threshold`; `None` is incorrect.
     """
     if len(samples) != len(solutions):
         raise ValueError(f"Got {len(samples)} problems' samples but {len(solutions)} solutions.")
@@ -110,12 +99,8 @@ def score_samples(
             chunk = slice(start, start + SCORING_CHUNK)
             rewards += reward_func(completions=flat[chunk], solution=repeated[chunk])
             progress.update(len(flat[chunk]))
-    flags = [reward is not None and not math.isnan(reward) and reward > threshold for reward in rewards]
-    out, start = [], 0
-    for group in samples:
-        out.append(flags[start : start + len(group)])
-        start += len(group)
-    return out
+    flags = iter(reward is not None and not math.isnan(reward) and reward > threshold for reward in rewards)
+    return [list(itertools.islice(flags, len(group))) for group in samples]
 
 
 def diversity_of_samples(
@@ -125,17 +110,14 @@ def diversity_of_samples(
     canonicalize: str = "none",
     batch_size: int = 64,
 ) -> list[dict[str, float | int | None]]:
-    r"""Diversity of each problem's samples at DSDR's two scales: one dict per problem of `samples` (`samples[p]`:
-    the completions of problem p) and their `correct` flags, with F_i the formula set of sample i
-    ([`~dsdr_trl.formulas.extract_formulas`], compared as `canonicalize`, like `DSDRConfig.formula_canonicalization`):
+    r"""Diversity of each problem's samples at DSDR's two scales, one dict per problem (F_i: sample i's formulas,
+    compared as `canonicalize`):
 
-    - `semantic_distance`: mean `(1 - cos(e_i, e_j)) / 2` over pairs of correct samples (Eq. 5), embedded by `encoder`
-      (e.g. `dsdr_trl.encoder.load_diversity_encoder()`) in batches of `batch_size`; `None` with fewer than 2
-      correct samples or without an encoder;
-    - `formula_unique_ratio`: `|∪_i F_i| / Σ_i |F_i|` over all samples, 1.0 when no formula repeats, `None` without
-      formulas;
-    - `distinct_answers`: distinct final answers ([`~dsdr_trl.rewards.extract_answer`]) over all samples;
-    - `distinct_correct`: distinct formula sets among the correct samples (0 when none is correct).
+    - `semantic_distance`: mean `(1 - cos(e_i, e_j)) / 2` over pairs of correct samples (Eq. 5) embedded by `encoder`;
+      `None` with fewer than 2 correct samples or without an encoder;
+    - `formula_unique_ratio`: `|∪_i F_i| / Σ_i |F_i|` over all samples, `None` without formulas;
+    - `distinct_answers`: distinct final answers over all samples;
+    - `distinct_correct`: distinct formula sets among the correct samples.
     """
     from .diversity import pairwise_distance
     from .encoder import embed
@@ -191,10 +173,8 @@ def _mean(values: Sequence[float | int | None]) -> float | None:
 
 @dataclass
 class EvaluationResult:
-    """The outcome of an evaluation: the `ks` of the reported pass@k; one record per problem (`per_problem`) with at
-    least `num_samples` and `num_correct`, plus its diversity numbers and extra fields; `metadata` on how the samples
-    were produced, copied into `to_dict()["config"]`.
-    """
+    """An evaluation: the `ks` of pass@k, one record per problem with at least `num_samples` and `num_correct`, and
+    `metadata` on how the samples were produced (`to_dict()["config"]`)."""
 
     ks: list[int]
     per_problem: list[dict[str, Any]]
@@ -238,11 +218,8 @@ class EvaluationResult:
 
     @property
     def standard_errors(self) -> dict[str, float | None]:
-        """Standard error over problems of each pass@k and of avg@N (problems as the sampling unit; `None` below 2).
-
-        pass@k's is `std(pass@k_i) / sqrt(P)` over the P per-problem estimates; avg@N's the same over the per-problem
-        accuracies `c_i / n_i` (it ignores the sampling noise within a problem, as the usual benchmark error bars do).
-        """
+        """Standard error `std / sqrt(P)` over the P problems of each pass@k and of avg@N (per-problem `c_i / n_i`,
+        ignoring the noise within a problem, as benchmark error bars do); `None` below 2 problems."""
 
         def stderr(values: list[float]) -> float | None:
             return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
@@ -289,11 +266,8 @@ def summarize(
     extra: Sequence[dict[str, Any]] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> EvaluationResult:
-    """An [`EvaluationResult`] of scored samples: `samples[p]` and `correct[p]` per problem, `ks` each at most every
-    problem's samples; `diversity` (the output of [`diversity_of_samples`]) and `extra` (e.g. `{"problem": …}`) are
-    merged into each problem's record, `metadata` kept as `EvaluationResult.metadata`. Inputs of different lengths
-    and a k above the samples raise `ValueError`.
-    """
+    """An [`EvaluationResult`] of scored samples; `diversity` ([`diversity_of_samples`]) and `extra` are merged into
+    each problem's record. Inputs of different lengths and a k above the samples raise `ValueError`."""
     if len(samples) != len(correct):
         raise ValueError(f"Got {len(samples)} problems' samples but {len(correct)} rows of correctness flags.")
     for other, name in ((diversity, "diversity"), (extra, "extra")):

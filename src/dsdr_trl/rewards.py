@@ -12,6 +12,7 @@ import numbers
 import re
 import threading
 import warnings
+from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -22,53 +23,35 @@ from trl import rewards as trl_rewards
 from ._time_limit import Outcome, run_with_time_limit, verifier_workers
 from .formulas import completion_text
 
-__all__ = [
-    "ANSWER_EXTRACTION",
-    "REWARD_FUNCS",
-    "accuracy_reward",
-    "extract_answer",
-    "get_reward_func",
-    "make_accuracy_reward",
-    "number_text",
-    "verifier_workers",
-]
+__all__ = ["ANSWER_EXTRACTION", "REWARD_FUNCS", "accuracy_reward", "extract_answer", "get_reward_func"]
+__all__ += ["make_accuracy_reward", "number_text", "verifier_workers"]
 
-# How the final answer is found in a completion (see `extract_answer`): "lenient" falls back to an `Answer:` line, the
-# last math span or the last number when there is no `\boxed{}`; "strict" reads `\boxed{}` only, as TRL's and
-# lighteval's math verifiers do.
+# How `extract_answer` finds the final answer: "strict" reads `\boxed{}` only, as TRL's and lighteval's verifiers do.
 ANSWER_EXTRACTION = ("lenient", "strict")
 
-# Wall-time limit for parsing and verifying one completion (and for checking one reference). Ordinary answers take
-# a few milliseconds; an answer that overruns (e.g. a tower of powers that sympy tries to evaluate) scores 0.0.
-# 1.5 s plus noticing the overrun (within 0.1 s) and killing the worker keeps a hostile completion's cost under 2 s.
+# Wall-time limit per item (one answer, or one reference's check): ordinary answers take milliseconds; with the kill,
+# a hostile one costs under 2 s and scores 0.0.
 VERIFY_TIME_LIMIT_SECONDS = 1.5
-
-# An extracted answer longer than this is scored 0.0 without being parsed: no legitimate final answer is that long,
-# and sympy's cost grows quickly with the size of the expression.
+# Longer extracted answers score 0.0 unparsed: no final answer is that long, and SymPy's cost grows fast with size.
 MAX_ANSWER_CHARS = 1_000
-
-# Only the end of a completion is searched for its answer; this bounds the extraction cost of a runaway generation.
+# Only the end of a completion is searched, which bounds the cost of a runaway generation.
 MAX_SCAN_CHARS = 200_000
 
-# One token per regex match: an escaped backslash or brace (skipped), the opening of `\boxed{`/`\fbox{`, or a plain
-# brace. Every alternative is anchored by a literal, so matching is linear in the text length.
+# Escaped backslash or brace (skipped), `\boxed{`/`\fbox{`, or a brace; each anchored by a literal, so linear.
 _BOX_TOKENS = re.compile(r"(\\\\|\\[{}])|(\\(?:boxed|fbox)\s*\{)|(\{)|(\})")
 _ANSWER_LABEL = re.compile(r"\banswer\s*:", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")
 _MATH_DELIMITERS = ("$", "\\(", "\\[", "\\boxed", "\\fbox")
 
-# Items that overran the time limit (the 4,096 latest): a reference check `(reference, None)` or a pair `(reference,
-# answer)`. They are not sent again, so that each costs the limit once per process rather than once per call.
+# Items that overran (the 4,096 latest), `(reference, None)` checks or `(reference, answer)` pairs: not sent again, so
+# each costs the limit once per process.
 _overran: FIFOCache[tuple[str, str | None], None] = FIFOCache(maxsize=4_096)
 _overran_lock = threading.Lock()
 
 
 def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
     # A forward scan keeps the cost linear; searching backwards from each candidate start could be quadratic.
-    last = None
-    for last in pattern.finditer(text):  # noqa: B007 - the loop variable is the result
-        pass
-    return last
+    return next(iter(deque(pattern.finditer(text), maxlen=1)), None)
 
 
 def _last_boxed(text: str) -> str | None:
@@ -174,13 +157,10 @@ def extract_answer(text: str, answer_extraction: str = "lenient") -> str | None:
 
 def number_text(value: Any) -> str | None:
     """
-    A number (Python or NumPy, any width and size, `Decimal`, `Fraction`; not `bool`) as a reference answer:
-    positional digits, never an exponent; `None` for NaN, an infinity or anything that is not a number.
-
-    math-verify reads `str(1e20)` = `1e+20` as an expression in Euler's number; `100000000000000000000` is the number.
-    Floats keep the shortest digits that round-trip in their own precision (`numpy.float32(0.1)` is `0.1`), an
-    integral value loses its `.0`, and integers go through `Decimal`, which has no limit on their digits (`str` refuses
-    more than 4,300).
+    A number (Python or NumPy of any width, `Decimal`, `Fraction`; not `bool`) as a reference answer in positional
+    digits, since math-verify reads `1e+20` as an expression in Euler's number; `None` for NaN, infinities and
+    non-numbers. Floats keep their shortest round-trip digits (`numpy.float32(0.1)` is `0.1`), `3.0` is `3`, and
+    integers of any length go through `Decimal`.
 
     ```python
     >>> [number_text(value) for value in (1e20, 1e-05, 2.5, 3.0, -7, float("nan"), True)]
@@ -199,9 +179,7 @@ def number_text(value: Any) -> str | None:
     return "0" if exact.is_zero() else text.rstrip("0").rstrip(".") if "." in text else text
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# From here to `accuracy_reward`: what runs in the worker processes, which have imported math-verify on start.
-
+# From here to `_gold_text`: what runs in the worker processes, which imported math-verify on start.
 _PROBE = "0"  # a reference whose comparison with a plain number overruns would overrun with every answer
 _parsed_golds: LRUCache[str, list] = LRUCache(maxsize=4_096)
 
@@ -214,8 +192,8 @@ def _configs() -> tuple[list, list]:
 
 
 def _parse_math(text: str, config: list) -> list:
-    """Parses `text`, wrapping it in `\\boxed{}` first when it has no math delimiters (math-verify's LaTeX extraction
-    finds nothing in bare LaTeX like `\\frac{\\sqrt{3}}{2}`), then trying it as is with `config`."""
+    """Parses `text` with `config`, first wrapped in `\\boxed{}` when it has no math delimiters (math-verify's LaTeX
+    extraction finds nothing in bare `\\frac{\\sqrt{3}}{2}`)."""
     import math_verify
 
     attempts = [text] if any(delimiter in text for delimiter in _MATH_DELIMITERS) else [f"\\boxed{{{text}}}", text]
@@ -227,8 +205,8 @@ def _parse_math(text: str, config: list) -> list:
 
 
 def _parse_gold(gold: str) -> list:
-    """The parsed reference, once compared with a plain number: a reference whose every comparison would overrun
-    (`9^{9^{9^{9}}}`, `(10^{9})!`) overruns here, in its own check, rather than in each of its answers'."""
+    """The parsed reference, once compared with a number, so that one whose every comparison would overrun
+    (`(10^{9})!`) overruns here, in its own check, rather than in each of its answers'."""
     import math_verify
 
     if gold not in _parsed_golds:
@@ -256,8 +234,7 @@ def _verify(gold_and_answer: tuple[str, str | None]) -> float:
 
 
 def _gold_text(solution: Any) -> str | None:
-    """The reference as text; `None` (not scored) when empty, not text or a number, or longer than any answer that is
-    parsed may be (a 5,000-digit number, for instance)."""
+    """The reference as text; `None` (not scored) when empty, not text or a number, or over `MAX_ANSWER_CHARS`."""
     text = solution if isinstance(solution, str) else number_text(solution)
     return text if text is not None and text.strip() and len(text) <= MAX_ANSWER_CHARS else None
 
@@ -298,8 +275,7 @@ def _accuracy(
         raise ValueError(
             f"Got {len(completions)} completions but {len(golds)} solutions; expected one per completion."
         )
-    # References are checked first, in their own batch, so that the answers of one that cannot be used (or overruns)
-    # are not sent at all: each would check that reference again.
+    # References are checked first, so the answers of one that cannot be used (or overruns) are not sent at all.
     checks = {(gold, None): None for gold in golds if gold is not None}
     checks = dict(zip(checks, _verify_items(list(checks)), strict=True))
     # The item that decides each row: its reference's check if that failed, else its (reference, answer) pair.
@@ -349,21 +325,13 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
     r"""
     Scores 1.0 for a completion whose final answer is mathematically equivalent to the reference, else 0.0.
 
-    The answer found by [`extract_answer`] is compared with math-verify (`verify(gold, prediction)`) against a bare
-    reference (`34`, `\frac{1}{2}`, a number) or one in `$...$` or `\boxed{}`. Each distinct (reference, answer) pair
-    is verified once per call, in worker processes ([`verifier_workers`]) with a hard limit of
-    [`VERIFY_TIME_LIMIT_SECONDS`] per item, so any thread and any text are safe: an overrun, an answer longer than
-    [`MAX_ANSWER_CHARS`], non-text content and any error score 0.0. An item that overran is remembered and costs the
-    limit once per process. Nothing is raised for a problem of the pool: its rows get `None`, with a `RuntimeWarning`.
-
-    Two ways to find the answer, chosen with [`make_accuracy_reward`] (this function is the lenient one):
-
-    | `answer_extraction` | the answer is | `Answer: 5` against `5` |
-    |---|---|---|
-    | `"lenient"` (this function) | the last `\boxed{}`, else the last `Answer:` line, else the last math span or number | 1.0 |
-    | `"strict"` | the last `\boxed{}` only, as TRL's `accuracy_reward` and lighteval read completions | 0.0 |
-
-    Lenient scores are higher than TRL's or lighteval's on the same completions; compare them with `"strict"` ones.
+    The answer found by [`extract_answer`] (lenient: `\boxed{}`, else `Answer:`, else the last math span or number; for
+    TRL's and lighteval's `\boxed{}`-only reading use [`make_accuracy_reward`]`("strict")`) is compared with
+    math-verify against the reference (bare, in `$...$` or `\boxed{}`). Each distinct (reference, answer) pair is
+    verified once per call in worker processes ([`verifier_workers`]) under [`VERIFY_TIME_LIMIT_SECONDS`] per item, so
+    any thread and any text are safe: an overrun, an answer over [`MAX_ANSWER_CHARS`], non-text content and any error
+    score 0.0; an item that overran costs the limit once per process. A problem of the pool raises nothing: its rows
+    get `None`, with a `RuntimeWarning`.
 
     Args:
         completions (`list[str]` or `list[list[dict[str, str]]]`):
@@ -371,14 +339,13 @@ def accuracy_reward(completions: list[Any], solution: list[Any], **kwargs: Any) 
         solution (`list[str]`):
             The reference answer of each completion (the dataset's `solution` column, repeated per generation).
         **kwargs:
-            Other columns and trainer-provided arguments. If `log_extra` is given, the completions table gets each
-            row's extracted `answer` and its `reference`. With `log_metric`, the completions whose item overran
-            (now or in an earlier call) are counted in `dsdr/verifier_timeouts`, those the pool could not score in
-            `dsdr/verifier_failures`.
+            Other columns and trainer arguments: with `log_extra` the completions table gets each row's `answer` and
+            `reference`; with `log_metric` rows that overran count in `dsdr/verifier_timeouts`, rows the pool could
+            not score in `dsdr/verifier_failures`.
 
     Returns:
         `list[float | None]`: `None` where the reference cannot be parsed or compared within the limit (named once in
-        a `RuntimeWarning`) or the pool could not score the row: the trainer skips the sample rather than count it wrong.
+        a `RuntimeWarning`) or the pool could not score the row, so the trainer skips the sample.
 
     Example:
     ```python
@@ -403,9 +370,8 @@ def make_accuracy_reward(answer_extraction: str = "lenient") -> Callable[..., li
     return reward
 
 
-# Ours, then TRL's under the names `trl grpo --reward_funcs` accepts, built as TRL's script builds them. `accuracy` (this
-# module's verifier, time-limited and with `Answer:` lines) and TRL's `accuracy_reward` (math-verify on `\boxed{}`/LaTeX)
-# share the function name `accuracy_reward`.
+# Ours, then TRL's under the names `trl grpo --reward_funcs` accepts (`accuracy` and TRL's `accuracy_reward` share the
+# function name `accuracy_reward`).
 REWARD_FUNCS: dict[str, Callable[..., list[float | None]]] = {
     "accuracy": accuracy_reward,
     "accuracy_reward": trl_rewards.accuracy_reward,
@@ -418,11 +384,9 @@ REWARD_FUNCS: dict[str, Callable[..., list[float | None]]] = {
 
 def get_reward_func(name: str, max_completion_length: int | None = None) -> Callable[..., list[float | None]]:
     """
-    The reward function named `name`: a key of [`REWARD_FUNCS`] (`"accuracy"`, or TRL's `"accuracy_reward"`,
-    `"reasoning_accuracy_reward"`, `"think_format_reward"`, `"get_soft_overlong_punishment"`), or a dotted path such as
-    `"my_package.rewards.my_reward"` imported from `sys.path` (the command line puts the working directory on it, as
-    `trl grpo` does); else `ValueError`. Given the run's `max_completion_length`, `get_soft_overlong_punishment`
-    punishes its last fifth (TRL's own 256 of 1280) instead of TRL's fixed 1280-token window.
+    The reward function named `name`: a key of [`REWARD_FUNCS`] or a dotted path such as `"my_package.rewards.my_reward"`
+    imported from `sys.path`; else `ValueError`. Given `max_completion_length`, `get_soft_overlong_punishment` punishes
+    its last fifth (TRL's 256 of 1280) instead of TRL's fixed 1280-token window.
     """
     if name == "get_soft_overlong_punishment" and max_completion_length is not None:
         return trl_rewards.get_soft_overlong_punishment(max_completion_length, max(1, max_completion_length // 5))

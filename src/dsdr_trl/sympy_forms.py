@@ -1,16 +1,11 @@
 r"""SymPy canonical forms of formulas, for `extract_formulas_batch(..., canonicalize="sympy")` (Eq. 7–8).
 
-Each formula is parsed with `latex2sympy2_extended.latex2sympy` (with `lowercase_symbols=False`: `A` and `a` are
-different variables) and printed in a functional form with the arguments of commutative heads sorted (`Add`,
-`Mul`, `Equality`, `Unequality`, `And`, `Or`, sets, `Max`, `Min`, …) and float literals turned into the rationals
-they spell: `2x`, `2 x`, `x \cdot 2` and `2\cdot x` all become `Mul(2,x)`, `x^2+1` and `1+x^2` become
-`Add(1,Pow(x,2))`, `\frac{1}{2}` and `0.5` become `1/2`, and `y=x` equals `x=y`. Nothing is simplified on top of
-what the parser itself evaluates (it reduces numeric fractions and binomials), so `1+1` and `2`, or `(x+1)^2`
-and `x^2+2x+1`, stay different formulas: they are different reasoning steps. A formula that fails to parse, times
-out, prints longer than `dsdr_trl.formulas.MAX_FORMULA_CHARS`, is longer than `SYMPY_MAX_FORMULA_CHARS`, carries a
-digest or contains a prime `'` (which latex2sympy silently drops) keeps its string form, so a set can mix both kinds.
-Parsing runs in the verifier's worker processes under a hard per-formula limit (`\binom{100000000}{50000000}` keeps
-SymPy busy in C code for minutes), one call per batch; results, timeouts included, are cached in this process.
+Each formula is parsed by `latex2sympy` (`A` and `a` stay different) and printed with the arguments of commutative
+heads sorted and float literals as the rationals they spell: `2x` and `x \cdot 2` become `Mul(2,x)`, `\frac{1}{2}` and
+`0.5` become `1/2`, `y=x` equals `x=y`. Nothing is simplified beyond what the parser evaluates, so `(x+1)^2` and
+`x^2+2x+1` stay different reasoning steps. A formula that fails, overruns, is too long, carries a digest or contains a
+prime `'` (which latex2sympy drops) keeps its string form. Parsing runs in the verifier's workers under a hard
+per-formula limit, one call per batch; results, timeouts included, are cached in this process.
 """
 
 from __future__ import annotations
@@ -30,7 +25,7 @@ __all__ = ["SYMPY_MAX_FORMULA_CHARS", "canonical_forms"]
 
 SYMPY_MAX_FORMULA_CHARS = 300
 
-# The functions up to `_sympy_canonical` run in the worker processes. Operators whose argument order carries no meaning; their canonical arguments are sorted.
+# The functions up to `_sympy_canonical` run in the workers. Heads whose argument order carries no meaning:
 _UNORDERED_HEADS = frozenset(
     {"Add", "Mul", "Equality", "Unequality", "And", "Or", "Xor", "FiniteSet", "Union", "Intersection", "Max", "Min"}
     | {"gcd", "lcm"}
@@ -82,11 +77,8 @@ def _sympy_eligible(formula: str) -> bool:
 
 
 def canonical_forms(formulas: set[str], seconds: float, stats: dict[str, int] | None = None) -> dict[str, str]:
-    """Maps each eligible formula to its canonical form (or itself on failure) with at most one worker call.
-
-    `seconds` is the hard limit per formula; `stats["timeouts"]` and `stats["errors"]` count the formulas whose
-    conversion overran or failed.
-    """
+    """Each eligible formula's canonical form (itself on failure), with at most one worker call of `seconds` per
+    formula; `stats["timeouts"]` and `stats["errors"]` count the conversions that overran or failed."""
     canonical: dict[str, str] = {}
     with _sympy_cache_lock:
         for formula in formulas:
@@ -98,8 +90,7 @@ def canonical_forms(formulas: set[str], seconds: float, stats: dict[str, int] | 
     outcomes = run_with_time_limit(_sympy_canonical, pending, seconds)
     unavailable = [outcome.value for outcome in outcomes if outcome.status == "unavailable"]
     if unavailable:
-        # A missing worker must not stop a training run; the string forms are still a valid (coarser) F_i. Nothing
-        # is cached, so the next batch tries again.
+        # The string forms are still a valid (coarser) F_i; nothing is cached, so the next batch tries again.
         logger.warning("SymPy canonicalization unavailable, keeping string forms for this batch: %s", unavailable[0])
         return canonical
     if stats is not None:
@@ -107,10 +98,6 @@ def canonical_forms(formulas: set[str], seconds: float, stats: dict[str, int] | 
             stats[key] = stats.get(key, 0) + sum(outcome.status == status for outcome in outcomes)
     with _sympy_cache_lock:
         for formula, outcome in zip(pending, outcomes, strict=True):
-            value = (
-                outcome.value
-                if outcome.status == "ok" and isinstance(outcome.value, str) and outcome.value
-                else formula
-            )
-            canonical[formula] = _sympy_cache[formula] = value
+            ok = outcome.status == "ok" and isinstance(outcome.value, str) and outcome.value
+            canonical[formula] = _sympy_cache[formula] = outcome.value if ok else formula
     return canonical

@@ -1,11 +1,8 @@
 """`DSDRGRPOTrainer`: DSDR on top of TRL's `GRPOTrainer`, by wrapping its hooks (listed in the class docstring).
 
-A generation batch (rows of a group consecutive; a group may straddle processes): `_calculate_rewards` scores g, the
-bonus and ω once on the gathered batch (each process embeds only its own rows of groups where g can matter) and
-writes the bonus into an extra reward column, so TRL's reward sum, logs and completions table include it;
-`_generate_and_score_completions` swaps in the shaped advantages with `advantage_epsilon` and attaches ω and c per
-row, which TRL's shuffling and gradient-accumulation splits keep aligned; `_compute_loss` subtracts `λ_ℓ · L_loc`
-using the entropies of the loss forward pass that `_get_per_token_logps_and_entropies` kept (no second forward).
+g, the bonus and ω are computed once on the gathered generation batch (a group may straddle processes); ω and c ride
+along each row through TRL's shuffling and gradient-accumulation splits; the local term reuses the loss forward's
+entropies (no second forward).
 """
 
 from __future__ import annotations
@@ -30,8 +27,8 @@ DIVERSITY_REWARD_NAME = "dsdr_diversity"
 
 
 def dsdr_diversity(completions: list, **kwargs) -> list[float | None]:
-    """The bonus column, written by `DSDRGRPOTrainer._calculate_rewards`; `None` here, so that TRL's check for rows no
-    reward function scored still sees the user's functions only."""
+    """The bonus column, written by `DSDRGRPOTrainer._calculate_rewards`; `None` here, so TRL's check for unscored
+    rows sees the user's functions only."""
     return [None] * len(completions)
 
 
@@ -46,18 +43,14 @@ class DSDRGRPOTrainer(GRPOTrainer):
 
     - `__init__`: copies the caller's reward lists, resolves the correctness reward, loads the sentence encoder outside
       DeepSpeed ZeRO-3, and appends the `dsdr_diversity` reward column;
-    - `_calculate_rewards`: computes g, the bonus and ω on the gathered generation batch, and adds each row's S_i,
-      U_i, ĝ_i, ω_i and bonus to TRL's completions table (columns `dsdr_semantic`, `dsdr_formula`, `dsdr_score`,
-      `dsdr_omega`, `dsdr_bonus`) through the channel TRL gives reward functions as `log_extra`;
-    - `_generate_and_score_completions`: advantages of the shaped reward with `advantage_epsilon`; adds the per-row
-      `dsdr_weight` (ω) and `dsdr_correct` (c) to the batch;
+    - `_calculate_rewards`: g, the bonus and ω on the gathered generation batch; S_i, U_i, ĝ_i, ω_i and the bonus go to
+      TRL's completions table (`dsdr_semantic`, `dsdr_formula`, `dsdr_score`, `dsdr_omega`, `dsdr_bonus`);
+    - `_generate_and_score_completions`: advantages of the shaped reward with `advantage_epsilon`, and the per-row
+      `dsdr_weight` (ω) and `dsdr_correct` (c);
     - `_get_per_token_logps_and_entropies`: keeps the loss forward's log-probs and entropies;
     - `_compute_loss`: subtracts `local_entropy_coef · L_loc`;
-    - `_get_train_sampler`: makes the prompt order of each epoch reproducible after resuming from a checkpoint
-      ([`EpochSeededRepeatSampler`]; identical to TRL's order in an uninterrupted run);
-    - `create_model_card`: links a dataset only when its name is a Hub id (`owner/name`, not a local path).
-
-    The model card credits DSDR (arXiv 2602.19895) through the `_paper` class attribute, as TRL's trainers do.
+    - `_get_train_sampler`: each epoch's prompt order reproducible after a resume ([`EpochSeededRepeatSampler`]);
+    - `create_model_card`: links a dataset only when its name is a Hub id; `_paper` credits DSDR.
 
     Args:
         diversity_encoder (`SentenceTransformer`, *optional*):
@@ -68,18 +61,12 @@ class DSDRGRPOTrainer(GRPOTrainer):
     Example:
 
     ```python
-    from datasets import Dataset
-    from dsdr_trl import DSDRConfig, DSDRGRPOTrainer
-    from dsdr_trl.rewards import accuracy_reward
+    from dsdr_trl import DSDRConfig, DSDRGRPOTrainer, accuracy_reward
+    from dsdr_trl.data import load_math_dataset
 
-    dataset = Dataset.from_dict({"prompt": ["What is 2+2? Put the answer in \\\\boxed{}."], "solution": ["4"]})
-    trainer = DSDRGRPOTrainer(
-        model="Qwen/Qwen2.5-0.5B-Instruct",
-        reward_funcs=accuracy_reward,
-        args=DSDRConfig(output_dir="dsdr-out", num_generations=8),
-        train_dataset=dataset,
-    )
-    trainer.train()
+    dataset = load_math_dataset("dapo-math-17k")
+    args = DSDRConfig(output_dir="dsdr-out", num_generations=8)
+    DSDRGRPOTrainer("Qwen/Qwen2.5-0.5B-Instruct", accuracy_reward, args, train_dataset=dataset).train()
     ```
     """
 
@@ -193,10 +180,8 @@ class DSDRGRPOTrainer(GRPOTrainer):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """S_i and U_i (or `diversity_fn`'s score) of every row of the gathered batch, `(N,)` each, 0 outside `scored`.
 
-        Each process embeds and extracts formulas from its own completions only, and only the rows of `scored` groups
-        (elsewhere no bonus or weight depends on g). Every row of such a group is needed, incorrect ones included:
-        S_i and U_i of a correct row compare it with all other members. The gathers below are collectives, so every
-        process runs them whatever its rows, and every process ends with the same scores.
+        Each process scores its own rows of `scored` groups (incorrect ones included: a correct row is compared with
+        all other members); the gathers are collectives, run by every process whatever its rows.
         """
         if not scored.any():
             return torch.zeros_like(scored, dtype=torch.float32), torch.zeros_like(scored, dtype=torch.float32)
