@@ -103,12 +103,7 @@ class EvalArguments(PromptArguments):
         default=0.9, metadata={"help": "With --use_vllm: share of each GPU's memory vLLM may take."}
     )
     answer_extraction: str = field(
-        default="lenient",
-        metadata={
-            "help": "How a sample's answer is found: 'lenient' (the last \\boxed{}, else an Answer: line, else the "
-            "last math span or number) or 'strict' (the last \\boxed{} only, as TRL's and lighteval's verifiers; "
-            "use it to compare with their scores)."
-        },
+        default="lenient", metadata={"help": "How answers are found: 'lenient', or 'strict' (\\boxed{} only, as TRL)."}
     )
     diversity_encoder: str | None = field(
         default="sentence-transformers/all-MiniLM-L6-v2",

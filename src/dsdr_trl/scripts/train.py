@@ -74,11 +74,7 @@ class DSDRScriptArguments(PromptArguments):
     )
     answer_extraction: str = field(
         default="lenient",
-        metadata={
-            "help": "How the 'accuracy' reward finds the answer: 'lenient' (the last \\boxed{}, else an Answer: line, "
-            "else the last math span or number) or 'strict' (the last \\boxed{} only, as TRL's and lighteval's "
-            "verifiers)."
-        },
+        metadata={"help": "How 'accuracy' finds answers: 'lenient', or 'strict' (\\boxed{} only, as TRL)."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N eval rows."})
