@@ -16,7 +16,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if ! nvidia-smi -L > /dev/null 2>&1; then
-    echo "gpu_check: no CUDA device found (nvidia-smi lists none); run it on a GPU machine, see README 'On a GPU'."
+    echo "gpu_check: no CUDA device found (nvidia-smi lists none); run it on a GPU machine, see docs/gpu.md."
     exit 2
 fi
 start=$(date +%s)

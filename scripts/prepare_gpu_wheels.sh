@@ -21,7 +21,7 @@ DEST=.whl
 LIMIT_MIB=60
 TRAVEL_LIMIT_MIB=64
 
-# The GPU image's versions are adequate for everything else these need (see README, "On a GPU").
+# The GPU image's versions are adequate for everything else these need (see docs/gpu.md).
 CARRIED=(transformers trl datasets dill multiprocess math-verify latex2sympy2_extended antlr4-python3-runtime cachetools
     pebble loky cloudpickle deepspeed hjson pydantic pydantic_core annotated-types typing-inspection)
 

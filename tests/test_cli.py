@@ -108,6 +108,30 @@ def test_correctness_reward_must_name_a_reward_function(capsys):
     )
 
 
+def test_recipe_selects_strict_answer_extraction_and_an_unknown_one_is_refused(capsys, tmp_path):
+    recipe = tmp_path / "strict.yaml"
+    data = ["--dataset_name", "configs/tiny/train.jsonl", "--passk_eval_dataset", "configs/tiny/eval.jsonl"]
+    recipe.write_text((ROOT / TINY).read_text() + "\nanswer_extraction: strict\n")
+    status, out, err = run_cli(capsys, "train", "--config", str(recipe), "--dry_run", *data)
+    assert status == 0, err
+    fails_clearly(
+        capsys, ["train", "--config", TINY, "--dry_run", "--answer_extraction", "loose"], "'loose'", "strict"
+    )
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text((ROOT / TINY).read_text() + "\nanswer_extraction: boxed\n")
+    fails_clearly(capsys, ["train", "--config", str(unknown), "--dry_run", *data], "'boxed'", "lenient")
+
+    # The `accuracy` reward the run builds reads the answer the way the recipe says.
+    from dsdr_trl.scripts.common import parse, read_config
+    from dsdr_trl.scripts.train import make_parser, validate
+
+    argv = ["--output_dir", str(tmp_path / "out")]
+    completions, solutions = ["Answer: 5", "\\boxed{5}"], ["5", "5"]
+    for config, scores in ((read_config(recipe), [0.0, 1.0]), (read_config(ROOT / TINY), [1.0, 1.0])):
+        (accuracy,), _ = validate(*parse(make_parser(), list(argv), config, "train"))
+        assert accuracy(completions, solution=solutions) == scores
+
+
 def test_dataset_without_needed_columns(capsys):
     missing = str(DATA / "no_solution.jsonl")
     fails_clearly(capsys, ["train", "--config", TINY, "--dry_run", "--dataset_name", missing], "--solution_column")
@@ -230,6 +254,33 @@ def test_tiny_recipe_trains_then_evaluates(capsys, tmp_path):
     assert result["versions"]["trl"].startswith("1.16") and "torch" in result["versions"]
     assert [(p["num_samples"], 0 <= p["num_correct"] <= 2) for p in result["per_problem"]] == [(2, True)] * 3
     assert {"distinct_answers", "semantic_distance", "formula_unique_ratio"} <= set(result["per_problem"][0])
+
+
+def test_eval_scores_with_strict_or_lenient_answer_extraction(capsys, tmp_path):
+    # Greedy samples cut at 12 tokens: the toy policy's formulas, before any \boxed{} (it writes two or three first).
+    data = tmp_path / "one.jsonl"
+    common = ["--model", WARMSTART, "--conversational", "false", "--temperature", "0", "--max_new_tokens", "12"]
+    common += ["--diversity_encoder", "none", "--save_samples", "true", "--dataset", str(data)]
+
+    def evaluate(solution: str, extraction: str) -> dict:
+        data.write_text(json.dumps({"prompt": "13*3=", "solution": solution}) + "\n")
+        output = tmp_path / f"{extraction}.json"
+        status, out, err = run_cli(capsys, "eval", *common, "--answer_extraction", extraction, "--output", str(output))
+        assert status == 0, err
+        result = json.loads(output.read_text())
+        assert result["config"]["answer_extraction"] == extraction
+        return result
+
+    (sample,) = evaluate("39", "strict")["per_problem"][0]["samples"]
+    assert "\\boxed" not in sample
+    from dsdr_trl.rewards import extract_answer
+
+    # The gold is what the lenient reading finds in the sample: lenient scores it 1, strict (no \boxed{}) 0.
+    gold = extract_answer(sample, answer_extraction="lenient")
+    assert gold is not None
+    assert evaluate(gold, "lenient")["pass@k"]["1"] == 1.0
+    assert evaluate(gold, "strict")["pass@k"]["1"] == 0.0
+    fails_clearly(capsys, ["eval", *common, "--answer_extraction", "loose"], "'loose'", "strict")
 
 
 USER_REWARDS = '''

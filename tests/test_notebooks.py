@@ -18,6 +18,7 @@ TINY_PARAMETERS = {
         "SEEDS = [0]\nMAX_STEPS = 1\nPROMPTS_PER_STEP = 2\nNUM_GENERATIONS = 2\nNUM_EVAL_PROBLEMS = 2\nNUM_SAMPLES = 2\n"
     ),
     "03_inside_a_group.ipynb": "NUM_GENERATIONS = 4\n",
+    "04_your_own_grpo_script.ipynb": "MAX_STEPS = 2\nMAX_COMPLETION_LENGTH = 8\n",
 }
 
 

@@ -102,6 +102,9 @@ class EvalArguments(PromptArguments):
     vllm_gpu_memory_utilization: float = field(
         default=0.9, metadata={"help": "With --use_vllm: share of each GPU's memory vLLM may take."}
     )
+    answer_extraction: str = field(
+        default="lenient", metadata={"help": "How answers are found: 'lenient', or 'strict' (\\boxed{} only, as TRL)."}
+    )
     diversity_encoder: str | None = field(
         default="sentence-transformers/all-MiniLM-L6-v2",
         metadata={
@@ -238,6 +241,9 @@ def run(args: EvalArguments) -> int:
                 f"--temperature must be >= 0 (0 decodes greedily) and 0 < --top_p <= 1, got {args.temperature} and "
                 f"{args.top_p}."
             )
+        from ..rewards import make_accuracy_reward
+
+        reward_func = make_accuracy_reward(args.answer_extraction)
         _apply_run_config(args)
         check_row_limits(limit=args.limit)
         if args.output is not None:
@@ -289,6 +295,7 @@ def run(args: EvalArguments) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         encoder=encoder,
+        reward_func=reward_func,
         use_vllm=args.use_vllm,
         vllm_kwargs={
             "tensor_parallel_size": args.vllm_tensor_parallel_size,

@@ -72,6 +72,10 @@ class DSDRScriptArguments(PromptArguments):
             "'accuracy_reward'); default: the first."
         },
     )
+    answer_extraction: str = field(
+        default="lenient",
+        metadata={"help": "How 'accuracy' finds answers: 'lenient', or 'strict' (\\boxed{} only, as TRL)."},
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N eval rows."})
     passk_eval_dataset: str | None = field(
@@ -120,10 +124,14 @@ def _say(message: str) -> None:
         print(f"[dsdr-trl train] {message}", flush=True)
 
 
-def _resolve_rewards(names: list[str], correctness: str | None, max_completion_length: int | None) -> list:
+def _resolve_rewards(
+    names: list[str], correctness: str | None, max_completion_length: int | None, answer_extraction: str
+) -> list:
     from trl.trainer.utils import get_callable_name
 
-    from ..rewards import get_reward_func
+    from ..rewards import get_reward_func, make_accuracy_reward
+
+    accuracy = make_accuracy_reward(answer_extraction)  # an unknown value is a ValueError naming the choices
 
     if not names:
         raise ValueError("reward_funcs is empty; give at least one, e.g. --reward_funcs accuracy.")
@@ -131,7 +139,7 @@ def _resolve_rewards(names: list[str], correctness: str | None, max_completion_l
     # own bin/ directory, so the working directory goes first (under `python -m` it is there already).
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    funcs = [get_reward_func(name, max_completion_length) for name in names]
+    funcs = [accuracy if name == "accuracy" else get_reward_func(name, max_completion_length) for name in names]
     func_names = [get_callable_name(func) for func in funcs]
     if len(set(func_names)) < len(func_names):
         raise ValueError(
@@ -317,7 +325,10 @@ def validate(script_args: DSDRScriptArguments, training_args: Any, model_args: A
     except ValueError as error:  # parse_ks names the fields without their flag's prefix
         raise UsageError(str(error).replace("num_samples", "passk_eval_num_samples")) from error
     rewards = _resolve_rewards(
-        script_args.reward_funcs, training_args.correctness_reward, training_args.max_completion_length
+        script_args.reward_funcs,
+        training_args.correctness_reward,
+        training_args.max_completion_length,
+        script_args.answer_extraction,
     )
     training_args.resume_from_checkpoint = resolve_checkpoint(
         training_args.resume_from_checkpoint, training_args.output_dir
