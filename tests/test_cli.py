@@ -286,23 +286,13 @@ def test_train_without_arguments_prints_a_short_usage(capsys):
     assert status == 2 and err.startswith("usage: dsdr-trl train --config RECIPE") and len(err.splitlines()) < 12
 
 
-def test_launch_flags_are_split_off_and_configs_resolved():
-    from dsdr_trl.scripts.launch import split_launch_args
+def test_accelerate_config_names_resolve_to_files():
+    from dsdr_trl.scripts.launch import resolve_accelerate_config
 
-    launch, rest = split_launch_args(["--config", TINY, "--accelerate_config", "zero2", "--num_processes=2", "--x"])
-    assert rest == ["--config", TINY, "--x"]
-    assert (
-        launch[0] == "--config_file"
-        and launch[1].endswith("accelerate/zero2.yaml")
-        and launch[2:]
-        == [
-            "--num_processes",
-            "2",
-        ]
-    )
-    assert split_launch_args(["--accelerate_config", "fsdp2"])[0][1].endswith("trl/accelerate_configs/fsdp2.yaml")
+    assert resolve_accelerate_config("zero2").endswith("accelerate/zero2.yaml")  # ours
+    assert resolve_accelerate_config("fsdp2").endswith("trl/accelerate_configs/fsdp2.yaml")  # TRL's
     with pytest.raises(ValueError, match="neither a file nor a valid config"):
-        split_launch_args(["--accelerate_config", "zero9"])
+        resolve_accelerate_config("zero9")
 
 
 @pytest.mark.slow
