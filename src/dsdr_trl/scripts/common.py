@@ -1,7 +1,6 @@
-"""What the `dsdr-trl` subcommands share: reading a `--config` YAML, parsing with one-line errors, checking a model
-and an output path before any work, writing results atomically, and running a subcommand so that an error is one line
-(`DSDR_TRL_DEBUG=1` shows the traceback): exit status 2 for what the user typed, 1 for a failure inside the run, named
-by the file, function or checkpoint it came from."""
+"""What the `dsdr-trl` subcommands share: `--config` files, a parser with one-line errors, checks of a model and an
+output path before any work, atomic writes, and `run_command`: an error is one line (`DSDR_TRL_DEBUG=1` shows the
+traceback), exit status 2 for what the user typed, 1 naming where a failure inside the run was raised."""
 
 from __future__ import annotations
 
@@ -43,8 +42,7 @@ class UsageError(ValueError):
 
 @contextlib.contextmanager
 def user_input():
-    """A `ValueError` or `OSError` raised while the user's arguments, files and data are checked and loaded can only
-    come from what the user gave: it becomes a `UsageError`."""
+    """A `ValueError` or `OSError` raised while the user's arguments, files and data are checked becomes a `UsageError`."""
     try:
         yield
     except (ValueError, OSError) as error:
@@ -296,8 +294,7 @@ def write_json(path: str | Path, data: Any) -> None:
 
 
 def run_command(name: str, main: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
-    """Runs a subcommand's `main(argv)` and returns its exit status; an error is one line (from the first process of
-    a launch): status 2 for a `UsageError`, else 1, naming where in the code it was raised."""
+    """Runs a subcommand's `main(argv)`; returns its exit status, printing an error in one line (on the first process)."""
     try:
         return int(main(list(sys.argv[1:] if argv is None else argv)) or 0)
     except Exception as error:

@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         print(results_table(rebuild_report(settings.output_dir)))
     else:
         report = run_demo(settings)
-        print(f"\n{results_table(report)}\nWrote {settings.output_dir}/report.md, report.json and plots in "
-              f"{report['wall_seconds'] / 60:.1f} min.")  # fmt: skip
+        print(
+            f"\n{results_table(report)}\nWrote {settings.output_dir}/report.md, report.json and plots in "
+            f"{report['wall_seconds'] / 60:.1f} min."
+        )
     return 0
 
 

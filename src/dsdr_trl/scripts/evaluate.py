@@ -131,11 +131,14 @@ def parse_args(argv: list[str]) -> EvalArguments:
 
 
 def _load_model(args: EvalArguments, device: str):
+    """The model (its name, which vLLM loads itself) and its tokenizer; a failure is one line."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
     try:
+        if args.use_vllm:
+            return args.model, AutoTokenizer.from_pretrained(args.model)
         if (Path(args.model).expanduser() / "adapter_config.json").exists():  # a LoRA run saves only the adapter
             from peft import AutoPeftModelForCausalLM
 
@@ -153,6 +156,8 @@ def _load_model(args: EvalArguments, device: str):
 
 def run(args: EvalArguments) -> int:
     """Evaluates `args.model` on `args.dataset`; writes `args.output` and prints the table. Returns 0."""
+    import torch
+
     from ..data import load_math_dataset
     from ..generation import evaluate_policy
     from ..metrics import parse_ks
@@ -174,28 +179,12 @@ def run(args: EvalArguments) -> int:
             check_output_path(args.output, "--output", directory=False)
         if (reason := check_model(args.model, False, "dsdr-trl eval loads standard architectures only")) is not None:
             raise model_unavailable(args.model, reason, "--model")
+        prompts = {name: getattr(args, name) for name in PromptArguments.__dataclass_fields__}
         dataset = load_math_dataset(
-            args.dataset,
-            config=args.dataset_config,
-            split=args.split,
-            prompt_column=args.prompt_column,
-            solution_column=args.solution_column,
-            prompt_template=args.prompt_template,
-            conversational=args.conversational,
-            system_prompt=args.system_prompt,
-            limit=args.limit,
+            args.dataset, config=args.dataset_config, split=args.split, limit=args.limit, **prompts
         )
-
-        import torch
-
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if args.use_vllm:  # vLLM loads the weights itself; only the tokenizer is needed here, for the chat template
-            from transformers import AutoTokenizer
-
-            model = args.model
-            tokenizer = AutoTokenizer.from_pretrained(model)
-        else:
-            model, tokenizer = _load_model(args, device)
+        model, tokenizer = _load_model(args, device)
         encoder = None
         if args.diversity_encoder and args.diversity_encoder.lower() != "none":
             from ..encoder import load_diversity_encoder
@@ -204,24 +193,19 @@ def run(args: EvalArguments) -> int:
 
     vllm_kwargs = {"tensor_parallel_size": args.vllm_tensor_parallel_size, "max_model_len": args.vllm_max_model_length}
     vllm_kwargs["gpu_memory_utilization"] = args.vllm_gpu_memory_utilization
+    sampling = ("num_samples", "temperature", "top_p", "max_new_tokens", "batch_size", "seed", "use_vllm")
     result = evaluate_policy(
         model,
         tokenizer,
         dataset["prompt"],
         dataset["solution"],
         ks=ks,
-        num_samples=args.num_samples,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        seed=args.seed,
         encoder=encoder,
-        use_vllm=args.use_vllm,
         vllm_kwargs=vllm_kwargs if args.use_vllm else None,
         chat_template_kwargs=args.chat_template_kwargs,
         metadata={key: value for key, value in asdict(args).items() if key != "output"},
         keep_samples=args.save_samples,
+        **{name: getattr(args, name) for name in sampling},
     )
     for record, problem in zip(result.per_problem, dataset["problem"], strict=True):
         record["problem"] = problem

@@ -219,14 +219,12 @@ def _load(script_args: DSDRScriptArguments, name: str, split: str | None, limit:
     describe the training dataset; the pass@k dataset keeps its adapter's (or the default) prompt format."""
     from ..data import DatasetUnavailableError, load_math_dataset, looks_local
 
-    own = {key: getattr(script_args, key) for key in ("prompt_column", "solution_column", "prompt_template")}
-    own = own if name == script_args.dataset_name else dict.fromkeys(own)
-    config = script_args.dataset_config if name == script_args.dataset_name else None
+    prompts = {key: getattr(script_args, key) for key in PromptArguments.__dataclass_fields__}
+    own = name == script_args.dataset_name
+    prompts.update({} if own else dict.fromkeys(("prompt_column", "solution_column", "prompt_template")))
     try:
-        return load_math_dataset(
-            name, config=config, split=split, limit=limit, system_prompt=script_args.system_prompt,
-            conversational=script_args.conversational, **own,
-        )  # fmt: skip
+        config = script_args.dataset_config if own else None
+        return load_math_dataset(name, config=config, split=split, limit=limit, **prompts)
     except DatasetUnavailableError as error:
         if not script_args.dry_run or looks_local(name):
             raise
@@ -299,8 +297,10 @@ def run(script_args: DSDRScriptArguments, args: Any, model_args: Any, processes:
         "step",
     ]
     if passk is not None:
-        plan.append(f"pass@k callback: {s.passk_eval_dataset}, k={ks}, {s.passk_eval_num_samples} samples, every "
-                    f"{s.passk_eval_steps or args.eval_steps} steps")  # fmt: skip
+        plan.append(
+            f"pass@k callback: {s.passk_eval_dataset}, k={ks}, {s.passk_eval_num_samples} samples, every "
+            f"{s.passk_eval_steps or args.eval_steps} steps"
+        )
     if dry_run and (misalignment := args.checkpoint_misalignment(processes)) is not None:
         plan.append(f"WARNING: {misalignment}")
     if dry_run and args.use_vllm:
@@ -329,18 +329,31 @@ def run(script_args: DSDRScriptArguments, args: Any, model_args: Any, processes:
     args.model_init_kwargs = {**init, **(args.model_init_kwargs or {})}  # as TRL's grpo script builds them
     with hold_output_dir(args.output_dir):
         trainer = DSDRGRPOTrainer(
-            model_args.model_name_or_path, reward_funcs, args, train_dataset=train, eval_dataset=test,
-            peft_config=get_peft_config(model_args), quantization_config=get_quantization_config(model_args),
-        )  # fmt: skip
+            model_args.model_name_or_path,
+            reward_funcs,
+            args,
+            train_dataset=train,
+            eval_dataset=test,
+            peft_config=get_peft_config(model_args),
+            quantization_config=get_quantization_config(model_args),
+        )
         if passk is not None:
             trainer.add_callback(
                 PassAtKCallback(
-                    trainer, passk["prompt"], passk["solution"], ks=ks, num_samples=s.passk_eval_num_samples,
-                    eval_steps=s.passk_eval_steps, temperature=s.passk_eval_temperature, top_p=s.passk_eval_top_p,
+                    trainer,
+                    passk["prompt"],
+                    passk["solution"],
+                    ks=ks,
+                    num_samples=s.passk_eval_num_samples,
+                    eval_steps=s.passk_eval_steps,
+                    temperature=s.passk_eval_temperature,
+                    top_p=s.passk_eval_top_p,
                     max_new_tokens=s.passk_eval_max_new_tokens or args.max_completion_length,
-                    batch_size=args.per_device_eval_batch_size, seed=args.seed, prefix=s.passk_eval_prefix,
+                    batch_size=args.per_device_eval_batch_size,
+                    seed=args.seed,
+                    prefix=s.passk_eval_prefix,
                 )
-            )  # fmt: skip
+            )
         if trainer.is_world_process_zero():  # `dsdr-trl eval` reads chat_template_kwargs and system_prompt back
             saved = {"script_args": asdict(s), "model_args": asdict(model_args), "training_args": args.to_dict()}
             write_json(Path(args.output_dir) / RUN_CONFIG_NAME, json.loads(json.dumps(saved, default=str)))
