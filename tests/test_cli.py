@@ -128,7 +128,8 @@ def test_recipe_selects_strict_answer_extraction_and_an_unknown_one_is_refused(c
     argv = ["--output_dir", str(tmp_path / "out")]
     completions, solutions = ["Answer: 5", "\\boxed{5}"], ["5", "5"]
     for config, scores in ((read_config(recipe), [0.0, 1.0]), (read_config(ROOT / TINY), [1.0, 1.0])):
-        (accuracy,), _ = validate(*parse(make_parser(), list(argv), config, "train"))
+        script_args, training_args, model_args, _launch = parse(make_parser(), list(argv), config, "train")
+        (accuracy,), _ = validate(script_args, training_args, model_args)
         assert accuracy(completions, solution=solutions) == scores
 
 
@@ -337,23 +338,13 @@ def test_train_without_arguments_prints_a_short_usage(capsys):
     assert status == 2 and err.startswith("usage: dsdr-trl train --config RECIPE") and len(err.splitlines()) < 12
 
 
-def test_launch_flags_are_split_off_and_configs_resolved():
-    from dsdr_trl.scripts.launch import split_launch_args
+def test_accelerate_config_names_resolve_to_files():
+    from dsdr_trl.scripts.launch import resolve_accelerate_config
 
-    launch, rest = split_launch_args(["--config", TINY, "--accelerate_config", "zero2", "--num_processes=2", "--x"])
-    assert rest == ["--config", TINY, "--x"]
-    assert (
-        launch[0] == "--config_file"
-        and launch[1].endswith("accelerate/zero2.yaml")
-        and launch[2:]
-        == [
-            "--num_processes",
-            "2",
-        ]
-    )
-    assert split_launch_args(["--accelerate_config", "fsdp2"])[0][1].endswith("trl/accelerate_configs/fsdp2.yaml")
+    assert resolve_accelerate_config("zero2").endswith("accelerate/zero2.yaml")  # ours
+    assert resolve_accelerate_config("fsdp2").endswith("trl/accelerate_configs/fsdp2.yaml")  # TRL's
     with pytest.raises(ValueError, match="neither a file nor a valid config"):
-        split_launch_args(["--accelerate_config", "zero9"])
+        resolve_accelerate_config("zero9")
 
 
 @pytest.mark.slow

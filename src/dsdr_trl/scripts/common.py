@@ -1,7 +1,6 @@
-"""What the `dsdr-trl` subcommands share: one way to read a `--config` YAML and parse the arguments (with one-line
-errors), output paths checked before any work and written atomically, and running a subcommand so that an error is
-one line (set `DSDR_TRL_DEBUG=1` for the traceback): exit status 2 for what the user typed, 1 for a failure inside the
-run, which names the file, function or checkpoint it came from."""
+"""What the `dsdr-trl` subcommands share: `--config` files, a parser with one-line errors, checks of a model and an
+output path before any work, atomic writes, and `run_command`: an error is one line (`DSDR_TRL_DEBUG=1` shows the
+traceback), exit status 2 for what the user typed, 1 naming where a failure inside the run was raised."""
 
 from __future__ import annotations
 
@@ -25,13 +24,16 @@ RUN_CONFIG_NAME = "dsdr_config.json"
 # A YAML file holds settings, not data: past these bounds it is refused before anything expands it (an alias bomb of
 # nested lists loads as shared references and only blows up once printed or stringified).
 MAX_CONFIG_BYTES, MAX_CONFIG_NODES = 1_000_000, 100_000
-
+DATA_HELP = "a named adapter (dapo-math-17k, math500, aime24, aime25, minerva, olympiadbench, gsm8k), a local "
+DATA_HELP += ".jsonl/.json/.parquet/.csv file, or a Hub dataset id"
 # Keys of other TRL-based recipes (open-r1) that no field takes, and what to do instead.
 FOREIGN_KEY_HINTS = {
-    "dataset_prompt_column": "this package calls it prompt_column",
-    **{key: f"set {key.upper()} under the YAML's env: mapping instead" for key in ("wandb_project", "wandb_entity")},
-    "wandb_run_group": "set WANDB_RUN_GROUP under the YAML's env: mapping instead",
+    k: f"set {k.upper()} under the YAML's env: mapping instead"
+    for k in ("wandb_project", "wandb_entity", "wandb_run_group")
 }
+FOREIGN_KEY_HINTS["dataset_prompt_column"] = "this package calls it prompt_column"
+_EXPECTED = {"int": "an integer", "float": "a number", "list": "a list", "bool": "true or false"}
+_EXPECTED["dict"] = "a mapping of plain values"
 
 
 class UsageError(ValueError):
@@ -40,8 +42,7 @@ class UsageError(ValueError):
 
 @contextlib.contextmanager
 def user_input():
-    """Turns a `ValueError` or `OSError` raised while the user's arguments, files and data are checked and loaded
-    into a `UsageError`: there they can only come from what the user gave."""
+    """A `ValueError` or `OSError` raised while the user's arguments, files and data are checked becomes a `UsageError`."""
     try:
         yield
     except (ValueError, OSError) as error:
@@ -49,54 +50,49 @@ def user_input():
 
 
 def _size(value: Any, budget: list[int]) -> None:
-    """Counts `value`'s nodes (an alias counts at every use) and characters into `budget`, stopping when spent."""
+    """Counts `value`'s nodes (an alias at every use) and characters out of `budget`, failing when it is spent."""
     budget[0] -= 1
     budget[1] -= len(value) if isinstance(value, str) else 0
     if min(budget) < 0:
-        raise UsageError("")
-    children = [*value, *value.values()] if isinstance(value, dict) else value if isinstance(value, list) else ()
-    for child in children:
+        raise RecursionError
+    for child in [*value, *value.values()] if isinstance(value, dict) else value if isinstance(value, list) else ():
         _size(child, budget)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
-    """The mapping a YAML config file holds; anything else (no file, not YAML, too large, not a mapping) fails in one
-    line."""
+    """The mapping a YAML file holds; no file, not YAML, too large or not a mapping fails in one line."""
     import yaml
 
-    path = Path(path)
+    path, start = Path(path), f"Config file '{path}'"
     if not path.exists():
-        raise UsageError(f"Config file '{path}' does not exist.")
+        raise UsageError(f"{start} does not exist.")
     if path.is_dir():
-        raise UsageError(f"Config file '{path}' is a folder; give a YAML file.")
+        raise UsageError(f"{start} is a folder; give a YAML file.")
     if not stat.S_ISREG(path.stat().st_mode) or path.stat().st_size > MAX_CONFIG_BYTES:
-        raise UsageError(f"Config file '{path}' is not a regular file of at most 1 MB; give a YAML file.")
+        raise UsageError(f"{start} is not a regular file of at most 1 MB; give a YAML file.")
     try:
         config = yaml.safe_load(path.read_text())
         _size(config, [MAX_CONFIG_NODES, MAX_CONFIG_BYTES])
-    except UnicodeDecodeError as error:
-        raise UsageError(f"Config file '{path}' is not a text file ({error.reason}); give a YAML file.") from error
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, UnicodeDecodeError) as error:  # a binary file is not YAML either
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).split("\n")[0]
-        raise UsageError(f"Config file '{path}' is not valid YAML ({problem}{where}); correct it there.") from error
-    except (UsageError, RecursionError) as error:
+        problem = getattr(error, "problem", None) or getattr(error, "reason", None) or str(error).split("\n")[0]
+        raise UsageError(f"{start} is not valid YAML ({problem}{where}); correct it there.") from error
+    except RecursionError as error:
         raise UsageError(
-            f"Config file '{path}' expands to more than {MAX_CONFIG_NODES} values or 1 MB of text (YAML aliases?); "
-            "a recipe holds settings, so write them out plainly."
+            f"{start} expands to more than {MAX_CONFIG_NODES} values or 1 MB of text (YAML aliases?); a recipe "
+            "holds settings, so write them out plainly."
         ) from error
     if not isinstance(config, dict | None):
         raise UsageError(
-            f"Config file '{path}' holds a YAML {type(config).__name__}, not a mapping of field names to values "
+            f"{start} holds a YAML {type(config).__name__}, not a mapping of field names to values "
             "(`learning_rate: 1.0e-6`, one per line)."
         )
     return config or {}
 
 
 def pop_config(argv: list[str], resolve: Callable[[str], str] = str) -> tuple[dict[str, Any], str | None]:
-    """Takes `--config PATH` out of `argv` and returns the YAML's mapping and its path (`resolve` maps recipe names
-    to files); `({}, None)` without one."""
+    """Takes `--config PATH` out of `argv`; returns its YAML mapping and its path (`resolve`d), or `({}, None)`."""
     if "--config" not in argv:
         return {}, None
     index = argv.index("--config")
@@ -105,44 +101,6 @@ def pop_config(argv: list[str], resolve: Callable[[str], str] = str) -> tuple[di
     path = resolve(argv.pop(index + 1))
     argv.pop(index)
     return read_config(path), path
-
-
-def _fits(value: Any, hint: Any) -> bool:
-    """Whether a YAML value can go to a field annotated `hint`; a string always can (the parser converts it)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if isinstance(value, str) or hint is Any:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, arg) for arg in args)
-    if origin in (list, tuple):
-        return isinstance(value, list) and all(_fits(item, args[0] if args else Any) for item in value)
-    if hint is bool or hint is type(None):
-        return isinstance(value, hint)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if hint is dict or origin is dict:
-        return isinstance(value, dict) and all(_fits(item, args[1] if args else Any) for item in value.values())
-    return not isinstance(value, list | dict) if hint is str else True
-
-
-_EXPECTED = {
-    "int": "an integer",
-    "float": "a number",
-    "list": "a list",
-    "dict": "a mapping of plain values",
-    "bool": "true or false",
-}
-
-
-def _expected(hint: Any) -> str:
-    """What a field annotated `hint` takes, in words (`a number or a list`)."""
-    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-    kinds = [
-        getattr(typing.get_origin(arg) or arg, "__name__", "") for arg in (typing.get_args(hint) if union else (hint,))
-    ]
-    return " or ".join(dict.fromkeys(_EXPECTED.get(kind, "text") for kind in kinds if kind != "NoneType"))
 
 
 def flag_value(argv: list[str], flag: str) -> str | None:
@@ -156,9 +114,34 @@ def flag_value(argv: list[str], flag: str) -> str | None:
     return value
 
 
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a YAML value can go to a field annotated `hint`; a string always can (the parser converts it)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if isinstance(value, str) or hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin in (list, tuple):
+        return isinstance(value, list) and all(_fits(item, args[0] if args else Any) for item in value)
+    if hint is dict or origin is dict:
+        return isinstance(value, dict) and all(_fits(item, args[1] if args else Any) for item in value.values())
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if hint in (bool, int, type(None)):
+        return isinstance(value, hint) and (hint is bool or not isinstance(value, bool))
+    return hint is not str or not isinstance(value, list | dict)
+
+
+def _expected(hint: Any) -> str:
+    """What a field annotated `hint` takes, in words (`a number or a list`)."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    kinds = [getattr(typing.get_origin(a) or a, "__name__", "") for a in (typing.get_args(hint) if union else [hint])]
+    return " or ".join(dict.fromkeys(_EXPECTED.get(kind, "text") for kind in kinds if kind != "NoneType"))
+
+
 def make_parser(dataclass_types: tuple, prog: str):
-    """TRL's `TrlParser` for `dataclass_types` whose errors are one `UsageError` line: a value its field's type
-    refuses names the flag and what it expects; any other parse error names the flag and points at `--help`."""
+    """TRL's `TrlParser` whose errors are one `UsageError` line: a value its field's type refuses (or a non-finite
+    number) names the flag and what it expects; any other parse error names the flag and points at `--help`."""
     import argparse
 
     from trl import TrlParser
@@ -166,7 +149,7 @@ def make_parser(dataclass_types: tuple, prog: str):
     expects = {float: "a number", int: "an integer"}
 
     class WrongType(argparse.ArgumentTypeError):
-        """A value the field's type refused; its message says what the field expects."""
+        """A value its field's type refused."""
 
     class Parser(TrlParser):
         def add_argument(self, *names, **kwargs):
@@ -200,48 +183,38 @@ def make_parser(dataclass_types: tuple, prog: str):
     return Parser(dataclass_types, prog=prog)
 
 
-def parse(
-    parser: Any,
-    argv: list[str],
-    config: dict[str, Any],
-    command: str,
-    hints: dict[str, str] | None = None,
-    preset: tuple[str, Callable[[str | None], dict[str, Any]]] | None = None,
-) -> tuple:
+def parse(parser: Any, argv: list[str], config: dict[str, Any], command: str, hints: dict | None = None, preset=None):
     """
     The dataclasses of `parser` from `config` (a `--config` YAML's mapping) with the flags of `argv` over it.
 
     Every YAML key must be a field (an unknown one is named with what to do, from `hints` and [`FOREIGN_KEY_HINTS`])
     and its value of the field's type; `env:` sets environment variables, as in TRL. `preset=(flag, settings)` names a
-    flag (`--preset`) whose value's `settings(name)` are applied first, so the other flags win; it must be given on the
-    command line, where it can win over the YAML too.
+    flag whose value's `settings(name)` are applied first, so that the other flags and the YAML win over it; it must
+    be given on the command line.
     """
-    fields = {f.name: f for dtype in parser.dataclass_types for f in dataclasses.fields(dtype) if f.init}
-    unknown = [key for key in config if key not in fields and key != "env"]
-    if unknown:
+    hints_of = {name: hint for dtype in parser.dataclass_types for name, hint in typing.get_type_hints(dtype).items()}
+    fields = {f.name for dtype in parser.dataclass_types for f in dataclasses.fields(dtype) if f.init}
+    if unknown := [key for key in config if key not in fields and key != "env"]:
         advice = {**FOREIGN_KEY_HINTS, **(hints or {})}
-        described = [f"'{key}' ({advice.get(key, 'no such field')})" for key in unknown]
+        described = ", ".join(f"'{key}' ({advice.get(key, 'no such field')})" for key in unknown)
         raise UsageError(
-            f"the --config YAML has keys that dsdr-trl {command} does not take: {', '.join(described)}; remove them "
-            f"from the YAML (`dsdr-trl {command} --help` lists every field)."
+            f"the --config YAML has keys that dsdr-trl {command} does not take: {described}; remove them from the "
+            f"YAML (`dsdr-trl {command} --help` lists every field)."
         )
-    annotations = {}
-    for dtype in parser.dataclass_types:
-        annotations.update(typing.get_type_hints(dtype))
     for key, value in config.items():
-        hint = dict[str, str | int | float | bool] if key == "env" else annotations[key]
+        hint = dict[str, str | int | float | bool] if key == "env" else hints_of[key]
         if not _fits(value, hint):
             shown = f"a {type(value).__name__}" if isinstance(value, list | dict) else repr(value)
             raise UsageError(f"'{key}' in the --config YAML expects {_expected(hint)}, got {shown}; correct it there.")
-    if preset is not None:
-        flag, settings = preset
-        if flag[2:] in config:
-            raise UsageError(f"give {flag} on the command line, not in the --config file, so that its settings apply.")
-        with user_input():
-            parser.set_defaults(**settings(flag_value(argv, flag)))
-    os.environ.update({key: str(value) for key, value in config.pop("env", {}).items()})
-    parser.set_defaults_with_config(**config)
-    with user_input():  # the dataclasses' own checks (`__post_init__`) raise `ValueError`
+    with user_input():  # a preset's lookup and the dataclasses' own checks (`__post_init__`) raise `ValueError`
+        if preset is not None:
+            if preset[0][2:] in config:
+                raise UsageError(
+                    f"give {preset[0]} on the command line, not in the --config file, so that its settings apply."
+                )
+            parser.set_defaults(**preset[1](flag_value(argv, preset[0])))
+        os.environ.update({key: str(value) for key, value in config.pop("env", {}).items()})
+        parser.set_defaults_with_config(**config)
         return parser.parse_args_into_dataclasses(args=argv)
 
 
@@ -255,9 +228,10 @@ def check_row_limits(**limits: int | None) -> None:
 
 
 def check_output_path(path: str, flag: str, directory: bool) -> None:
-    """Fails before any work is done when `path` cannot take the output that `flag` names (a directory, else a
-    file): empty, the wrong kind, a dangling link, a device, under a file or not writable. Creates nothing."""
+    """Fails before any work when `path` cannot take the output `flag` names (a directory, else a file): empty, of the
+    wrong kind, a dangling link, a device, under a file or not writable. Creates nothing."""
     target = Path(path).expanduser()
+    existing = next(parent for parent in [target, *target.parents] if parent.exists())
     if not path:
         raise UsageError(f"{flag} is empty; pass a path.")
     if target.is_symlink() and not target.exists():
@@ -268,22 +242,39 @@ def check_output_path(path: str, flag: str, directory: bool) -> None:
         raise UsageError(f"{flag} '{path}' is a directory; pass a file path such as '{target / 'results.json'}'.")
     if not directory and target.exists() and not target.is_file():
         raise UsageError(f"{flag} '{path}' is not a regular file (a device?); pass a file path.")
-    existing = next(parent for parent in [target, *target.parents] if parent.exists())
     if existing != target and not existing.is_dir():
         raise UsageError(f"{flag} '{path}' lies under '{existing}', which is a file; choose another path.")
     if not os.access(existing if existing.is_dir() else existing.parent, os.W_OK):
         raise UsageError(f"{flag} '{path}': '{existing}' is not writable; choose a path you can write to.")
 
 
-def check_remote_code(name: str, trusted: bool, fix: str) -> None:
-    """Fails in one line when the local model `name` needs its own code (an `auto_map`) that is not trusted, before
-    transformers would ask on the terminal or name its folder as a repository."""
+def check_model(name: str, trusted: bool, fix: str) -> str | None:
+    """Fails in one line when the model `name` is a local folder that is missing or brings its own code (an
+    `auto_map`) without `trusted` (transformers would ask on the terminal); returns why the Hub is out of reach for a
+    Hub model, found in seconds (its client would retry for a minute), else `None`."""
+    from huggingface_hub import is_offline_mode
+
+    from ..data import hub_unreachable_reason, looks_local
+
+    local = Path(name).expanduser()
+    if looks_local(name) and not local.exists():
+        raise UsageError(f"Model directory '{name}' does not exist.")
     for file in ("config.json", "tokenizer_config.json"):
-        path = Path(name).expanduser() / file
-        if not trusted and path.is_file() and "auto_map" in json.loads(path.read_text()):
+        if not trusted and (local / file).is_file() and "auto_map" in json.loads((local / file).read_text()):
             raise UsageError(
                 f"The model '{name}' comes with its own code ({file} has an auto_map), not run by default; {fix}."
             )
+    return None if looks_local(name) or is_offline_mode() else hub_unreachable_reason()
+
+
+def model_unavailable(name: str, reason: str | OSError, flag: str) -> FileNotFoundError:
+    """The one-line error for a model that could not be loaded because of `reason`."""
+    from huggingface_hub import is_offline_mode
+
+    if isinstance(reason, OSError):
+        offline = "HF_HUB_OFFLINE is set and it is not in the local cache"
+        reason = offline if is_offline_mode() else str(reason).split("\n")[0]
+    return FileNotFoundError(f"Could not load the model '{name}' ({reason}). Pass a local directory with {flag}.")
 
 
 def write_json(path: str | Path, data: Any) -> None:
@@ -302,29 +293,19 @@ def write_json(path: str | Path, data: Any) -> None:
     os.replace(file.name, path)
 
 
-def save_run_config(output_dir: str, sections: dict[str, Any]) -> Path:
-    """Writes `sections` (e.g. `{"training_args": {...}}`) as `output_dir/dsdr_config.json` and returns the path."""
-    path = Path(output_dir) / RUN_CONFIG_NAME
-    write_json(path, json.loads(json.dumps(sections, default=str)))
-    return path
-
-
 def run_command(name: str, main: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
-    """Runs a subcommand's `main(argv)` and returns its exit status; an error is one line (on the first process of a
-    launch): status 2 for a `UsageError`, else 1, naming where in the code it was raised."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Runs a subcommand's `main(argv)`; returns its exit status, printing an error in one line (on the first process)."""
     try:
-        return int(main(argv) or 0)
+        return int(main(list(sys.argv[1:] if argv is None else argv)) or 0)
     except Exception as error:
         if os.environ.get("DSDR_TRL_DEBUG"):
             raise
-        if isinstance(error, UsageError):
-            line, status = str(error), 2
-        else:
+        line, status = str(error), 2
+        if not isinstance(error, UsageError):
             frame = traceback.extract_tb(error.__traceback__)[-1]
-            where = f"{Path(frame.filename).name}:{frame.lineno} ({frame.name})"
-            line, status = f"{type(error).__name__} in {where}: {str(error).splitlines()[0] if str(error) else ''}", 1
-            line += " (DSDR_TRL_DEBUG=1 shows the traceback)"
+            first = str(error).splitlines()[0] if str(error) else ""
+            line = f"{type(error).__name__} in {Path(frame.filename).name}:{frame.lineno} ({frame.name}): {first}"
+            line, status = line + " (DSDR_TRL_DEBUG=1 shows the traceback)", 1
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"dsdr-trl {name}: error: {line}", file=sys.stderr)
         return status

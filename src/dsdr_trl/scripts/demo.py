@@ -6,7 +6,7 @@
     dsdr-trl demo --rebuild_report               # rewrite report.md and plots from a finished run's JSON and logs
     dsdr-trl demo --study --seeds 100 101 102    # the regime study (dsdr_trl.toy.study), two runs at a time
 
-Every field of [`~dsdr_trl.toy.demo.DemoArguments`] and [`~dsdr_trl.toy.study.StudyArguments`] is a flag (`--help` lists them) or a key of a `--config` YAML.
+Every field of `DemoArguments` and `StudyArguments` is a flag (`--help` lists them) or a key of a `--config` YAML.
 """
 
 from __future__ import annotations
@@ -29,40 +29,36 @@ def parse_args(argv: list[str]):
     """The demo's and the study's arguments; a `--regime` sets defaults first, so that explicit flags win over it."""
     from ..toy.demo import DEFAULT_REGIME, regime_settings
 
-    argv = list(argv)
-    config, _ = pop_config(argv)
-    return parse(
-        make_parser(), argv, config, "demo", preset=("--regime", lambda name: regime_settings(name or DEFAULT_REGIME))
-    )
+    config, _ = pop_config(argv := list(argv))
+    regime = ("--regime", lambda name: regime_settings(name or DEFAULT_REGIME))
+    return parse(make_parser(), argv, config, "demo", preset=regime)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `dsdr-trl demo`; returns the exit status."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     settings, study = parse_args(list(sys.argv[1:] if argv is None else argv))
 
     from ..toy.demo import regenerate_warmstart, run_demo
     from ..toy.report import rebuild_report, results_table
+    from ..toy.study import run_study
 
     if settings.regenerate_warmstart:
         with user_input():  # it checks the folder it is given first
             return regenerate_warmstart(settings)
     if study.study:
-        from ..toy.study import run_study
-
         summary = run_study(study, settings)
         print(
             f"\nWrote {study.study_dir}/study.json, study.md and study.png in {summary['wall_seconds'] / 60:.1f} min."
         )
-        return 0
-    if settings.rebuild_report:
+    elif settings.rebuild_report:
         print(results_table(rebuild_report(settings.output_dir)))
-        return 0
-    report = run_demo(settings)
-    print()
-    print(results_table(report))
-    print(f"\nWrote {settings.output_dir}/report.md, report.json and plots in {report['wall_seconds'] / 60:.1f} min.")
+    else:
+        report = run_demo(settings)
+        print(
+            f"\n{results_table(report)}\nWrote {settings.output_dir}/report.md, report.json and plots in "
+            f"{report['wall_seconds'] / 60:.1f} min."
+        )
     return 0
 
 

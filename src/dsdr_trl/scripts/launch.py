@@ -1,12 +1,5 @@
-"""`dsdr-trl train`'s multi-process launch and the lock on its output_dir.
-
-An accelerate config is named by its name (`ddp`, `zero2`, `zero3` shipped in `configs/accelerate/`, then TRL's own
-`zero1`, `fsdp1`, `fsdp2`, `multi_gpu`, `single_gpu`) or a path.
-
-`dsdr-trl train --accelerate_config zero2 --num_processes 8 --config ...` launches the training module through
-accelerate's `launch_command` in its own process, as `trl grpo` does (`trl.cli.accelerate_launcher`): the launch flags
-go to accelerate, every other argument to the processes it starts, and a signal to this process stops them all.
-"""
+"""`dsdr-trl train`'s multi-process launch, in this process as `trl grpo` does it (so a signal to it stops every
+launched process), and the lock on its output_dir."""
 
 from __future__ import annotations
 
@@ -15,24 +8,15 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from .common import UsageError, read_config, user_input
-from .recipes import LAUNCH_FLAGS, recipes_dir
-
-
-def accelerate_option_hints() -> dict[str, str]:
-    """What to do with a recipe key that is an `accelerate launch` option other than [`LAUNCH_FLAGS`] (`zero_stage`,
-    `gpu_ids`, ...): such settings belong in an accelerate config file."""
-    from accelerate.commands.launch import launch_command_parser
-
-    options, _ = launch_command_parser().parse_known_args(["script"])
-    advice = "an `accelerate launch` option: set it in an accelerate config file and pass --accelerate_config FILE"
-    return {name: advice for name in vars(options) if f"--{name}" not in LAUNCH_FLAGS}
+from .recipes import recipes_dir
 
 
 def resolve_accelerate_config(name: str) -> str:
-    """`--accelerate_config`: a file, one of ours (`ddp`, `zero2`, `zero3`), or one TRL ships (`zero1`, `fsdp2`...),
-    read as safe YAML and checked by accelerate's own loader (known keys and values) before anything is launched."""
+    """The file of `--accelerate_config`: a path, one of ours (`ddp`, `zero2`, `zero3`) or one TRL ships (`zero1`,
+    `fsdp2`, ...), read as safe YAML and checked by accelerate's own loader before anything is launched."""
     from accelerate.commands.config.config_args import load_config_from_file
     from trl.cli.accelerate_config import resolve_accelerate_config_argument
 
@@ -45,38 +29,37 @@ def resolve_accelerate_config(name: str) -> str:
     return path
 
 
-def split_launch_args(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Splits `argv` into `accelerate launch` arguments ([`LAUNCH_FLAGS`]) and the training script's arguments."""
-    launch_args: list[str] = []
-    script_args: list[str] = []
-    index = 0
-    while index < len(argv):
-        flag, _, inline = argv[index].partition("=")
-        if flag in LAUNCH_FLAGS:
-            if inline:
-                value, index = inline, index + 1
-            elif index + 1 < len(argv):
-                value, index = argv[index + 1], index + 2
-            else:
-                raise UsageError(f"{flag} needs a value.")
-            if flag == "--accelerate_config":
-                launch_args += ["--config_file", resolve_accelerate_config(value)]
-            else:
-                launch_args += [flag, value]
-        else:
-            script_args.append(argv[index])
-            index += 1
-    return launch_args, script_args
+def accelerate_option_hints(taken) -> dict[str, str]:
+    """What to do with a recipe key that is an `accelerate launch` option `dsdr-trl train` does not take."""
+    from accelerate.commands.launch import launch_command_parser
+
+    options = vars(launch_command_parser().parse_known_args(["script"])[0])
+    advice = "an `accelerate launch` option: set it in an accelerate config file and pass --accelerate_config FILE"
+    return {name: advice for name in options if name not in taken}
 
 
-def launch(launch_args: list[str], script_args: list[str], locked: str, module: str = "dsdr_trl.scripts.train") -> int:
-    """Runs `accelerate launch [launch_args] -m module [script_args]` in this process and returns its exit status:
-    that of the first process that failed, or 128 + N after signal N, which reaches every launched process. The
-    processes are told that this one holds the lock on `locked` (their output_dir).
+def launch_settings(settings: dict[str, Any]) -> tuple[list[str], int]:
+    """The `accelerate launch` flags of `settings` (`accelerate_config` resolved to its file; `None` values left out)
+    and the number of processes they start (without any, this run's)."""
+    from accelerate.commands.config.config_args import load_config_from_file
 
-    On a machine without CUDA, a multi-GPU config is launched with torchrun's CPU processes (gloo): accelerate's own
-    `--cpu` starts a single process unless MPI is set up, so it is not used; mixed precision is switched off unless
-    asked for, and every process needs `use_cpu: true` (the tiny recipe sets it).
+    settings = {key: value for key, value in settings.items() if value is not None}
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if "accelerate_config" in settings:
+        settings["config_file"] = resolve_accelerate_config(settings.pop("accelerate_config"))
+        config = load_config_from_file(settings["config_file"])
+        processes = int(config.num_processes or 1) * int(config.num_machines or 1)
+    flags = [item for key, value in settings.items() for item in (f"--{key}", str(value))]
+    return flags, int(settings.get("num_processes", processes))
+
+
+def launch(launch_args: list[str], script_args: list[str], locked: str) -> int:
+    """Runs `accelerate launch [launch_args] -m dsdr_trl.scripts.train [script_args]` in this process; returns the
+    exit status of the first process that failed, or 128 + N after signal N. The processes are told that this one
+    holds the lock on `locked` (their output_dir).
+
+    Without CUDA, a multi-GPU config starts torchrun's CPU processes (gloo; accelerate's `--cpu` starts one process
+    unless MPI is set up); mixed precision is then off unless asked for, and the recipe sets `use_cpu: true`.
     """
     import subprocess
 
@@ -87,7 +70,7 @@ def launch(launch_args: list[str], script_args: list[str], locked: str, module: 
 
     if not torch.cuda.is_available() and "--mixed_precision" not in launch_args:
         launch_args = [*launch_args, "--mixed_precision", "no"]
-    command = [*launch_args, "-m", module, *script_args]
+    command = [*launch_args, "-m", "dsdr_trl.scripts.train", *script_args]
     print(f"[dsdr-trl train] launching with accelerate.commands.launch: {' '.join(command)}", flush=True)
     # The launched processes print their own one-line errors; torch's agent would add a report of each failure.
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
@@ -96,11 +79,9 @@ def launch(launch_args: list[str], script_args: list[str], locked: str, module: 
         launch_command(launch_command_parser().parse_args(command))
     except SignalException as error:
         return 128 + int(error.sigval)
-    except ChildFailedError as error:
-        code = error.get_first_failure()[1].exitcode
+    except (ChildFailedError, subprocess.CalledProcessError) as error:  # torchrun's, or accelerate's one-process
+        code = error.get_first_failure()[1].exitcode if isinstance(error, ChildFailedError) else error.returncode
         return code if code > 0 else 128 - code
-    except subprocess.CalledProcessError as error:  # accelerate's one-process launcher
-        return error.returncode if error.returncode > 0 else 128 - error.returncode
     finally:
         os.environ.pop("DSDR_TRL_LOCKED")
     return 0
@@ -108,9 +89,9 @@ def launch(launch_args: list[str], script_args: list[str], locked: str, module: 
 
 @contextlib.contextmanager
 def hold_output_dir(output_dir: str):
-    """Holds a lock on `output_dir` for this run (a `filelock` lock, which the system releases when the process dies,
-    so a killed run leaves none behind); a folder another run holds fails in one line. Only the first process of a
-    launch takes it, and none where `launch` holds it."""
+    """Holds a `filelock` lock on `output_dir` (the system releases it when the process dies, so a killed run leaves
+    none behind); a folder another run holds fails in one line. Only the first process of a launch takes it, and none
+    where `launch` holds it. A run that fails before writing anything leaves no folder behind."""
     from filelock import FileLock, Timeout
 
     if os.environ.get("DSDR_TRL_LOCKED") == output_dir or int(os.environ.get("RANK", "0")) != 0:
@@ -130,4 +111,4 @@ def hold_output_dir(output_dir: str):
     finally:
         lock.release()
         if created and [path.name for path in Path(output_dir).iterdir()] == [".dsdr-trl.lock"]:
-            shutil.rmtree(output_dir)  # a run that failed before writing anything leaves nothing behind
+            shutil.rmtree(output_dir)

@@ -4,41 +4,39 @@
     dsdr-trl train --config qwen3-1.7b/dsdr --accelerate_config zero2 --num_processes 8   # a shipped recipe
     accelerate launch --config_file configs/accelerate/zero2.yaml -m dsdr_trl.scripts.train --config ...
 
-The shape of TRL's `trl/scripts/grpo.py`: parse → validate → load → build the trainer → train → save. `--config`
-takes a file or a shipped recipe's name (`dsdr-trl recipes`). `--accelerate_config` (`ddp`, `zero2`, `zero3`, TRL's
-names, or a file) and `--num_processes`, as flags or as recipe keys, launch the processes with accelerate's
-`launch_command` in this process, after the arguments are validated here (see [`~dsdr_trl.scripts.launch.launch`]).
-
-Arguments come from three dataclasses, all settable in the YAML file or as flags (flags win):
-[`DSDRScriptArguments`] (data, rewards, the pass@k callback, `--dry_run`), [`~dsdr_trl.DSDRConfig`] (every
-`GRPOConfig` field plus the DSDR coefficients) and TRL's `ModelConfig` (`model_name_or_path`, `dtype`,
-`--use_peft --lora_r ...`). An unknown key or flag, or a value of the wrong type or range, is an error. `--dry_run`
-also loads the data and the tokenizer (no weights), checks that every prompt fits the model's context, and prints the
-plan. `--resume_from_checkpoint auto` resumes from the last checkpoint in output_dir, if any. A run holds a lock on its
-output_dir and writes its arguments to `output_dir/dsdr_config.json`, from which `dsdr-trl eval` takes
-`chat_template_kwargs` and `system_prompt`.
+The shape of TRL's `trl/scripts/grpo.py`: parse → validate → load → build the trainer → train → save. Every field of
+[`DSDRScriptArguments`], [`~dsdr_trl.DSDRConfig`], TRL's `ModelConfig` and [`LaunchArguments`] is a flag or a key of
+the `--config` YAML (flags win); a launch setting starts the processes through accelerate's `launch_command` in this
+process, after the validation. `--dry_run` also loads the data and the tokenizer (no weights), checks that every
+prompt fits the model's context, and prints the plan.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import sys
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import PromptArguments, hub_dataset_id
+from ..data import PromptArguments
 from .common import (
+    DATA_HELP,
+    RUN_CONFIG_NAME,
     UsageError,
+    check_model,
     check_output_path,
-    check_remote_code,
     check_row_limits,
     flag_value,
+    model_unavailable,
     parse,
     pop_config,
     run_command,
-    save_run_config,
     user_input,
+    write_json,
 )
 from .common import make_parser as make_trl_parser
 
@@ -47,29 +45,16 @@ from .common import make_parser as make_trl_parser
 class DSDRScriptArguments(PromptArguments):
     """Data, reward and pass@k-callback arguments of `dsdr-trl train` (each field's help is in `--help`)."""
 
-    dataset_name: str | None = field(
-        default=None,
-        metadata={
-            "help": "Training data: a named adapter (dapo-math-17k, math500, aime24, aime25, minerva, olympiadbench, "
-            "gsm8k), a local .jsonl/.json/.parquet/.csv file, or a Hub dataset id."
-        },
-    )
-    dataset_config: str | None = field(
-        default=None, metadata={"help": "Hub config of the dataset (e.g. 'en', 'cn' or 'all' for dapo-math-17k)."}
-    )
-    dataset_train_split: str | None = field(
-        default=None, metadata={"help": "Training split; defaults to the adapter's split, else 'train'."}
-    )
-    dataset_test_split: str | None = field(
-        default=None, metadata={"help": "Split used as TRL's eval_dataset (with eval_strategy); none by default."}
-    )
+    dataset_name: str | None = field(default=None, metadata={"help": f"Training data: {DATA_HELP}."})
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub config (dapo-math-17k: en, cn, all)."})
+    dataset_train_split: str | None = field(default=None, metadata={"help": "Default: the adapter's, else 'train'."})
+    dataset_test_split: str | None = field(default=None, metadata={"help": "Split for TRL's eval_dataset; none."})
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy"],
         metadata={
-            "help": "Reward functions: names from dsdr_trl.rewards.REWARD_FUNCS ('accuracy', or TRL's "
-            "'accuracy_reward', 'reasoning_accuracy_reward', 'think_format_reward', 'get_soft_overlong_punishment') or "
-            "dotted import paths, resolved from the working directory (e.g. my_rewards.format_reward). DSDRConfig.correctness_reward picks the correctness one by function name (e.g. "
-            "'accuracy_reward'); default: the first."
+            "help": "Names from dsdr_trl.rewards.REWARD_FUNCS ('accuracy', TRL's 'accuracy_reward', "
+            "'reasoning_accuracy_reward', 'think_format_reward', 'get_soft_overlong_punishment') or dotted import "
+            "paths from the working directory (my_rewards.format_reward); correctness_reward picks one by name."
         },
     )
     answer_extraction: str = field(
@@ -80,11 +65,7 @@ class DSDRScriptArguments(PromptArguments):
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N eval rows."})
     passk_eval_dataset: str | None = field(
         default=None,
-        metadata={
-            "help": "Dataset (same forms as dataset_name, with its adapter's or the default columns and template) "
-            "on which pass@k, avg@N and the diversity of correct samples are measured every passk_eval_steps "
-            "(default: eval_steps) and logged as eval/*."
-        },
+        metadata={"help": f"Pass@k callback data ({DATA_HELP}), logged as eval/* every passk_eval_steps."},
     )
     passk_eval_split: str | None = field(default=None, metadata={"help": "Split of passk_eval_dataset."})
     passk_eval_limit: int | None = field(default=None, metadata={"help": "Evaluate on the first N problems only."})
@@ -92,23 +73,31 @@ class DSDRScriptArguments(PromptArguments):
     passk_eval_k: str = field(default="1", metadata={"help": "Comma-separated k of pass@k, each <= num_samples."})
     passk_eval_temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of the callback."})
     passk_eval_top_p: float = field(default=0.9, metadata={"help": "Top-p of the callback (the paper's 0.9)."})
-    passk_eval_max_new_tokens: int | None = field(
-        default=None, metadata={"help": "Completion cap of the callback; default: max_completion_length."}
-    )
+    passk_eval_max_new_tokens: int | None = field(default=None, metadata={"help": "Default: max_completion_length."})
     passk_eval_steps: int | None = field(
-        default=None, metadata={"help": "Run the pass@k callback every N steps; default: eval_steps."}
+        default=None, metadata={"help": "Callback every N steps; default: eval_steps."}
     )
     passk_eval_prefix: str = field(
-        default="eval/",
-        metadata={
-            "help": "Prefix of the callback's metric names. 'eval_' (TRL's convention for eval_reward) puts them in "
-            "the eval/ section of Weights & Biases and Trackio, which file 'eval/...' keys under train/."
-        },
+        default="eval/", metadata={"help": "Metric prefix; 'eval_' files them under eval/ in W&B and Trackio."}
     )
     dry_run: bool = field(
-        default=False,
-        metadata={"help": "Check arguments, reward names and dataset columns, print the plan, load no weights."},
+        default=False, metadata={"help": "Check arguments, rewards and data, print the plan, load no weights."}
     )
+
+
+@dataclass
+class LaunchArguments:
+    """`accelerate launch` settings; any of them launches the processes with accelerate's `launch_command`."""
+
+    accelerate_config: str | None = field(
+        default=None, metadata={"help": "ddp, zero2, zero3 (ours), TRL's zero1, fsdp1, fsdp2, ..., or a file."}
+    )
+    num_processes: int | None = field(default=None, metadata={"help": "Processes in all (all machines)."})
+    num_machines: int | None = field(default=None, metadata={"help": "Machines of a multi-node launch."})
+    machine_rank: int | None = field(default=None, metadata={"help": "This machine's rank."})
+    main_process_ip: str | None = field(default=None, metadata={"help": "Address of the machine of rank 0."})
+    main_process_port: int | None = field(default=None, metadata={"help": "Port of the machine of rank 0."})
+    mixed_precision: str | None = field(default=None, metadata={"help": "no, fp16 or bf16 (accelerate's)."})
 
 
 def make_parser():
@@ -116,7 +105,7 @@ def make_parser():
 
     from ..config import DSDRConfig
 
-    return make_trl_parser((DSDRScriptArguments, DSDRConfig, ModelConfig), "dsdr-trl train")
+    return make_trl_parser((DSDRScriptArguments, DSDRConfig, ModelConfig, LaunchArguments), "dsdr-trl train")
 
 
 def _say(message: str) -> None:
@@ -124,9 +113,13 @@ def _say(message: str) -> None:
         print(f"[dsdr-trl train] {message}", flush=True)
 
 
-def _resolve_rewards(
-    names: list[str], correctness: str | None, max_completion_length: int | None, answer_extraction: str
-) -> list:
+def _reward_funcs(names: list[str], args: Any, answer_extraction: str = "lenient") -> list:
+    """The reward functions, each failing with its name when it returns anything but a number or `None` per
+    completion (TRL would fail later, in its own code, without naming it)."""
+    import functools
+    import inspect
+    import numbers
+
     from trl.trainer.utils import get_callable_name
 
     from ..rewards import get_reward_func, make_accuracy_reward
@@ -135,135 +128,43 @@ def _resolve_rewards(
 
     if not names:
         raise ValueError("reward_funcs is empty; give at least one, e.g. --reward_funcs accuracy.")
-    # A dotted path names a module of the user's project, as with `trl grpo`: the console script's sys.path[0] is its
-    # own bin/ directory, so the working directory goes first (under `python -m` it is there already).
+    # A dotted path names a module of the user's project, as with `trl grpo` (a console script's sys.path[0] is bin/).
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    funcs = [accuracy if name == "accuracy" else get_reward_func(name, max_completion_length) for name in names]
-    func_names = [get_callable_name(func) for func in funcs]
-    if len(set(func_names)) < len(func_names):
+    funcs = {
+        get_callable_name(func): func
+        for func in (accuracy if n == "accuracy" else get_reward_func(n, args.max_completion_length) for n in names)
+    }
+    if len(funcs) < len(names):
         raise ValueError(
-            f"reward_funcs {names} give functions with the same name ({func_names}); their metrics and the "
-            "correctness_reward lookup would collide. Keep one of them (e.g. 'accuracy' or TRL's 'accuracy_reward')."
+            f"reward_funcs {names} give functions with the same name; their metrics and the correctness_reward lookup "
+            "would collide. Keep one of them (e.g. 'accuracy' or TRL's 'accuracy_reward')."
         )
-    if correctness is not None and correctness not in func_names:
+    if args.correctness_reward not in (None, *funcs):
         raise ValueError(
-            f"correctness_reward={correctness!r} is not one of the reward functions {func_names} (it names a "
-            "function by its __name__, e.g. 'accuracy_reward' for --reward_funcs accuracy)."
+            f"correctness_reward={args.correctness_reward!r} is not one of the reward functions {list(funcs)} (it "
+            "names a function by its __name__, e.g. 'accuracy_reward' for --reward_funcs accuracy)."
         )
-    return [_checked(func, name) for func, name in zip(funcs, func_names, strict=True)]
 
-
-def _checked(func, name: str):
-    """`func`, failing with its name when it returns anything but a number or `None` per completion (TRL would fail
-    later, in its own code, without naming it)."""
-    import functools
-    import inspect
-    import numbers
-
-    if inspect.iscoroutinefunction(func):
-        return func
-
-    @functools.wraps(func)
-    def reward(*args, **kwargs):
-        values = func(*args, **kwargs)
-        for value in values:
-            if not (value is None or isinstance(value, numbers.Real)):
+    def checked(name, func):
+        @functools.wraps(func)
+        def reward(*args, **kwargs):
+            values = func(*args, **kwargs)
+            if bad := [value for value in values if not (value is None or isinstance(value, numbers.Real))]:
                 raise TypeError(
-                    f"reward function {name!r} returned {type(value).__name__} {str(value)[:40]!r}; a reward function "
-                    "returns a number or None per completion."
+                    f"reward function {name!r} returned {type(bad[0]).__name__} {str(bad[0])[:40]!r}; a reward "
+                    "function returns a number or None per completion."
                 )
-        return values
+            return values
 
-    reward.__name__ = name
-    return reward
+        return func if inspect.iscoroutinefunction(func) else reward
 
-
-def _load(script_args: DSDRScriptArguments, name: str, split: str | None, limit: int | None, dry_run: bool):
-    """The dataset, or `None` in a dry run when a Hub dataset is out of reach (it cannot be checked offline).
-
-    The column, config and template flags describe the training dataset; the pass@k dataset uses its adapter's (or
-    the default column names), so a benchmark keeps its own prompt format.
-    """
-    from ..data import DatasetUnavailableError, load_math_dataset, looks_local
-
-    own = name == script_args.dataset_name
-    try:
-        return load_math_dataset(
-            name,
-            config=script_args.dataset_config if own else None,
-            split=split,
-            prompt_column=script_args.prompt_column if own else None,
-            solution_column=script_args.solution_column if own else None,
-            prompt_template=script_args.prompt_template if own else None,
-            conversational=script_args.conversational,
-            system_prompt=script_args.system_prompt,
-            limit=limit,
-        )
-    except DatasetUnavailableError as error:
-        if dry_run and not looks_local(name):
-            reason = str(error).split(". Download")[0]
-            _say(f"dataset '{name}': columns not checked: {reason}. A real run needs it (or a local file).")
-            return None
-        raise
-
-
-def _check_model_and_prompts(
-    model_args: Any, training_args: Any, datasets: list[tuple[str | None, Any]], dry_run: bool
-) -> str:
-    """Loads the model's config and tokenizer (no weights) and returns the plan's model line.
-
-    A model out of reach fails here in one line, in seconds (a dry run only notes it for a Hub id), and so does a
-    prompt of `datasets` (`(name, dataset or None)` pairs) that leaves no room in the model's context: TRL's
-    `GRPOTrainer` does not truncate prompts, and positions past `max_position_embeddings` were never trained.
-    """
-    from huggingface_hub import is_offline_mode
-    from transformers import AutoConfig, AutoProcessor
-
-    from ..data import hub_unreachable_reason, looks_local, prompt_lengths
-
-    name = model_args.model_name_or_path
-    check_remote_code(name, training_args.trust_remote_code, "pass --trust_remote_code true if you trust it")
-    options = {"revision": model_args.model_revision, "trust_remote_code": training_args.trust_remote_code}
-    try:
-        if not looks_local(name) and not is_offline_mode() and (reason := hub_unreachable_reason()) is not None:
-            raise OSError(reason)
-        config = AutoConfig.from_pretrained(name, **options)
-        processor = AutoProcessor.from_pretrained(name, **options)
-    except OSError as error:
-        reason = (
-            "HF_HUB_OFFLINE is set and it is not in the local cache"
-            if is_offline_mode()
-            else str(error).split("\n")[0]
-        )
-        if dry_run and not looks_local(name):
-            return f"model: {name}: not checked: {reason}. A real run needs it (or a local directory)."
-        raise FileNotFoundError(
-            f"Could not load the model '{name}' ({reason}). Pass a local directory with --model_name_or_path."
-        ) from error
-    context = getattr(config.get_text_config(), "max_position_embeddings", None)
-    if context is None:
-        return f"model: {name}"
-    longest = 0
-    for label, dataset in datasets:
-        if dataset is None:
-            continue
-        lengths = prompt_lengths(dataset["prompt"], processor, **(training_args.chat_template_kwargs or {}))
-        over = [index for index, length in enumerate(lengths) if length >= context]
-        if over:
-            raise ValueError(
-                f"{len(over)} prompt(s) of dataset '{label}' leave no room in the model's context of {context} tokens "
-                f"(max_position_embeddings): row {over[0]} has {lengths[over[0]]} tokens. Shorten or drop those rows "
-                "(prompts are not truncated), or use a model with a longer context."
-            )
-        longest = max(longest, *lengths)
-    return f"model: {name} (context {context} tokens; longest prompt {longest})"
+    return [checked(name, func) for name, func in funcs.items()]
 
 
 def resolve_checkpoint(value: str | None, output_dir: str) -> str | None:
     """The checkpoint to resume from: `auto` or `true` is the last one in `output_dir` (none: start fresh). Every
-    file it holds must load (JSON parses, safetensors and torch archives open); a damaged one is named in one line."""
-    import json
+    file of it must load (JSON parses, safetensors and torch archives open); a damaged one is named in one line."""
     import zipfile
 
     from safetensors import safe_open
@@ -272,18 +173,13 @@ def resolve_checkpoint(value: str | None, output_dir: str) -> str | None:
     if value is not None and value.lower() in ("auto", "true"):
         value = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
         _say(f"resuming from {value}" if value else f"no checkpoint in {output_dir}: starting fresh")
-    if value is None:
-        return None
-    if not Path(value).is_dir():
+    if value is not None and not Path(value).is_dir():
         raise UsageError(f"--resume_from_checkpoint '{value}' is not a folder; pass a checkpoint-N folder or auto.")
-    for file in sorted(Path(value).iterdir()):
+    opens = {".json": lambda f: json.loads(f.read_text()), ".safetensors": lambda f: safe_open(str(f), "pt").keys()}
+    opens.update(dict.fromkeys((".pt", ".pth", ".bin"), lambda f: zipfile.ZipFile(f).close()))
+    for file in sorted(Path(value).iterdir()) if value else ():
         try:
-            if file.suffix == ".json":
-                json.loads(file.read_text())
-            elif file.suffix == ".safetensors":
-                safe_open(str(file), "pt").keys()
-            elif file.suffix in (".pt", ".pth", ".bin"):
-                zipfile.ZipFile(file).close()
+            opens.get(file.suffix, bool)(file)
         except Exception as error:
             raise UsageError(
                 f"checkpoint file '{file}' is damaged ({str(error).splitlines()[0][:120]}); resume from another "
@@ -296,16 +192,14 @@ def validate(script_args: DSDRScriptArguments, training_args: Any, model_args: A
     """Every check of the arguments alone, run by the dry run, the real run and before a launch; nothing is created.
     Returns the reward functions and the k of the pass@k callback."""
     from ..metrics import parse_ks
+    from ..rewards import verifier_workers
 
     if not script_args.dataset_name:
         raise UsageError("no training data: set dataset_name in the recipe or pass --dataset_name NAME_OR_FILE.")
     if not model_args.model_name_or_path:
         raise UsageError("no model: set model_name_or_path in the recipe or pass --model_name_or_path.")
-    check_row_limits(
-        max_train_samples=script_args.max_train_samples,
-        max_eval_samples=script_args.max_eval_samples,
-        passk_eval_limit=script_args.passk_eval_limit,
-    )
+    limits = ("max_train_samples", "max_eval_samples", "passk_eval_limit")
+    check_row_limits(**{name: getattr(script_args, name) for name in limits})
     check_output_path(training_args.output_dir, "output_dir", directory=True)
     for name, temperature, top_p in [
         ("", training_args.temperature, training_args.top_p),
@@ -316,102 +210,113 @@ def validate(script_args: DSDRScriptArguments, training_args: Any, model_args: A
                 f"{name}temperature must be > 0 and 0 < {name}top_p <= 1, got {temperature} and {top_p}; sampling "
                 "needs them (the paper: temperature 1.0 in training, 0.7 in evaluation, top_p 0.9)."
             )
-    from ..rewards import verifier_workers
-
+    verifier_workers()
+    num_samples = script_args.passk_eval_num_samples if script_args.passk_eval_dataset else None
     try:
-        verifier_workers()
-        num_samples = script_args.passk_eval_num_samples if script_args.passk_eval_dataset else None
         ks = parse_ks(script_args.passk_eval_k, num_samples)
     except ValueError as error:  # parse_ks names the fields without their flag's prefix
         raise UsageError(str(error).replace("num_samples", "passk_eval_num_samples")) from error
-    rewards = _resolve_rewards(
-        script_args.reward_funcs,
-        training_args.correctness_reward,
-        training_args.max_completion_length,
-        script_args.answer_extraction,
-    )
+    rewards = _reward_funcs(script_args.reward_funcs, training_args, script_args.answer_extraction)
     training_args.resume_from_checkpoint = resolve_checkpoint(
         training_args.resume_from_checkpoint, training_args.output_dir
     )
     return rewards, ks
 
 
-def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any, processes: int | None = None) -> int:
-    """Validates the arguments and loads the data, then (unless `dry_run`) trains, saves the model and closes the
-    trainer. `processes` is the process count the batch plan is reported for (default: this run's `WORLD_SIZE`)."""
-    from ..data import looks_local
+def _load(script_args: DSDRScriptArguments, name: str, split: str | None, limit: int | None):
+    """The dataset, or `None` in a dry run when a Hub dataset is out of reach. The column, config and template flags
+    describe the training dataset; the pass@k dataset keeps its adapter's (or the default) prompt format."""
+    from ..data import DatasetUnavailableError, load_math_dataset, looks_local
 
-    dry_run = script_args.dry_run
-    with user_input():
-        reward_funcs, ks = validate(script_args, training_args, model_args)
-        train_dataset = _load(
-            script_args,
-            script_args.dataset_name,
-            script_args.dataset_train_split,
-            script_args.max_train_samples,
-            dry_run,
-        )
-        eval_dataset = passk_dataset = None
-        if script_args.dataset_test_split and training_args.eval_strategy != "no":
-            eval_dataset = _load(
-                script_args,
-                script_args.dataset_name,
-                script_args.dataset_test_split,
-                script_args.max_eval_samples,
-                dry_run,
-            )
-        if script_args.passk_eval_dataset:
-            passk_dataset = _load(
-                script_args,
-                script_args.passk_eval_dataset,
-                script_args.passk_eval_split,
-                script_args.passk_eval_limit,
-                dry_run,
-            )
-        model_name = model_args.model_name_or_path
-        if looks_local(model_name) and not Path(model_name).expanduser().exists():
-            raise UsageError(f"Model directory '{model_name}' does not exist.")
-        model_line = _check_model_and_prompts(
-            model_args,
-            training_args,
-            [
-                (script_args.dataset_name, train_dataset),
-                (f"{script_args.dataset_name}, split {script_args.dataset_test_split}", eval_dataset),
-                (script_args.passk_eval_dataset, passk_dataset),
-            ],
-            dry_run,
-        )
+    prompts = {key: getattr(script_args, key) for key in PromptArguments.__dataclass_fields__}
+    own = name == script_args.dataset_name
+    prompts.update({} if own else dict.fromkeys(("prompt_column", "solution_column", "prompt_template")))
+    try:
+        config = script_args.dataset_config if own else None
+        return load_math_dataset(name, config=config, split=split, limit=limit, **prompts)
+    except DatasetUnavailableError as error:
+        if not script_args.dry_run or looks_local(name):
+            raise
+        _say(f"dataset '{name}': columns not checked: {str(error).split('. Download')[0]}. A real run needs it.")
 
+
+def _check_model_and_prompts(model_args: Any, args: Any, datasets: list[tuple[str, Any]], dry_run: bool) -> str:
+    """Loads the model's config and tokenizer (no weights) and returns the plan's model line. A model out of reach
+    fails here in one line, in seconds (a dry run notes it for a Hub id), and so does a prompt that leaves no room in
+    the model's context: `GRPOTrainer` does not truncate prompts, and positions past the context were never trained."""
+    from transformers import AutoConfig, AutoProcessor
+
+    from ..data import looks_local, prompt_lengths
+
+    name, options = model_args.model_name_or_path, {"revision": model_args.model_revision}
+    options["trust_remote_code"] = args.trust_remote_code
+    try:
+        if reason := check_model(name, args.trust_remote_code, "pass --trust_remote_code true if you trust it"):
+            raise ConnectionError(reason)
+        config, processor = AutoConfig.from_pretrained(name, **options), AutoProcessor.from_pretrained(name, **options)
+    except OSError as error:
+        unavailable = model_unavailable(name, error, "--model_name_or_path")
+        if dry_run and not looks_local(name):  # as for a Hub dataset
+            return f"model: {name}: not checked: {unavailable}"
+        raise unavailable from error
+    context = getattr(config.get_text_config(), "max_position_embeddings", None)
+    kwargs = args.chat_template_kwargs or {}
+    lengths = [(label, prompt_lengths(data["prompt"], processor, **kwargs)) for label, data in datasets if data]
+    for label, counts in lengths if context else ():
+        if over := [row for row, length in enumerate(counts) if length >= context]:
+            raise ValueError(
+                f"{len(over)} prompt(s) of dataset '{label}' leave no room in the model's context of {context} tokens "
+                f"(max_position_embeddings): row {over[0]} has {counts[over[0]]} tokens. Shorten or drop those rows "
+                "(prompts are not truncated), or use a model with a longer context."
+            )
+    longest = max((length for _, counts in lengths for length in counts), default=0)
+    return f"model: {name}" + (f" (context {context} tokens; longest prompt {longest})" if context else "")
+
+
+def run(script_args: DSDRScriptArguments, args: Any, model_args: Any, processes: int) -> int:
+    """Validates, loads the data, checks the prompts against the model's context and prints the plan for `processes`;
+    then, unless a dry run, trains and saves the model."""
+    from trl import get_peft_config, get_quantization_config
     from trl.trainer.utils import get_callable_name
 
-    reward_names = [get_callable_name(func) for func in reward_funcs]
-    world = processes or int(os.environ.get("WORLD_SIZE", "1"))
+    s, dry_run = script_args, script_args.dry_run
+    with user_input():
+        reward_funcs, ks = validate(s, args, model_args)
+        train = _load(s, s.dataset_name, s.dataset_train_split, s.max_train_samples)
+        test = passk = None
+        if s.dataset_test_split and args.eval_strategy != "no":
+            test = _load(s, s.dataset_name, s.dataset_test_split, s.max_eval_samples)
+        if s.passk_eval_dataset:
+            passk = _load(s, s.passk_eval_dataset, s.passk_eval_split, s.passk_eval_limit)
+        labels = (s.dataset_name, f"{s.dataset_name}, split {s.dataset_test_split}", s.passk_eval_dataset)
+        model_line = _check_model_and_prompts(
+            model_args, args, list(zip(labels, (train, test, passk), strict=True)), dry_run
+        )
+
+    names = [get_callable_name(func) for func in reward_funcs]
+    dsdr = ("diversity_coef", "local_entropy_coef", "coupling_temperature", "epsilon", "epsilon_high")
     plan = [
         model_line,
-        f"data: {script_args.dataset_name}"
-        + ("" if train_dataset is None else f" ({len(train_dataset)} rows, columns {train_dataset.column_names})"),
-        f"rewards: {reward_names}; correctness: {training_args.correctness_reward or reward_names[0]}",
-        f"DSDR: diversity_coef={training_args.diversity_coef} local_entropy_coef={training_args.local_entropy_coef} "
-        f"coupling_temperature={training_args.coupling_temperature} epsilon={training_args.epsilon} "
-        f"epsilon_high={training_args.epsilon_high} advantage_epsilon={training_args.advantage_epsilon}",
-        f"batch on {world} process(es): {training_args.generation_batch_size // training_args.num_generations} "
-        f"prompts x {training_args.num_generations} generations = {training_args.generation_batch_size} completions "
-        f"per generation batch; "
-        f"{training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world} "
-        "completions per optimizer step",
+        f"data: {s.dataset_name}" + (f" ({len(train)} rows, columns {train.column_names})" if train else ""),
+        f"rewards: {names}; correctness: {args.correctness_reward or names[0]}",
+        "DSDR: " + " ".join(f"{key}={getattr(args, key)}" for key in (*dsdr, "advantage_epsilon")),
+        f"batch on {processes} process(es): {args.generation_batch_size // args.num_generations} prompts x "
+        f"{args.num_generations} generations = {args.generation_batch_size} completions per generation batch; "
+        f"{args.per_device_train_batch_size * args.gradient_accumulation_steps * processes} completions per optimizer "
+        "step",
     ]
-    if script_args.passk_eval_dataset:
+    if passk is not None:
         plan.append(
-            f"pass@k callback: {script_args.passk_eval_dataset}, k={ks}, {script_args.passk_eval_num_samples} "
-            f"samples, every {script_args.passk_eval_steps or training_args.eval_steps} steps"
+            f"pass@k callback: {s.passk_eval_dataset}, k={ks}, {s.passk_eval_num_samples} samples, every "
+            f"{s.passk_eval_steps or args.eval_steps} steps"
         )
-    if dry_run and (misalignment := training_args.checkpoint_misalignment(world)) is not None:
+    if dry_run and (misalignment := args.checkpoint_misalignment(processes)) is not None:
         plan.append(f"WARNING: {misalignment}")
-    if training_args.use_vllm and dry_run:
+    if dry_run and args.use_vllm:
         try:
             import vllm  # noqa: F401  (a dry run checks what the real run will import)
 
-            plan.append(f"vLLM: imports; {training_args.vllm_mode} mode")
+            plan.append(f"vLLM: imports; {args.vllm_mode} mode")
         except Exception as error:  # missing, or built for another torch/CUDA
             plan.append(
                 f"WARNING: use_vllm is set but vllm does not import here ({type(error).__name__}: {error}); install "
@@ -423,59 +328,49 @@ def run(script_args: DSDRScriptArguments, training_args: Any, model_args: Any, p
         _say("dry run: arguments valid; no weights loaded")
         return 0
 
-    from trl import get_peft_config, get_quantization_config
-
+    from ..callbacks import PassAtKCallback
+    from ..data import hub_dataset_id
     from ..trainer import DSDRGRPOTrainer
     from .launch import hold_output_dir
 
-    if training_args.model_init_kwargs is None:
-        init_kwargs: dict[str, Any] = {"revision": model_args.model_revision}
-        if model_args.dtype not in (None, "auto"):
-            init_kwargs["dtype"] = model_args.dtype
-        if model_args.attn_implementation is not None:
-            init_kwargs["attn_implementation"] = model_args.attn_implementation
-        if (quantization := get_quantization_config(model_args)) is not None:
-            from trl import get_kbit_device_map
-
-            init_kwargs.update(quantization_config=quantization, device_map=get_kbit_device_map())
-        training_args.model_init_kwargs = init_kwargs
-
-    with hold_output_dir(training_args.output_dir):
+    init = {"revision": model_args.model_revision, "trust_remote_code": args.trust_remote_code}
+    init.update(attn_implementation=model_args.attn_implementation, dtype=model_args.dtype)
+    args.model_init_kwargs = {**init, **(args.model_init_kwargs or {})}  # as TRL's grpo script builds them
+    with hold_output_dir(args.output_dir):
         trainer = DSDRGRPOTrainer(
-            model=model_name,
-            reward_funcs=reward_funcs,
-            args=training_args,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
+            model_args.model_name_or_path,
+            reward_funcs,
+            args,
+            train_dataset=train,
+            eval_dataset=test,
             peft_config=get_peft_config(model_args),
+            quantization_config=get_quantization_config(model_args),
         )
-        if passk_dataset is not None:
-            from ..callbacks import PassAtKCallback
-
+        if passk is not None:
             trainer.add_callback(
                 PassAtKCallback(
                     trainer,
-                    passk_dataset["prompt"],
-                    passk_dataset["solution"],
+                    passk["prompt"],
+                    passk["solution"],
                     ks=ks,
-                    num_samples=script_args.passk_eval_num_samples,
-                    eval_steps=script_args.passk_eval_steps,
-                    temperature=script_args.passk_eval_temperature,
-                    top_p=script_args.passk_eval_top_p,
-                    max_new_tokens=script_args.passk_eval_max_new_tokens or training_args.max_completion_length,
-                    batch_size=training_args.per_device_eval_batch_size,
-                    seed=training_args.seed,
-                    prefix=script_args.passk_eval_prefix,
+                    num_samples=s.passk_eval_num_samples,
+                    eval_steps=s.passk_eval_steps,
+                    temperature=s.passk_eval_temperature,
+                    top_p=s.passk_eval_top_p,
+                    max_new_tokens=s.passk_eval_max_new_tokens or args.max_completion_length,
+                    batch_size=args.per_device_eval_batch_size,
+                    seed=args.seed,
+                    prefix=s.passk_eval_prefix,
                 )
             )
         if trainer.is_world_process_zero():  # `dsdr-trl eval` reads chat_template_kwargs and system_prompt back
-            sections = {"script_args": asdict(script_args), "model_args": asdict(model_args)}
-            save_run_config(training_args.output_dir, {**sections, "training_args": training_args.to_dict()})
-        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        trainer.save_model(training_args.output_dir)
-        _say(f"saved the model to {training_args.output_dir}")
-        if training_args.push_to_hub:
-            trainer.push_to_hub(dataset_name=hub_dataset_id(script_args.dataset_name))
+            saved = {"script_args": asdict(s), "model_args": asdict(model_args), "training_args": args.to_dict()}
+            write_json(Path(args.output_dir) / RUN_CONFIG_NAME, json.loads(json.dumps(saved, default=str)))
+        trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+        trainer.save_model(args.output_dir)
+        _say(f"saved the model to {args.output_dir}")
+        if args.push_to_hub:
+            trainer.push_to_hub(dataset_name=hub_dataset_id(s.dataset_name))
         if hasattr(trainer, "end"):  # transformers >= 5.18 closes trackers and background pushes here
             trainer.end()
     return 0
@@ -490,23 +385,8 @@ USAGE = """usage: dsdr-trl train --config RECIPE [--field value ...] [--accelera
 Run `dsdr-trl train --help` for every field."""
 
 
-def _processes(launch_args: list[str]) -> int:
-    """The process count a launch would start: `--num_processes`, else the accelerate config's, else this run's."""
-    from accelerate.commands.config.config_args import load_config_from_file
-
-    if (count := flag_value(launch_args, "--num_processes")) is not None:
-        return int(count)
-    if (config_file := flag_value(launch_args, "--config_file")) is not None:
-        config = load_config_from_file(config_file)
-        return int(config.num_processes or 1) * int(config.num_machines or 1)
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dsdr-trl train`; returns the exit status. See the module docstring."""
-    import warnings
-
-    from .launch import accelerate_option_hints, hold_output_dir, launch, split_launch_args
     from .recipes import prepare_recipe, resolve_recipe
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -515,44 +395,38 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if "-h" in argv or "--help" in argv:
         make_parser().parse_args_into_dataclasses(["--help"])  # prints the help and exits
-    script_argv = list(argv)
+    script_argv = list(argv)  # what the launched processes get
     recipe, path = pop_config(argv, resolve_recipe)  # before the heavy imports: a bad file fails at once
-    parser = make_parser()
-    recipe_launch = prepare_recipe(recipe, path) if path else []
-    cli_launch, argv = split_launch_args(argv)
-    # A flag overrides the recipe's key; inside a launched process (LOCAL_RANK is set) the launch is done.
-    launch_args = [] if "LOCAL_RANK" in os.environ else _merge(split_launch_args(recipe_launch)[0], cli_launch)
-    if "LOCAL_RANK" in os.environ:
-        import signal
-
-        # The launcher passes a SIGINT on to its processes; ending at once, as on SIGTERM, stops them all in seconds
-        # (a KeyboardInterrupt unwinding through the process group can wait for the launcher's kill, 30 s later).
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-    dry_run = flag_value(argv, "--dry_run") not in (None, "false", "False", "0", "no") or "--dry_run" in argv[-1:]
-    dry_run = dry_run or (flag_value(argv, "--dry_run") is None and recipe.get("dry_run") is True)
+    if path:
+        prepare_recipe(recipe, path)
     import torch
 
-    # Recipes written for GPUs set bf16, which TrainingArguments refuses on a CPU-only machine; a dry run loads no
-    # weights, so it validates them as CPU runs there.
+    from .launch import accelerate_option_hints, hold_output_dir, launch, launch_settings
+
+    given = flag_value(argv, "--dry_run")
+    dry_run = given not in (None, "false", "False", "0", "no") or "--dry_run" in argv[-1:]
+    dry_run = dry_run or (given is None and recipe.get("dry_run") is True)
+    # Recipes written for GPUs set bf16, which TrainingArguments refuses without CUDA; a dry run loads no weights, so
+    # it validates them as CPU runs there.
     if dry_run and not torch.cuda.is_available() and "--use_cpu" not in argv:
         argv += ["--use_cpu", "true"]
+    hints = accelerate_option_hints(LaunchArguments.__dataclass_fields__)
     with warnings.catch_warnings():
         if dry_run:  # the plan judges the checkpoints for the launch's process count instead
             warnings.filterwarnings("ignore", message="save_steps=")
-        script_args, training_args, model_args = parse(parser, argv, recipe, "train", accelerate_option_hints())
-    if launch_args and not dry_run:
-        with user_input():
-            validate(script_args, training_args, model_args)
-        with hold_output_dir(training_args.output_dir):
-            script_argv = split_launch_args(script_argv)[1]
-            return launch(launch_args, script_argv, training_args.output_dir)
-    return run(script_args, training_args, model_args, processes=_processes(launch_args))
-
-
-def _merge(recipe: list[str], cli: list[str]) -> list[str]:
-    merged = dict(zip(recipe[::2], recipe[1::2], strict=True))
-    merged.update(zip(cli[::2], cli[1::2], strict=True))
-    return [item for pair in merged.items() for item in pair]
+        script_args, training_args, model_args, launch_args = parse(make_parser(), argv, recipe, "train", hints)
+    if "LOCAL_RANK" in os.environ:  # a launched process
+        # The launcher passes a SIGINT on to its processes; ending at once, as on SIGTERM, stops them all in seconds
+        # (a KeyboardInterrupt unwinding through the process group can wait for the launcher's kill, 30 s later).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        return run(script_args, training_args, model_args, int(os.environ.get("WORLD_SIZE", "1")))
+    flags, processes = launch_settings(asdict(launch_args))
+    if not flags or dry_run:
+        return run(script_args, training_args, model_args, processes)
+    with user_input():
+        validate(script_args, training_args, model_args)
+    with hold_output_dir(training_args.output_dir):
+        return launch(flags, script_argv, training_args.output_dir)
 
 
 if __name__ == "__main__":
