@@ -108,3 +108,16 @@ def test_regime_sets_defaults_that_flags_override(tmp_path, monkeypatch, capsys)
     assert "give --regime on the command line" in capsys.readouterr().err
     assert cli_main(["demo", "--regime", "no-such-regime"]) == 2
     assert "--regime must be one of" in capsys.readouterr().err
+
+
+def test_minority_rescue_regime_runs_by_name():
+    from dsdr_trl.scripts.demo import parse_args
+
+    settings, _ = parse_args(["--regime", "minority-rescue"])
+    assert settings.task_variant == "minority-rescue" and settings.sft_includes_rl
+    assert settings.sft_mix == {"split": 15, "carry3": 4, "round": 1}
+    assert settings.warmstart_name.startswith("minority-rescue-balanced-")
+    splits = settings.splits()
+    assert len(splits.held_out) == 45 and splits.guard and all(p.b in (7, 8, 9) for p in splits.held_out)
+    with pytest.raises(ValueError, match="minority-rescue needs"):
+        DemoArguments(task_variant="minority-rescue", strategies="original")

@@ -32,7 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from .report import LABELS, METHODS, aggregate, make_plots, write_report
-from .task import NUM_EVAL_PROBLEMS, NUM_RL_PROBLEMS, STRATEGY_SETS, Splits, split_problems
+from .task import (
+    MINORITY_MIX,
+    NUM_EVAL_PROBLEMS,
+    NUM_RL_PROBLEMS,
+    STRATEGY_SETS,
+    Splits,
+    minority_rescue_splits,
+    split_problems,
+)
 
 # Named regimes: settings of `DemoArguments`, as changes to its defaults (`--regime NAME`; flags override them).
 # - `hard-family` (the defaults, chosen by the regime study, docs/effect-study.md): balanced strategies, a warm start of
@@ -40,6 +48,9 @@ from .task import NUM_EVAL_PROBLEMS, NUM_RL_PROBLEMS, STRATEGY_SETS, Splits, spl
 #   100 RL steps at 1e-4. The study varies it one axis at a time (the entries after it). Its warm start ships.
 # - `collapse`: the original task from its shipped 600-step warm start, RL at 2e-4; RL collapses both methods onto the
 #   most accurate strategy.
+# - `minority-rescue`: the task variant of `dsdr_trl.toy.task.minority_rescue_splits`, where only the strategy SFT
+#   uses least (round-up, 5 % of its rows) solves the evaluation family, and the warm start has memorised the RL
+#   problems, so that most RL groups are all-correct: where DSDR's bonus is the only signal (Prop. C.4).
 REGIMES: dict[str, dict[str, Any]] = {
     "hard-family": {},
     "hard-family-sft600": {"sft_steps": 600},
@@ -49,7 +60,9 @@ REGIMES: dict[str, dict[str, Any]] = {
     "hard-family-300-steps": {"max_steps": 300},
     "standard-eval": {"hard_multipliers": []},
     "collapse": {"strategies": "original", "hard_multipliers": [], "sft_steps": 600, "learning_rate": 2e-4},
+    "minority-rescue": {"task_variant": "minority-rescue", "hard_multipliers": [], "sft_includes_rl": True},
 }
+TASK_VARIANTS = ("standard", "minority-rescue")
 DEFAULT_REGIME = "hard-family"
 
 
@@ -68,6 +81,14 @@ class DemoArguments:
     seeds: list[int] = field(
         default_factory=lambda: [0],
         metadata={"help": "Seeds to run, e.g. --seeds 0 1 2; the report gives mean ± std."},
+    )
+    task_variant: str = field(
+        default="standard",
+        metadata={
+            "help": "'minority-rescue': withhold the products of two digits from {7, 8, 9}, SFT on split : carry3 : "
+            "round-up = 15 : 4 : 1, evaluate on the family only round-up solves (dsdr_trl.toy.task).",
+            "choices": list(TASK_VARIANTS),
+        },
     )
     strategies: str = field(
         default="balanced",
@@ -141,6 +162,10 @@ class DemoArguments:
     def __post_init__(self):
         if self.regime not in REGIMES:
             raise ValueError(f"--regime must be one of {sorted(REGIMES)}, got '{self.regime}'.")
+        if self.task_variant not in TASK_VARIANTS:
+            raise ValueError(f"--task_variant must be one of {list(TASK_VARIANTS)}, got '{self.task_variant}'.")
+        if self.task_variant == "minority-rescue" and (self.strategies != "balanced" or self.hard_multipliers):
+            raise ValueError("--task_variant minority-rescue needs --strategies balanced and no --hard_multipliers.")
         if self.strategies not in STRATEGY_SETS:
             raise ValueError(f"--strategies must be one of {sorted(STRATEGY_SETS)}, got '{self.strategies}'.")
         if not self.seeds:
@@ -173,8 +198,15 @@ class DemoArguments:
     def strategy_names(self) -> tuple[str, ...]:
         return STRATEGY_SETS[self.strategies]
 
+    @property
+    def sft_mix(self) -> dict[str, int] | None:
+        """How often SFT solves a problem with each strategy (`None`: once with each)."""
+        return MINORITY_MIX if self.task_variant == "minority-rescue" else None
+
     def splits(self) -> Splits:
         """The SFT, RL and held-out problems of this setting."""
+        if self.task_variant == "minority-rescue":
+            return minority_rescue_splits(num_rl=self.num_rl_problems)
         return split_problems(
             num_rl=self.num_rl_problems,
             hard_multipliers=tuple(self.hard_multipliers),
@@ -185,6 +217,7 @@ class DemoArguments:
     def warmstart_name(self) -> str:
         """The name of the warm start these settings train from, unique per strategy set, SFT steps and split."""
         name = f"{self.strategies}-sft{self.sft_steps}" + ("-memorised" if self.sft_includes_rl else "")
+        name = ("minority-rescue-" if self.task_variant == "minority-rescue" else "") + name
         if self.hard_multipliers:
             family = "".join(map(str, sorted(self.hard_multipliers)))
             name += f"-hard{family}-{self.hard_sft_fraction:g}"
@@ -249,10 +282,17 @@ def make_mode_monitor(group_size: int, strategies: tuple[str, ...]):
 
 
 def train_method(
-    method: str, seed: int, settings: DemoArguments, warmstart: Path, encoder: Any, train_dataset: Any, run_dir: Path
+    method: str,
+    seed: int,
+    settings: DemoArguments,
+    warmstart: Path,
+    encoder: Any,
+    train_dataset: Any,
+    run_dir: Path,
+    dsdr_options: dict[str, Any] | None = None,
 ) -> tuple[Any, Any, list[dict[str, Any]]]:
     """Trains `"grpo"` or `"dsdr"` from the warm start with `DSDRGRPOTrainer`; GRPO is the same trainer with both DSDR
-    coefficients at 0, so the two runs differ in nothing else.
+    coefficients at 0, so the two runs differ in nothing else. `dsdr_options` are further `DSDRConfig` fields.
 
     Returns:
         `tuple`: the trained model, its tokenizer, and the trainer's per-step log history.
@@ -286,6 +326,7 @@ def train_method(
         bf16=False,
         activation_checkpointing=False,
         disable_tqdm=False,
+        **(dsdr_options or {}),
     )
     trainer = DSDRGRPOTrainer(
         model=model,
@@ -390,6 +431,7 @@ def train_settings_warmstart(settings: DemoArguments, directory: Path, disable_t
         max_steps=settings.sft_steps,
         problems=splits.sft + splits.rl if settings.sft_includes_rl else splits.sft,
         strategies=settings.strategy_names,
+        mix=settings.sft_mix,
         disable_tqdm=disable_tqdm,
     )
 
