@@ -4,9 +4,9 @@
     dsdr-trl demo --seeds 0 1 2                  # three seeds; the report gives mean ± std
     dsdr-trl demo --regenerate_warmstart DIR     # retrain the SFT warm start from its seed into DIR, then exit
     dsdr-trl demo --rebuild_report               # rewrite report.md and plots from a finished run's JSON and logs
-    dsdr-trl demo --study --seeds 100 101 102    # the regime study (dsdr_trl.toy.study), two runs at a time
 
-Every field of [`~dsdr_trl.toy.demo.DemoArguments`] and [`~dsdr_trl.toy.study.StudyArguments`] is a flag (`--help` lists them) or a key of a `--config` YAML.
+Every field of [`~dsdr_trl.toy.demo.DemoArguments`] is a flag (`--help` lists them) or a key of a `--config` YAML. The
+regime study that chose the default regime lives outside the package, in the repository's `experiments/`.
 """
 
 from __future__ import annotations
@@ -21,22 +21,21 @@ def make_parser():
     from trl import TrlParser
 
     from ..toy.demo import DemoArguments
-    from ..toy.study import StudyArguments
 
-    return TrlParser((DemoArguments, StudyArguments), prog="dsdr-trl demo")
+    return TrlParser((DemoArguments,), prog="dsdr-trl demo")
 
 
 def parse_args(argv: list[str]):
-    """The demo's and the study's arguments; a `--regime` sets defaults first, so that explicit flags win over it."""
+    """The demo's arguments; a `--regime` sets defaults first, so that explicit flags win over it."""
     from ..toy.demo import DEFAULT_REGIME, regime_defaults
 
     parser = make_parser()
     parser.set_defaults(**regime_defaults(argv))
-    settings, study = parser.parse_args_and_config(argv)
+    (settings,) = parser.parse_args_and_config(argv)
     named = next((argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--regime"), settings.regime)
     if settings.regime != named or ("--regime" not in argv and settings.regime != DEFAULT_REGIME):
         raise UsageError("give --regime on the command line, not in the --config file, so that its settings apply.")
-    return settings, study
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,21 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" not in argv and "--help" not in argv:
         check_config_path(argv)
-    settings, study = parse_args(argv)
+    settings = parse_args(argv)
 
     from ..toy.demo import regenerate_warmstart, run_demo
     from ..toy.report import rebuild_report, results_table
 
     if settings.regenerate_warmstart:
         return regenerate_warmstart(settings)
-    if study.study:
-        from ..toy.study import run_study
-
-        summary = run_study(study, settings)
-        print(
-            f"\nWrote {study.study_dir}/study.json, study.md and study.png in {summary['wall_seconds'] / 60:.1f} min."
-        )
-        return 0
     if settings.rebuild_report:
         print(results_table(rebuild_report(settings.output_dir)))
         return 0
