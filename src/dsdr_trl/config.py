@@ -39,6 +39,7 @@ class DSDRSettingWarning(UserWarning):
 
 # The modes of `dsdr_trl.formulas.extract_formulas_batch(canonicalize=...)`; a test keeps the two in step.
 FORMULA_CANONICALIZATIONS = ("none", "sympy")
+DIVERSITY_REFERENCES = ("group", "correct")
 
 
 @dataclass
@@ -99,6 +100,12 @@ class DSDRConfig(GRPOConfig):
         entropy_estimator (`str`, *optional*, defaults to `"sampled"`):
             Token entropy in H̄_i (Eq. 12–14): `"sampled"` is the paper's importance-sampled estimate
             `−ρ_t · log π_θ(y_t)`; `"full"` is the exact full-vocabulary entropy, unbiased and of lower variance.
+
+        diversity_reference (`str`, *optional*, defaults to `"group"`):
+            Whom S_i and U_i compare a completion with: `"group"`, every other member of its group, wrong ones
+            included (the paper's Eq. 6, 8); `"correct"` (our option), only the other correct members, so that a
+            correct completion is not rewarded for being unlike its wrong group-mates. In an all-correct group the two
+            agree.
 
         > Correctness and advantages
 
@@ -208,6 +215,14 @@ class DSDRConfig(GRPOConfig):
             "choices": list(ENTROPY_ESTIMATORS),
         },
     )
+    diversity_reference: str = field(
+        default="group",
+        metadata={
+            "help": "Whom S_i and U_i compare with: 'group' (every other member, the paper's) or 'correct' (the "
+            "other correct members only; our option).",
+            "choices": list(DIVERSITY_REFERENCES),
+        },
+    )
     correctness_reward: str | None = field(
         default=None,
         metadata={
@@ -250,6 +265,10 @@ class DSDRConfig(GRPOConfig):
             raise ValueError(
                 f"DSDR adds its bonus to the summed reward before the group normalisation, so "
                 f"multi_objective_aggregation must be 'sum_then_normalize', got '{self.multi_objective_aggregation}'."
+            )
+        if self.diversity_reference not in DIVERSITY_REFERENCES:
+            raise ValueError(
+                f"diversity_reference must be one of {DIVERSITY_REFERENCES}, got '{self.diversity_reference}'."
             )
         if self.entropy_estimator not in ENTROPY_ESTIMATORS:
             raise ValueError(f"entropy_estimator must be one of {ENTROPY_ESTIMATORS}, got '{self.entropy_estimator}'.")

@@ -61,7 +61,7 @@ def pairwise_distance(embeddings: torch.Tensor) -> torch.Tensor:
     return distance * (1.0 - torch.eye(size, device=e.device, dtype=e.dtype))
 
 
-def semantic_diversity(embeddings: torch.Tensor, group_size: int) -> torch.Tensor:
+def semantic_diversity(embeddings: torch.Tensor, group_size: int, among: torch.Tensor | None = None) -> torch.Tensor:
     """Mean semantic distance of each completion to the other members of its group (Eq. 5–6).
 
     Args:
@@ -69,6 +69,9 @@ def semantic_diversity(embeddings: torch.Tensor, group_size: int) -> torch.Tenso
             Sentence embeddings; they are L2-normalised here, so raw encoder outputs are fine.
         group_size (`int`):
             Completions per prompt (G ≥ 2).
+        among (`torch.Tensor` of shape `(N,)`, bool, *optional*):
+            Compare only with the members marked here (e.g. the correct ones; our option, not the paper's reading);
+            a completion with no other marked member gets 0.
 
     Returns:
         `torch.Tensor` of shape `(N,)`, float32, in [0, 1]: `S_i = (1/(G-1)) Σ_{j≠i} (1 - cos(e_i, e_j)) / 2`.
@@ -78,10 +81,16 @@ def semantic_diversity(embeddings: torch.Tensor, group_size: int) -> torch.Tenso
     if group_size < 2:
         raise ValueError("semantic_diversity needs at least 2 completions per group.")
     distance = pairwise_distance(embeddings.view(-1, group_size, embeddings.shape[-1]))  # (Q, G, G)
-    return (distance.sum(dim=-1) / (group_size - 1)).reshape(num_rows)
+    if among is None:
+        return (distance.sum(dim=-1) / (group_size - 1)).reshape(num_rows)
+    marked = among.to(distance.dtype).view(-1, 1, group_size)  # column j counts iff j is marked
+    others = marked.sum(dim=-1, keepdim=True) - marked.transpose(-1, -2)  # (Q, G, 1): marked members other than i
+    return ((distance * marked).sum(dim=-1, keepdim=True) / others.clamp(min=1)).reshape(num_rows)
 
 
-def formula_uniqueness(formulas: Sequence[set[str] | frozenset[str]], group_size: int) -> torch.Tensor:
+def formula_uniqueness(
+    formulas: Sequence[set[str] | frozenset[str]], group_size: int, among: torch.Tensor | None = None
+) -> torch.Tensor:
     """Fraction of each completion's formulas that no other member of its group uses (Eq. 7–8).
 
     Args:
@@ -89,18 +98,25 @@ def formula_uniqueness(formulas: Sequence[set[str] | frozenset[str]], group_size
             The normalised formula set F_i of each completion (see `dsdr_trl.formulas.extract_formulas`).
         group_size (`int`):
             Completions per prompt.
+        among (`torch.Tensor` of shape `(N,)`, bool, *optional*):
+            Only the members marked here count as "other members" (our option, not the paper's reading); a
+            completion with no other marked member gets 0.
 
     Returns:
         `torch.Tensor` of shape `(N,)`, float32, in [0, 1]; 0 for a completion without formulas.
     """
     _check_groups(len(formulas), group_size)
+    marked = [True] * len(formulas) if among is None else [bool(m) for m in among.tolist()]
     scores = []
     for start in range(0, len(formulas), group_size):
-        group = formulas[start : start + group_size]
-        # Each completion counts a formula once: a formula is unique to i iff exactly one member has it.
-        owners = Counter(f for member in group for f in set(member))
-        for member in group:
-            unique = sum(1 for f in member if owners[f] == 1)
+        group, counted = formulas[start : start + group_size], marked[start : start + group_size]
+        # Each completion counts a formula once: a formula is unique to i iff no other counted member has it.
+        owners = Counter(f for member, keep in zip(group, counted, strict=True) if keep for f in set(member))
+        for member, keep in zip(group, counted, strict=True):
+            if among is not None and sum(counted) - keep == 0:
+                scores.append(0.0)
+                continue
+            unique = sum(1 for f in member if owners[f] == keep)  # owned by i alone (i counts itself if marked)
             scores.append(unique / len(member) if member else 0.0)
     return torch.tensor(scores, dtype=torch.float32)
 

@@ -151,7 +151,8 @@ class DSDRGRPOTrainer(GRPOTrainer):
         min_correct = 1 if self.args.diversity_coef > 0 else 2
         scored = (correct.view(-1, group_size).sum(dim=1) >= min_correct).repeat_interleave(group_size)
 
-        scores = self._diversity_scores(completions, scored, process_slice, group_size)
+        among = correct if self.args.diversity_reference == "correct" else None
+        scores = self._diversity_scores(completions, scored, process_slice, group_size, among)
         clipped = diversity.clip_score(scores["diversity"], self.args.diversity_clip)
         bonus = diversity.diversity_bonus(
             scores["diversity"], correct, self.args.diversity_coef, self.args.diversity_clip
@@ -177,14 +178,19 @@ class DSDRGRPOTrainer(GRPOTrainer):
         return rewards_per_func
 
     def _diversity_scores(
-        self, completions: Sequence, scored: torch.Tensor, process_slice: slice, group_size: int
+        self,
+        completions: Sequence,
+        scored: torch.Tensor,
+        process_slice: slice,
+        group_size: int,
+        among: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """g_i, S_i and U_i of every row of the gathered batch, identical on every process; 0 outside `scored`.
 
         Each process embeds and extracts formulas from its own completions only, and only the rows of `scored` groups
         (elsewhere no bonus or weight depends on g). Every row of such a group is needed, incorrect ones included:
-        S_i and U_i of a correct row compare it with all other members. The gathers below are collectives, so every
-        process runs them whatever its rows.
+        S_i and U_i of a correct row compare it with all other members (with `among`, only with the members it marks).
+        The gathers below are collectives, so every process runs them whatever its rows.
         """
         num_rows = scored.shape[0]
         zeros = torch.zeros(num_rows, device=scored.device)
@@ -208,8 +214,9 @@ class DSDRGRPOTrainer(GRPOTrainer):
 
         embeddings = gather(local_embeddings)  # (N, D)
         all_formulas = [set(f) for f in gather_object(formulas)]
-        semantic = diversity.semantic_diversity(embeddings, group_size).to(scored.device)
-        formula = diversity.formula_uniqueness(all_formulas, group_size).to(scored.device)
+        among = None if among is None else among.to(embeddings.device)
+        semantic = diversity.semantic_diversity(embeddings, group_size, among).to(scored.device)
+        formula = diversity.formula_uniqueness(all_formulas, group_size, among).to(scored.device)
         semantic, formula = semantic * scored, formula * scored
         return {"diversity": diversity.diversity_score(semantic, formula), "semantic": semantic, "formula": formula}
 
