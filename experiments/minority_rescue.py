@@ -1,7 +1,7 @@
 """The minority-rescue positive control: manipulation checks on its warm start, the RL runs, and their summary.
 
     python experiments/minority_rescue.py checks                 # on the warm start only, before any RL
-    python experiments/minority_rescue.py run --stage dev --seeds 200 201 202 --jobs 2
+    python experiments/minority_rescue.py run --stage dev --seeds 2100 2101 2102 --jobs 2
     python experiments/minority_rescue.py run --stage confirm --seeds 3000 3001 3002 3003 3004 3005 --jobs 2
     python experiments/minority_rescue.py summarize
 
@@ -44,9 +44,10 @@ ARMS: dict[str, dict] = {
     "grpo": {},
     "dsdr": {"diversity_coef": 0.1, "local_entropy_coef": 0.01, "coupling_temperature": 5.0},
     "dsdr_paper": {"diversity_coef": 0.001, "local_entropy_coef": 0.001, "coupling_temperature": 5.0},
+    "dsdr_correct_only": {"diversity_coef": 0.1, "local_entropy_coef": 0.01, "coupling_temperature": 5.0},
 }
 # Trainer options an arm sets beyond the demo's settings (passed to `DSDRConfig`).
-ARM_OPTIONS: dict[str, dict] = {}
+ARM_OPTIONS: dict[str, dict] = {"dsdr_correct_only": {"diversity_reference": "correct"}}
 
 
 def settings_for(arm: str | None = None, **overrides) -> DemoArguments:
@@ -344,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     go = sub.add_parser("run", help="Train and evaluate every (arm, seed) not yet done.")
     go.add_argument("--stage", choices=("dev", "confirm"), required=True)
     go.add_argument("--seeds", type=int, nargs="+", required=True)
-    go.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    go.add_argument("--arms", nargs="+", default=["grpo", "dsdr", "dsdr_paper"], choices=list(ARMS))
     go.add_argument("--jobs", type=int, default=2, help="Jobs at a time, each in its own one-thread process.")
     go.add_argument("--sft_steps", type=int, default=DemoArguments.sft_steps)
     go.add_argument("--max_steps", type=int, default=None, help="RL steps (default: the regime's).")

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from dsdr_trl.toy.demo import (
-    REGIMES,
     DemoArguments,
     evaluate,
     regime_defaults,
@@ -52,22 +51,18 @@ ALL_PARTS = tuple(DSDR_VARIANTS)
 
 # The full grid: the `hard-family` regime with every DSDR part, and one axis changed at a time with full DSDR:
 # warm-start strength (SFT steps, or SFT that includes the RL problems), strategy balance, evaluation difficulty and
-# training length. Every cell is a named regime of `dsdr_trl.toy.demo.REGIMES`.
+# training length. Each cell is `hard-family` with these changes.
+CELLS: dict[str, dict[str, Any]] = {
+    "hard-family": {},
+    "hard-family-sft600": {"sft_steps": 600},
+    "hard-family-sft1500": {"sft_steps": 1500},
+    "hard-family-memorised": {"sft_steps": 1500, "sft_includes_rl": True},
+    "hard-family-original": {"strategies": "original"},
+    "standard-eval": {"hard_multipliers": []},
+    "hard-family-300-steps": {"max_steps": 300},
+}
 GRIDS: dict[str, list[tuple[str, dict[str, Any], tuple[str, ...]]]] = {
-    "full": [
-        ("hard-family", {}, ALL_PARTS),
-        *[
-            (name, {}, ("dsdr",))
-            for name in (
-                "hard-family-sft600",
-                "hard-family-sft1500",
-                "hard-family-memorised",
-                "hard-family-original",
-                "standard-eval",
-                "hard-family-300-steps",
-            )
-        ],
-    ],
+    "full": [("hard-family", {}, ALL_PARTS), *[(name, {}, ("dsdr",)) for name in list(CELLS)[1:]]],
     # Every code path at a tiny size: two cells (one with every DSDR part), 2 RL steps, 4 problems × 4 samples.
     "tiny": [
         (
@@ -115,7 +110,11 @@ def grid_cells(study: StudyArguments, demo: DemoArguments) -> list[tuple[str, De
     if study.study_grid == "confirm":
         return [(demo.regime, demo, ("dsdr", "dsdr_bonus_only"))]
     return [
-        (name, replace(demo, **(regime_settings(name) if name in REGIMES else {}) | overrides), parts)
+        (
+            name,
+            replace(demo, **(regime_settings("hard-family") | CELLS[name] if name in CELLS else {}) | overrides),
+            parts,
+        )
         for name, overrides, parts in GRIDS[study.study_grid]
     ]
 

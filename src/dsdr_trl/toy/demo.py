@@ -45,7 +45,7 @@ from .task import (
 # Named regimes: settings of `DemoArguments`, as changes to its defaults (`--regime NAME`; flags override them).
 # - `hard-family` (the defaults, chosen by the regime study, docs/effect-study.md): balanced strategies, a warm start of
 #   1000 SFT steps, evaluation on a problem family (multipliers 8 and 9) that SFT saw a fifth of and RL none of,
-#   100 RL steps at 1e-4. The study varies it one axis at a time (the entries after it). Its warm start ships.
+#   100 RL steps at 1e-4. Its warm start ships.
 # - `collapse`: the original task from its shipped 600-step warm start, RL at 2e-4; RL collapses both methods onto the
 #   most accurate strategy.
 # - `minority-rescue`: the task variant of `dsdr_trl.toy.task.minority_rescue_splits`, where only the strategy SFT
@@ -53,12 +53,6 @@ from .task import (
 #   problems, so that most RL groups are all-correct: where DSDR's bonus is the only signal (Prop. C.4).
 REGIMES: dict[str, dict[str, Any]] = {
     "hard-family": {},
-    "hard-family-sft600": {"sft_steps": 600},
-    "hard-family-sft1500": {"sft_steps": 1500},
-    "hard-family-memorised": {"sft_steps": 1500, "sft_includes_rl": True},
-    "hard-family-original": {"strategies": "original"},
-    "hard-family-300-steps": {"max_steps": 300},
-    "standard-eval": {"hard_multipliers": []},
     "collapse": {"strategies": "original", "hard_multipliers": [], "sft_steps": 600, "learning_rate": 2e-4},
     "minority-rescue": {"task_variant": "minority-rescue", "hard_multipliers": [], "sft_includes_rl": True},
 }
