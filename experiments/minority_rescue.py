@@ -167,7 +167,7 @@ def run_job(arm: str, seed: int, out_path: str, sft_steps: int, max_steps: int |
     start = time.time()
     settings = settings_for(arm, sft_steps=sft_steps, **({"max_steps": max_steps} if max_steps else {}))
     warmstart = resolve_warmstart(settings, quiet=True)
-    run_dir = Path(out_path).parent / "runs" / Path(out_path).stem
+    run_dir = ROOT / "outputs" / "minority-rescue" / Path(out_path).parent.name / Path(out_path).stem  # scratch
     method = "grpo" if arm == "grpo" else "dsdr"
     extra = {"dsdr_options": ARM_OPTIONS[arm]} if ARM_OPTIONS.get(arm) else {}
     model, tokenizer, history = train_method(

@@ -32,15 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .report import LABELS, METHODS, aggregate, make_plots, write_report
-from .task import (
-    MINORITY_MIX,
-    NUM_EVAL_PROBLEMS,
-    NUM_RL_PROBLEMS,
-    STRATEGY_SETS,
-    Splits,
-    minority_rescue_splits,
-    split_problems,
-)
+from .task import MINORITY_MIX, NUM_EVAL_PROBLEMS, NUM_RL_PROBLEMS, STRATEGY_SETS, Splits
 
 # Named regimes: settings of `DemoArguments`, as changes to its defaults (`--regime NAME`; flags override them).
 # - `hard-family` (the defaults, chosen by the regime study, docs/effect-study.md): balanced strategies, a warm start of
@@ -58,6 +50,8 @@ REGIMES: dict[str, dict[str, Any]] = {
 }
 TASK_VARIANTS = ("standard", "minority-rescue")
 DEFAULT_REGIME = "hard-family"
+_POSITIVE = ("max_steps", "prompts_per_step", "num_samples", "max_completion_length", "num_threads", "sft_steps")
+_POSITIVE += ("num_rl_problems",)
 
 
 @dataclass
@@ -176,15 +170,7 @@ class DemoArguments:
             raise ValueError(f"--hard_multipliers must lie in 2…9, got {self.hard_multipliers}.")
         if not 0.0 <= self.hard_sft_fraction <= 1.0:
             raise ValueError(f"--hard_sft_fraction must lie in [0, 1], got {self.hard_sft_fraction}.")
-        for name in (
-            "max_steps",
-            "prompts_per_step",
-            "num_samples",
-            "max_completion_length",
-            "num_threads",
-            "sft_steps",
-            "num_rl_problems",
-        ):
+        for name in _POSITIVE:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
 
@@ -199,6 +185,8 @@ class DemoArguments:
 
     def splits(self) -> Splits:
         """The SFT, RL and held-out problems of this setting."""
+        from .task import minority_rescue_splits, split_problems
+
         if self.task_variant == "minority-rescue":
             return minority_rescue_splits(num_rl=self.num_rl_problems)
         return split_problems(
