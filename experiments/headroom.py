@@ -75,7 +75,9 @@ def measure(model, tokenizer, settings: DemoArguments, samples: int, seed: int) 
     return out
 
 
-def run_regime(regime: str, samples: int, seed: int, rl: bool) -> tuple[str, dict]:
+def run_regime(regime: str, samples: int, seed: int, rl: bool, known: dict | None = None) -> tuple[str, dict]:
+    """Measures the regime's warm start (unless `known` holds it, with the same samples and seed) and, with `rl`, the
+    policy after one GRPO run."""
     import torch
 
     from dsdr_trl.encoder import load_diversity_encoder
@@ -88,11 +90,13 @@ def run_regime(regime: str, samples: int, seed: int, rl: bool) -> tuple[str, dic
     warmstart = resolve_warmstart(settings, quiet=True)
     model, tokenizer = load_policy(warmstart)
     entry = {
-        "evaluation_set": f"{settings.num_eval_problems} held-out problems of the regime (its demo evaluation set)",
+        "evaluation_set": f"the regime's {len(settings.splits().held_out[: settings.num_eval_problems])} held-out "
+        "problems (its demo evaluation set)",
         "samples_per_problem_and_strategy": samples,
         "seed": seed,
-        "warmstart": measure(model, tokenizer, settings, samples, seed),
     }
+    same = known and (known.get("samples_per_problem_and_strategy"), known.get("seed")) == (samples, seed)
+    entry["warmstart"] = known["warmstart"] if same else measure(model, tokenizer, settings, samples, seed)
     if rl:
         run_dir = ROOT / "outputs" / "headroom" / f"{regime}-grpo-seed{seed}"
         model, tokenizer, _ = train_method(
@@ -117,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_regime, r, args.samples, args.seed, not args.no_rl) for r in args.regimes]
+        futures = [
+            pool.submit(run_regime, r, args.samples, args.seed, not args.no_rl, results.get(r)) for r in args.regimes
+        ]
         for future in futures:
             regime, entry = future.result()
             results[regime] = entry
