@@ -1,23 +1,19 @@
 r"""
 The demo behind `dsdr-trl demo`: GRPO against DSDR on the embedded toy task, on CPU, in minutes.
 
-Settings are the fields of [`DemoArguments`], which `dsdr-trl demo` parses with TRL's `TrlParser` like `dsdr-trl
-train` (snake_case flags, or a YAML file with `--config`). From the warm-started policy of
-[`dsdr_trl.toy.warmstart`] (shipped in the package, so no SFT runs here), it trains plain GRPO
-(`DSDRConfig(diversity_coef=0, local_entropy_coef=0)`) and DSDR with the same seeds, steps, batch and learning rate,
-then samples 16 completions for every held-out problem and reports pass@k for k = 1…16 (unbiased estimator),
-avg@16, the number of distinct correct solutions per problem (by formula set), the mean semantic distance among
-correct samples, which of the task's three strategies the correct samples use, and the training curves.
+Settings are the fields of [`DemoArguments`] (snake_case flags or a `--config` YAML, parsed by TRL's `TrlParser`), on
+top of a named regime ([`REGIMES`]). From the regime's shipped warm start ([`dsdr_trl.toy.warmstart`]) it trains plain
+GRPO (`DSDRConfig(diversity_coef=0, local_entropy_coef=0)`) and DSDR with the same seeds, steps, batch and learning
+rate, then samples `num_samples` completions per held-out problem and reports pass@k (unbiased estimator), avg@N,
+distinct correct solutions per problem (by formula set), the semantic distance among correct samples, the strategies
+the correct samples use and the training curves, next to the committed many-seed results (docs/effect-study.md).
 
-The demo's DSDR coefficients were fixed before the two methods were compared, and are not the paper's: λ_d = 0.1
-(the paper's 0.001 is for real LLMs; at toy scale with binary rewards 0.1 still keeps every correct completion above
-every incorrect one), λ_ℓ = 0.01 (the largest value the paper reports as stable), τ = 5 (the paper's). Both methods
-share the paper's backbone: clip-higher ε = (0.2, 0.28), no KL, per-sequence token mean. The RL learning rate
-(2e-4) was set from one GRPO-only trial (in 50 steps its training reward rose and its strategy mix narrowed), and the
-length doubled to 100 steps to use the time budget; DSDR was not run to choose either.
-
-Torch runs on one thread by default: the model is so small that a second thread barely helps, while on a shared or
-busy 2-core machine two threads contend and a step can get many times slower.
+DSDR's toy coefficients were fixed before any comparison: λ_d = 0.1 (at toy scale with binary rewards it still keeps
+every correct completion above every incorrect one), λ_ℓ = 0.01 (the largest value the paper reports as stable),
+τ = 5 (the paper's). Both methods share the paper's backbone: clip-higher ε = (0.2, 0.28), no KL, per-sequence token
+mean. RL runs 100 steps at a constant learning rate of 1e-4 (`hard-family`, `minority-rescue`; `collapse` keeps the
+2e-4 set from one GRPO-only trial). Torch uses one thread: the model is so small that a second barely helps, while on
+a busy 2-core machine two threads contend.
 """
 
 from __future__ import annotations
@@ -98,16 +94,10 @@ class DemoArguments:
     )
     sft_steps: int = field(
         default=1000,
-        metadata={
-            "help": "SFT steps of the warm start. The warm starts of the hard-family and collapse regimes ship with "
-            "the package; any other is trained once into warmstart_cache."
-        },
+        metadata={"help": "SFT steps of the warm start (the named regimes' ship; others train once into the cache)."},
     )
     sft_includes_rl: bool = field(
-        default=False,
-        metadata={
-            "help": "Also SFT on the RL problems, so that the warm start has memorised them (most groups correct)."
-        },
+        default=False, metadata={"help": "Also SFT on the RL problems (the warm start memorises them)."}
     )
     warmstart_cache: str = field(
         default="outputs/warmstarts", metadata={"help": "Where warm starts other than the shipped one are kept."}
@@ -119,10 +109,7 @@ class DemoArguments:
     learning_rate: float = field(default=1e-4, metadata={"help": "RL learning rate (constant), both methods."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature during RL."})
     max_completion_length: int = field(default=48, metadata={"help": "Completion cap, RL and evaluation."})
-    num_eval_problems: int = field(
-        default=NUM_EVAL_PROBLEMS,
-        metadata={"help": f"Held-out problems to evaluate on (at most {NUM_EVAL_PROBLEMS})."},
-    )
+    num_eval_problems: int = field(default=NUM_EVAL_PROBLEMS, metadata={"help": "Held-out problems to evaluate on."})
     num_samples: int = field(default=16, metadata={"help": "Samples per held-out problem (the largest k of pass@k)."})
     eval_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the evaluation."})
     # DSDR's coefficients for the toy scale (see the module docstring); GRPO uses 0 for both.
@@ -130,8 +117,7 @@ class DemoArguments:
     local_entropy_coef: float = field(default=0.01, metadata={"help": "DSDR's λ_ℓ (Eq. 16); GRPO uses 0."})
     coupling_temperature: float = field(default=5.0, metadata={"help": "DSDR's τ (Eq. 11)."})
     warmstart: str | None = field(
-        default=None,
-        metadata={"help": "A directory with warm-start weights; overrides the one strategies and sft_steps name."},
+        default=None, metadata={"help": "A directory with warm-start weights; overrides the one the settings name."}
     )
     regenerate_warmstart: str | None = field(
         default=None,
@@ -142,7 +128,7 @@ class DemoArguments:
     )
     rebuild_report: bool = field(
         default=False,
-        metadata={"help": "Only rewrite report.md and the plots in output_dir from its report.json and logs."},
+        metadata={"help": "Only rewrite report.md and the plots from output_dir's report.json and logs."},
     )
     num_threads: int = field(default=1, metadata={"help": "Torch CPU threads."})
     plots: bool = field(default=True, metadata={"help": "Draw the PNG plots."})
@@ -348,17 +334,14 @@ def evaluate(
     correct = score_samples(samples, [p.answer for p in problems])
     diversity = diversity_of_samples(samples, correct, encoder)
     result = summarize(samples, correct, range(1, settings.num_samples + 1), diversity=diversity)
-    used = Counter(
-        solution_strategy(text) or "other"
-        for group, flags in zip(samples, correct, strict=True)
-        for text, ok in zip(group, flags, strict=True)
-        if ok
-    )
-    total = sum(used.values())
-    modes = [
-        len({solution_strategy(t) for t, ok in zip(group, flags, strict=True) if ok} - {None})
-        for group, flags in zip(samples, correct, strict=True)
+    # Per problem, the strategy of each correct sample ("other" when it follows none).
+    named = [
+        [solution_strategy(t) or "other" for t, ok in zip(g, f, strict=True) if ok]
+        for g, f in zip(samples, correct, strict=True)
     ]
+    used = Counter(name for group in named for name in group)
+    total = sum(used.values())
+    modes = [len(set(group) - {"other"}) for group in named]
     return {
         "pass@k": {str(k): v for k, v in result.pass_at_k.items()},
         f"avg@{settings.num_samples}": result.avg_accuracy,
