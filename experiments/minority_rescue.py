@@ -250,7 +250,7 @@ METRICS = {
     "E pass@16": lambda r: 100 * r["family"]["pass@k"]["16"],
     "E pass@64": lambda r: 100 * r["family"]["pass@k"]["64"],
     "E minority share": lambda r: 100 * r["family"]["strategy_share"].get(MINORITY_STRATEGY, 0.0),
-    "RL minority share (last 10 steps)": lambda r: 100 * r["training"]["minority_share_last_10_steps"],
+    "RL minority share of correct, last 10 steps": lambda r: 100 * r["training"]["minority_share_last_10_steps"],
     "guard pass@1": lambda r: 100 * r["guard"]["pass@k"]["1"],
     "guard pass@16": lambda r: 100 * r["guard"]["pass@k"]["16"],
 }
@@ -328,6 +328,16 @@ def summarize(args) -> int:
     summaries = {stage: summarize_stage(stage) for stage in ("dev", "confirm") if (OUT / stage).is_dir()}
     (OUT / "summary.json").write_text(json.dumps(summaries, indent=1) + "\n")
     text = "# minority-rescue: per-arm means ± standard error over seeds; differences seed-paired (points)\n\n"
+    if (OUT / "checks.json").exists():
+        c = json.loads((OUT / "checks.json").read_text())
+        f, g = c["family"], c["guard"]
+        text += (
+            f"Warm start (checks.json, seed {c['seed']}): E pass@1 {100 * f['pass@k']['1']:.1f}, pass@16 "
+            f"{100 * f['pass@k']['16']:.1f}, pass@64 {100 * f['pass@k']['64']:.1f}, minority share on E "
+            f"{100 * f['strategy_share'].get(MINORITY_STRATEGY, 0.0):.1f}, on the RL problems "
+            f"{100 * c['rl_strategy_share'].get(MINORITY_STRATEGY, 0.0):.1f} of all samples; guard pass@1 {100 * g['pass@k']['1']:.1f}, "
+            f"pass@16 {100 * g['pass@k']['16']:.1f}.\n\n"
+        )
     text += "\n".join(table(s) for s in summaries.values())
     (OUT / "summary.md").write_text(text)
     print(text)
