@@ -208,12 +208,12 @@ def regime_settings(name: str) -> dict[str, Any]:
 
 def regime_defaults(argv: list[str]) -> dict[str, Any]:
     """The settings of the `--regime` named in `argv` (else of the default regime), to apply before the flags."""
-    for index, arg in enumerate(argv):
-        if arg == "--regime" and index + 1 < len(argv) and argv[index + 1] in REGIMES:
-            return regime_settings(argv[index + 1])
-        if arg.startswith("--regime=") and arg.split("=", 1)[1] in REGIMES:
-            return regime_settings(arg.split("=", 1)[1])
-    return regime_settings(DEFAULT_REGIME)
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--regime", default=DEFAULT_REGIME)
+    name = parser.parse_known_args(argv)[0].regime
+    return regime_settings(name if name in REGIMES else DEFAULT_REGIME)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -450,10 +450,8 @@ def run_demo(settings: DemoArguments) -> dict[str, Any]:
     }
     plots = make_plots(report, histories, output_dir) if settings.plots else []
     report["wall_seconds"] = time.time() - start
-    for method in report["methods"].values():
-        method.update(seeds=settings.seeds)
     for name, method in report["methods"].items():
-        method["wall_seconds"] = seconds[name]
+        method.update(seeds=settings.seeds, wall_seconds=seconds[name])
     (output_dir / "report.json").write_text(json.dumps(report, indent=1))
     write_report(report, output_dir, plots)
     return report

@@ -12,7 +12,7 @@ formulas in `$…$` and ends with the answer in `\boxed{}`, so the package's own
 The 648 problems are split by a seed into 352 for SFT, 200 for RL and 96 held out for evaluation. The policy that
 knows the three strategies is in `dsdr_trl.toy.warmstart`.
 
-Two variants serve the regime study (`dsdr_trl.toy.study`):
+Variants (the named regimes of `dsdr_trl.toy.demo`):
 
 - strategy sets ([`STRATEGY_SETS`]): `"original"` above, whose carry method is one step shorter than the others, and
   `"balanced"`, whose `carry3` writes the carry as a third step, so that all three strategies have three formulas:
@@ -22,12 +22,10 @@ Two variants serve the regime study (`dsdr_trl.toy.study`):
 - a hard evaluation family (`split_problems(hard_multipliers=(8, 9))`): the held-out problems are drawn from the
   multipliers 8 and 9, of which SFT sees only a fraction, so that a warm start is far from its pass@16 ceiling there.
 
-A third variant, `minority_rescue_splits`, is built so that only a rare strategy can solve the evaluation problems.
-Every product of two digits from {7, 8, 9}, written `x*y` or `x0*y` ([`needs_withheld_fact`]), is withheld: no SFT
-or RL text contains one. The family `a*b` with `b` and the ones digit of `a` in {7, 8, 9} and the tens digit 1–5
-(45 problems) then needs a withheld fact in split and carry3 (`7*8`) and none in round-up (`60*8`, `3*8`). SFT solves
-its problems with the strategies that need no withheld fact, split : carry3 : round = 15 : 4 : 1 ([`MINORITY_MIX`]);
-RL gets problems that every strategy solves without one; the standard held-out problems are a guard set.
+- minority rescue ([`minority_rescue_splits`]): only a rare strategy can solve the evaluation problems. Every product
+  of two digits from {7, 8, 9}, written `x*y` or `x0*y`, is withheld from SFT and RL; the family `a*b` with `b` and
+  the ones digit of `a` in {7, 8, 9} and the tens digit 1–5 (45 problems) then needs one in split and carry3 (`7*8`)
+  and none in round-up (`60*8`, `3*8`), which SFT uses least ([`MINORITY_MIX`]).
 
 The task was fixed before GRPO and DSDR were compared on it; nothing here is tuned to favour either.
 """
