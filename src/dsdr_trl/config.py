@@ -217,11 +217,7 @@ class DSDRConfig(GRPOConfig):
     )
     diversity_reference: str = field(
         default="group",
-        metadata={
-            "help": "Whom S_i and U_i compare with: 'group' (every other member, the paper's) or 'correct' (the "
-            "other correct members only; our option).",
-            "choices": list(DIVERSITY_REFERENCES),
-        },
+        metadata={"help": "S_i, U_i over 'group' (the paper's) or 'correct' members", "choices": DIVERSITY_REFERENCES},
     )
     correctness_reward: str | None = field(
         default=None,

@@ -66,14 +66,9 @@ class DemoArguments:
         default_factory=lambda: [0],
         metadata={"help": "Seeds to run, e.g. --seeds 0 1 2; the report gives mean ± std."},
     )
-    task_variant: str = field(
-        default="standard",
-        metadata={
-            "help": "'minority-rescue': withhold the products of two digits from {7, 8, 9}, SFT on split : carry3 : "
-            "round-up = 15 : 4 : 1, evaluate on the family only round-up solves (dsdr_trl.toy.task).",
-            "choices": list(TASK_VARIANTS),
-        },
-    )
+    # 'minority-rescue': products of two digits from {7, 8, 9} withheld, SFT mostly split, evaluation on the family
+    # only round-up (the rarest strategy) solves; see dsdr_trl.toy.task.
+    task_variant: str = field(default="standard", metadata={"help": "The task variant.", "choices": TASK_VARIANTS})
     strategies: str = field(
         default="balanced",
         metadata={
