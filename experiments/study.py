@@ -92,6 +92,10 @@ class StudyArguments:
     jobs: int = field(
         default=2, metadata={"help": "Jobs run at a time, each in its own process with one thread (1: in process)."}
     )
+    per_seed_dir: str | None = field(
+        default=None,
+        metadata={"help": "Also write each finished job as DIR/seed-<n>-<method>.json (small: metrics, settings)."},
+    )
     study_summarize_only: bool = field(
         default=False,
         metadata={"help": "Run nothing: summarize the jobs already done (e.g. of an interrupted study)."},
@@ -203,6 +207,11 @@ def run_study(study: StudyArguments, demo: DemoArguments) -> dict[str, Any]:
             for done, future in enumerate(futures, 1):
                 print(f"[study] {done}/{len(futures)} done: {Path(future.result()).stem}", flush=True)
     done = [json.loads(Path(job[-1]).read_text()) for job in jobs if Path(job[-1]).exists()]
+    if study.per_seed_dir:
+        Path(study.per_seed_dir).mkdir(parents=True, exist_ok=True)
+        for record in done:
+            path = Path(study.per_seed_dir) / f"seed-{record['seed']}-{record['method']}.json"
+            path.write_text(json.dumps(record, indent=1) + "\n")
     summary = summarize_study(done, study, demo)
     summary["wall_seconds"] = time.time() - start
     (out / "study.json").write_text(json.dumps(summary, indent=1))
