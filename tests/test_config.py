@@ -77,6 +77,7 @@ def test_zero_coefficients_turn_dsdr_off():
         ({"multi_objective_aggregation": "normalize_then_sum"}, "must be 'sum_then_normalize'"),
         ({"entropy_estimator": "exact"}, "entropy_estimator must be one of"),
         ({"formula_canonicalization": "latex"}, "formula_canonicalization must be one of"),
+        ({"diversity_reference": "wrong"}, "diversity_reference must be one of"),
         ({"diversity_encoder_batch_size": 0}, "positive integer"),
         ({"diversity_encoder_pooling": "mean"}, "'windows' the whole of it"),
         ({"diversity_encoder_pooling": "windows", "diversity_encoder_max_length": 2}, "max_length >= 3"),

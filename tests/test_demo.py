@@ -92,12 +92,11 @@ def test_mode_monitor_counts_strategies_among_correct_completions():
 def test_demo_options_are_parsed_like_train_and_validated(tmp_path, capsys):
     from dsdr_trl.scripts.demo import make_parser
 
-    settings, study = make_parser().parse_args_and_config(["--seeds", "4", "7", "--max_steps", "3"])
-    assert not study.study
+    (settings,) = make_parser().parse_args_and_config(["--seeds", "4", "7", "--max_steps", "3"])
     assert settings.seeds == [4, 7] and settings.max_steps == 3
     config = tmp_path / "demo.yaml"
     config.write_text("seeds: [1, 2]\nlearning_rate: 1.0e-4\n")
-    settings, _ = make_parser().parse_args_and_config(["--config", str(config), "--learning_rate", "5e-5"])
+    (settings,) = make_parser().parse_args_and_config(["--config", str(config), "--learning_rate", "5e-5"])
     assert settings.seeds == [1, 2] and settings.learning_rate == 5e-5  # the flag wins over the file
     with pytest.raises(ValueError, match="num_generations"):
         DemoArguments(num_generations=1)
@@ -117,9 +116,9 @@ def test_regime_sets_defaults_that_flags_override(tmp_path, monkeypatch, capsys)
     from dsdr_trl.toy import demo
 
     monkeypatch.setitem(demo.REGIMES, "test-regime", {"strategies": "balanced", "max_steps": 7})
-    settings, _ = parse_args(["--regime", "test-regime"])
+    settings = parse_args(["--regime", "test-regime"])
     assert (settings.strategies, settings.max_steps) == ("balanced", 7)
-    settings, _ = parse_args(["--regime", "test-regime", "--max_steps", "3"])
+    settings = parse_args(["--regime", "test-regime", "--max_steps", "3"])
     assert (settings.strategies, settings.max_steps) == ("balanced", 3)
     config = tmp_path / "demo.yaml"
     config.write_text("regime: test-regime\n")
@@ -155,3 +154,16 @@ def test_demo_without_matplotlib_says_how_to_install_it(monkeypatch, capsys):
         capsys.readouterr().out.strip()
         == '[demo] matplotlib is not installed, so no plots are drawn: pip install "dsdr-trl[demo]"'
     )
+
+
+def test_minority_rescue_regime_runs_by_name():
+    from dsdr_trl.scripts.demo import parse_args
+
+    settings = parse_args(["--regime", "minority-rescue"])
+    assert settings.task_variant == "minority-rescue" and settings.sft_includes_rl
+    assert settings.sft_mix == {"split": 15, "carry3": 4, "round": 1}
+    assert settings.warmstart_name.startswith("minority-rescue-balanced-")
+    splits = settings.splits()
+    assert len(splits.held_out) == 45 and splits.guard and all(p.b in (7, 8, 9) for p in splits.held_out)
+    with pytest.raises(ValueError, match="minority-rescue needs"):
+        DemoArguments(task_variant="minority-rescue", strategies="original")

@@ -273,3 +273,19 @@ def test_formula_uniqueness_in_unit_interval_and_zero_for_empty(sets):
     for member, score in zip(sets, scores.tolist(), strict=True):
         if not member:
             assert score == 0.0
+
+
+def test_correct_only_reference_ignores_wrong_members():
+    """`among` (DSDRConfig.diversity_reference="correct") compares a completion only with the marked members."""
+    e = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [1.0, 0.0]])  # one group of 4
+    marked = torch.tensor([True, True, False, True])
+    # Row 0: distances to rows 1 and 3 (marked) are 0.5 and 0: mean 0.25; row 2 (at distance 1) is ignored.
+    semantic = D.semantic_diversity(e, 4, marked)
+    assert semantic.tolist() == pytest.approx([0.25, 0.5, (1.0 + 0.5 + 1.0) / 3, 0.25])
+    assert torch.allclose(D.semantic_diversity(e, 4, torch.ones(4, dtype=torch.bool)), D.semantic_diversity(e, 4))
+    assert D.semantic_diversity(e, 4, torch.tensor([True, False, False, False]))[0] == 0  # no marked mate
+    sets = [{"a", "x"}, {"b", "x"}, {"a"}, {"c"}]
+    # Row 0's "a" is shared only with the unmarked row 2, so it counts as unique; row 2's "a" is not (row 0 has it).
+    assert D.formula_uniqueness(sets, 4, marked).tolist() == [0.5, 0.5, 0.0, 1.0]
+    assert D.formula_uniqueness(sets, 4).tolist() == [0.0, 0.5, 0.0, 1.0]
+    assert D.formula_uniqueness(sets, 4, torch.ones(4, dtype=torch.bool)).tolist() == [0.0, 0.5, 0.0, 1.0]

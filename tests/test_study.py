@@ -1,13 +1,18 @@
-"""The regime study: hand-made job records give the right paired differences, and the tiny grid runs end to end,
-writes its summary and plots, and resumes without rerunning finished jobs."""
+"""The regime study (experiments/study.py, outside the package): hand-made job records give the right paired
+differences, and the tiny grid runs end to end, writes its summary and plots, and resumes without rerunning finished
+jobs."""
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
-from dsdr_trl.cli import main as cli_main
 from dsdr_trl.toy.demo import DemoArguments
-from dsdr_trl.toy.study import DSDR_VARIANTS, StudyArguments, summarize_study
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from study import DSDR_VARIANTS, StudyArguments, summarize_study  # noqa: E402
+from study import main as study_main  # noqa: E402
 
 
 def record(method: str, seed: int, pass1: float, pass16: float, distinct: float) -> dict:
@@ -53,9 +58,9 @@ def test_differences_are_paired_by_seed():
 @pytest.mark.slow
 def test_tiny_study_runs_every_part_and_resumes(tmp_path):
     study_dir, cache = tmp_path / "study", tmp_path / "warmstarts"
-    argv = ["demo", "--study", "--study_grid", "tiny", "--study_workers", "1", "--study_dir", str(study_dir)]
+    argv = ["--study_grid", "tiny", "--jobs", "1", "--study_dir", str(study_dir)]
     argv += ["--warmstart_cache", str(cache)]
-    assert cli_main(argv) == 0
+    assert study_main(argv) == 0
     summary = json.loads((study_dir / "study.json").read_text())
     assert set(summary["cells"]) == {"base", "balanced"}
     assert set(summary["cells"]["base"]["differences"]) == set(DSDR_VARIANTS)
@@ -78,7 +83,7 @@ def test_tiny_study_runs_every_part_and_resumes(tmp_path):
     assert len(jobs) == 1 + len(DSDR_VARIANTS) + 2
 
     stamps = {path.name: path.stat().st_mtime_ns for path in (study_dir / "jobs").glob("*.json")}
-    assert cli_main(argv) == 0  # resumes: every job is done, so none runs again
+    assert study_main(argv) == 0  # resumes: every job is done, so none runs again
     assert {path.name: path.stat().st_mtime_ns for path in (study_dir / "jobs").glob("*.json")} == stamps
     again = json.loads((study_dir / "study.json").read_text())
     assert again["cells"] == summary["cells"]

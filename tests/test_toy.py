@@ -119,3 +119,40 @@ def test_hard_family_is_held_out_from_rl_and_mostly_from_sft():
     assert split_problems(hard_multipliers=(8, 9), hard_sft_fraction=0.0).sft == [
         p for p in splits.sft if p.b not in (8, 9)
     ]
+
+
+def test_minority_rescue_withholds_its_facts_from_every_training_text():
+    from dsdr_trl.toy.task import (
+        MINORITY_MIX,
+        STRATEGY_SETS,
+        contains_withheld_fact,
+        minority_rescue_splits,
+    )
+
+    assert contains_withheld_fact("$7*8=56$") and contains_withheld_fact("$90*7=630$")
+    assert not contains_withheld_fact("$17*8=136$") and not contains_withheld_fact("77*8=")
+    assert not contains_withheld_fact("$6*8=48$ $80*6=480$")
+    splits = minority_rescue_splits()
+    balanced = STRATEGY_SETS["balanced"]
+    sft = sft_dataset(splits.sft + splits.rl, strategies=balanced, mix=MINORITY_MIX)
+    texts = [row["prompt"] + row["completion"] for row in sft] + [p.prompt for p in splits.rl]
+    assert not any(contains_withheld_fact(text) for text in texts)
+    # Every strategy solves every RL problem without a withheld fact.
+    assert not any(contains_withheld_fact(worked_solution(p, s)) for p in splits.rl for s in balanced)
+    # Round-up is the minority of the SFT rows, split the majority, about 75 : 20 : 5.
+    shares = {s: sum(solution_strategy(c) == s for c in sft["completion"]) / len(sft) for s in balanced}
+    assert shares["round"] < 0.06 < 0.15 < shares["carry3"] < 0.25 < 0.7 < shares["split"]
+    sets = [set(splits.sft), set(splits.rl), set(splits.held_out), set(splits.guard)]
+    assert sum(map(len, sets)) == len(set().union(*sets))  # disjoint
+    assert len(splits.rl) == 200 and len(splits.guard) > 80
+
+
+def test_minority_rescue_family_needs_a_withheld_fact_in_every_majority_strategy_only():
+    from dsdr_trl.toy.task import minority_rescue_splits, needs_withheld_fact
+
+    family = minority_rescue_splits().held_out
+    assert len(family) == 45
+    for problem in family:
+        assert needs_withheld_fact(problem, "split") and needs_withheld_fact(problem, "carry3"), problem
+        assert not needs_withheld_fact(problem, "round"), problem
+    assert worked_solution(Problem(37, 8), "round") == r"$40*8=320$ $3*8=24$ $320-24=296$ \boxed{296}"

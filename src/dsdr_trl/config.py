@@ -40,6 +40,7 @@ class DSDRSettingWarning(UserWarning):
 FORMULA_CANONICALIZATIONS = ("none", "sympy")
 # From this share of λ_d up, ε of the group std swallows the bonus differences of an all-correct group (Prop. C.4).
 MAX_EPSILON_SHARE_OF_DIVERSITY_COEF = 0.1
+DIVERSITY_REFERENCES = ("group", "correct")
 
 
 @dataclass
@@ -93,6 +94,12 @@ class DSDRConfig(GRPOConfig):
         entropy_estimator (`str`, *optional*, defaults to `"sampled"`):
             Token entropy of H̄_i (Eq. 12–14): `"sampled"` is the paper's `−ρ_t · log π_θ(y_t)`; `"full"` the exact
             full-vocabulary entropy (lower variance).
+
+        diversity_reference (`str`, *optional*, defaults to `"group"`):
+            Whom S_i and U_i compare a completion with: `"group"`, every other member of its group, wrong ones
+            included (the paper's Eq. 6, 8); `"correct"` (our option), only the other correct members, so that a
+            correct completion is not rewarded for being unlike its wrong group-mates. In an all-correct group the two
+            agree.
 
         > Correctness and advantages
 
@@ -173,6 +180,10 @@ class DSDRConfig(GRPOConfig):
             "choices": list(ENTROPY_ESTIMATORS),
         },
     )
+    diversity_reference: str = field(
+        default="group",
+        metadata={"help": "S_i, U_i over 'group' (the paper's) or 'correct' members", "choices": DIVERSITY_REFERENCES},
+    )
     correctness_reward: str | None = field(
         default=None, metadata={"help": "Reward function whose value marks c_i (Eq. 10–15); default: the first one."}
     )
@@ -221,6 +232,7 @@ class DSDRConfig(GRPOConfig):
                 f"multi_objective_aggregation must be 'sum_then_normalize', got '{self.multi_objective_aggregation}'."
             )
         for name, choices, hint in (
+            ("diversity_reference", DIVERSITY_REFERENCES, ""),
             ("entropy_estimator", ENTROPY_ESTIMATORS, ""),
             ("formula_canonicalization", FORMULA_CANONICALIZATIONS, ""),
             (

@@ -39,33 +39,45 @@ def pairwise_distance(embeddings: torch.Tensor) -> torch.Tensor:
     return distance * (1.0 - torch.eye(size, device=e.device, dtype=e.dtype))
 
 
-def semantic_diversity(embeddings: torch.Tensor, group_size: int) -> torch.Tensor:
+def semantic_diversity(embeddings: torch.Tensor, group_size: int, among: torch.Tensor | None = None) -> torch.Tensor:
     """`S_i = (1/(G-1)) Σ_{j≠i} s_ij`, the mean distance to the other members of the group (Eq. 5–6).
 
-    `embeddings (N, D)`, `group_size` G ≥ 2 -> `(N,)` float32 in [0, 1].
+    `embeddings (N, D)`, `group_size` G ≥ 2 -> `(N,)` float32 in [0, 1]. `among (N,)` bool, optional (our option, not
+    the paper's reading): compare only with the members it marks, e.g. the correct ones; no other marked member gives 0.
     """
     num_rows = embeddings.shape[0]
     _check_groups(num_rows, group_size)
     if group_size < 2:
         raise ValueError("semantic_diversity needs at least 2 completions per group.")
     distance = pairwise_distance(embeddings.view(-1, group_size, embeddings.shape[-1]))  # (Q, G, G)
-    return (distance.sum(dim=-1) / (group_size - 1)).reshape(num_rows)
+    if among is None:
+        return (distance.sum(dim=-1) / (group_size - 1)).reshape(num_rows)
+    marked = among.to(distance.dtype).view(-1, 1, group_size)  # column j counts iff j is marked
+    others = marked.sum(dim=-1, keepdim=True) - marked.transpose(-1, -2)  # (Q, G, 1): marked members other than i
+    return ((distance * marked).sum(dim=-1, keepdim=True) / others.clamp(min=1)).reshape(num_rows)
 
 
-def formula_uniqueness(formulas: Sequence[frozenset[str]], group_size: int) -> torch.Tensor:
+def formula_uniqueness(
+    formulas: Sequence[frozenset[str]], group_size: int, among: torch.Tensor | None = None
+) -> torch.Tensor:
     """`U_i = |F_i \\ ∪_{j≠i} F_j| / |F_i|`, the share of i's formulas no other member uses (Eq. 7–8).
 
     `formulas` (N frozensets, see `dsdr_trl.formulas.extract_formulas`), `group_size` -> `(N,)` float32 in [0, 1];
-    0 for a completion without formulas.
+    0 for a completion without formulas. `among (N,)` bool, optional (our option): only the members it marks count as
+    other members; no other marked member gives 0.
     """
     _check_groups(len(formulas), group_size)
+    marked = [True] * len(formulas) if among is None else [bool(m) for m in among.tolist()]
     scores = []
     for start in range(0, len(formulas), group_size):
-        group = formulas[start : start + group_size]
-        # Each completion counts a formula once: a formula is unique to i iff exactly one member has it.
-        owners = Counter(f for member in group for f in member)
-        for member in group:
-            unique = sum(1 for f in member if owners[f] == 1)
+        group, counted = formulas[start : start + group_size], marked[start : start + group_size]
+        # Each completion counts a formula once: a formula is unique to i iff no other counted member has it.
+        owners = Counter(f for member, keep in zip(group, counted, strict=True) if keep for f in member)
+        for member, keep in zip(group, counted, strict=True):
+            if among is not None and sum(counted) - keep == 0:
+                scores.append(0.0)
+                continue
+            unique = sum(1 for f in member if owners[f] == keep)  # owned by i alone (i counts itself if marked)
             scores.append(unique / len(member) if member else 0.0)
     return torch.tensor(scores, dtype=torch.float32)
 

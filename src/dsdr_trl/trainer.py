@@ -140,7 +140,8 @@ class DSDRGRPOTrainer(GRPOTrainer):
         if not self.args.needs_diversity_scores or group_size < 2:
             scored = torch.zeros_like(scored)
 
-        semantic, formula = self._diversity_scores(prompts, completions, scored, local, group_size)
+        among = correct if self.args.diversity_reference == "correct" else None
+        semantic, formula = self._diversity_scores(prompts, completions, scored, local, group_size, among)
         score = diversity.diversity_score(semantic, formula, self.args.formula_weight)
         clipped = diversity.clip_score(score, self.args.diversity_clip)
         bonus = diversity.diversity_bonus(score, correct, self.args.diversity_coef, self.args.diversity_clip)
@@ -176,12 +177,19 @@ class DSDRGRPOTrainer(GRPOTrainer):
         return rewards_per_func
 
     def _diversity_scores(
-        self, prompts: Sequence, completions: Sequence, scored: torch.Tensor, local: slice, group_size: int
+        self,
+        prompts: Sequence,
+        completions: Sequence,
+        scored: torch.Tensor,
+        local: slice,
+        group_size: int,
+        among: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """S_i and U_i (or `diversity_fn`'s score) of every row of the gathered batch, `(N,)` each, 0 outside `scored`.
 
         Each process scores its own rows of `scored` groups (incorrect ones included: a correct row is compared with
-        all other members); the gathers are collectives, run by every process whatever its rows.
+        all other members, or with `among` (`diversity_reference="correct"`) only with the members it marks); the
+        gathers are collectives, run by every process whatever its rows.
         """
         if not scored.any():
             return torch.zeros_like(scored, dtype=torch.float32), torch.zeros_like(scored, dtype=torch.float32)
@@ -197,7 +205,9 @@ class DSDRGRPOTrainer(GRPOTrainer):
             self.args.diversity_encoder_max_length,
             self.args.diversity_encoder_pooling,
         )
-        semantic = diversity.semantic_diversity(gather(embeddings), group_size).to(scored.device)
+        embeddings = gather(embeddings)  # (N, D)
+        among = None if among is None else among.to(embeddings.device)
+        semantic = diversity.semantic_diversity(embeddings, group_size, among).to(scored.device)
 
         if self.diversity_fn is not None:
             kept_texts = iter(texts)
@@ -208,7 +218,7 @@ class DSDRGRPOTrainer(GRPOTrainer):
             found = iter(extract_formulas_batch(texts, canonicalize=self.args.formula_canonicalization))
             formulas = gather_object([next(found) if kept else frozenset() for kept in keep])
             self._warn_if_no_formulas(formulas)
-            formula = diversity.formula_uniqueness(formulas, group_size)
+            formula = diversity.formula_uniqueness(formulas, group_size, among)
         return semantic * scored, formula.to(scored.device) * scored
 
     def _warn_if_no_formulas(self, formulas: Sequence[frozenset[str]]) -> None:

@@ -4,9 +4,9 @@
     dsdr-trl demo --seeds 0 1 2                  # three seeds; the report gives mean ± std
     dsdr-trl demo --regenerate_warmstart DIR     # retrain the SFT warm start from its seed into DIR, then exit
     dsdr-trl demo --rebuild_report               # rewrite report.md and plots from a finished run's JSON and logs
-    dsdr-trl demo --study --seeds 100 101 102    # the regime study (dsdr_trl.toy.study), two runs at a time
 
-Every field of `DemoArguments` and `StudyArguments` is a flag (`--help` lists them) or a key of a `--config` YAML.
+Every field of [`~dsdr_trl.toy.demo.DemoArguments`] is a flag (`--help` lists them) or a key of a `--config` YAML. The
+regime study that chose the default regime lives outside the package, in the repository's `experiments/`.
 """
 
 from __future__ import annotations
@@ -20,38 +20,32 @@ from .common import parse, pop_config, run_command, user_input
 
 def make_parser():
     from ..toy.demo import DemoArguments
-    from ..toy.study import StudyArguments
 
-    return make_trl_parser((DemoArguments, StudyArguments), "dsdr-trl demo")
+    return make_trl_parser((DemoArguments,), "dsdr-trl demo")
 
 
 def parse_args(argv: list[str]):
-    """The demo's and the study's arguments; a `--regime` sets defaults first, so that explicit flags win over it."""
+    """The demo's arguments; a `--regime` sets defaults first, so that explicit flags win over it."""
     from ..toy.demo import DEFAULT_REGIME, regime_settings
 
     config, _ = pop_config(argv := list(argv))
     regime = ("--regime", lambda name: regime_settings(name or DEFAULT_REGIME))
-    return parse(make_parser(), argv, config, "demo", preset=regime)
+    (settings,) = parse(make_parser(), argv, config, "demo", preset=regime)
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    settings, study = parse_args(list(sys.argv[1:] if argv is None else argv))
+    settings = parse_args(list(sys.argv[1:] if argv is None else argv))
 
     from ..toy.demo import regenerate_warmstart, run_demo
     from ..toy.report import rebuild_report, results_table
-    from ..toy.study import run_study
 
     if settings.regenerate_warmstart:
         with user_input():  # it checks the folder it is given first
             return regenerate_warmstart(settings)
-    if study.study:
-        summary = run_study(study, settings)
-        print(
-            f"\nWrote {study.study_dir}/study.json, study.md and study.png in {summary['wall_seconds'] / 60:.1f} min."
-        )
-    elif settings.rebuild_report:
+    if settings.rebuild_report:
         print(results_table(rebuild_report(settings.output_dir)))
     else:
         report = run_demo(settings)

@@ -2,9 +2,9 @@ r"""The embedded toy task, its policy and the `dsdr-trl demo` that trains GRPO a
 
     from dsdr_trl.toy import load_policy, rl_dataset, split_problems
 
-- `task`: two-digit × one-digit multiplication with three correct strategies, the problem split, the datasets.
+- `task`: two-digit × one-digit multiplication with three correct strategies, its variants, the splits, the datasets.
 - `models`: the tokenizers and the one Qwen3 builder (the toy policy and the tiny test model).
-- `warmstart`: SFT of the policy on all strategies; `load_policy` loads the shipped weights.
+- `warmstart`: SFT of the policy on the strategies; `load_policy` loads the shipped weights.
 - `demo` and `report`: `dsdr-trl demo`.
 
 Nothing in the DSDR core imports this package.
@@ -22,16 +22,5 @@ from .task import (
 )
 from .warmstart import WARMSTART_DIR, load_policy, train_warmstart
 
-__all__ = [
-    "STRATEGIES",
-    "WARMSTART_DIR",
-    "Problem",
-    "Splits",
-    "load_policy",
-    "rl_dataset",
-    "sft_dataset",
-    "solution_strategy",
-    "split_problems",
-    "train_warmstart",
-    "worked_solution",
-]
+__all__ = ["STRATEGIES", "WARMSTART_DIR", "Problem", "Splits", "load_policy", "rl_dataset", "sft_dataset"]
+__all__ += ["solution_strategy", "split_problems", "train_warmstart", "worked_solution"]

@@ -1,23 +1,19 @@
 r"""
 The demo behind `dsdr-trl demo`: GRPO against DSDR on the embedded toy task, on CPU, in minutes.
 
-Settings are the fields of [`DemoArguments`], which `dsdr-trl demo` parses with TRL's `TrlParser` like `dsdr-trl
-train` (snake_case flags, or a YAML file with `--config`). From the warm-started policy of
-[`dsdr_trl.toy.warmstart`] (shipped in the package, so no SFT runs here), it trains plain GRPO
-(`DSDRConfig(diversity_coef=0, local_entropy_coef=0)`) and DSDR with the same seeds, steps, batch and learning rate,
-then samples 16 completions for every held-out problem and reports pass@k for k = 1…16 (unbiased estimator),
-avg@16, the number of distinct correct solutions per problem (by formula set), the mean semantic distance among
-correct samples, which of the task's three strategies the correct samples use, and the training curves.
+Settings are the fields of [`DemoArguments`] (snake_case flags or a `--config` YAML, parsed by TRL's `TrlParser`), on
+top of a named regime ([`REGIMES`]). From the regime's shipped warm start ([`dsdr_trl.toy.warmstart`]) it trains plain
+GRPO (`DSDRConfig(diversity_coef=0, local_entropy_coef=0)`) and DSDR with the same seeds, steps, batch and learning
+rate, then samples `num_samples` completions per held-out problem and reports pass@k (unbiased estimator), avg@N,
+distinct correct solutions per problem (by formula set), the semantic distance among correct samples, the strategies
+the correct samples use and the training curves, next to the committed many-seed results (docs/effect-study.md).
 
-The demo's DSDR coefficients were fixed before the two methods were compared, and are not the paper's: λ_d = 0.1
-(the paper's 0.001 is for real LLMs; at toy scale with binary rewards 0.1 still keeps every correct completion above
-every incorrect one), λ_ℓ = 0.01 (the largest value the paper reports as stable), τ = 5 (the paper's). Both methods
-share the paper's backbone: clip-higher ε = (0.2, 0.28), no KL, per-sequence token mean. The RL learning rate
-(2e-4) was set from one GRPO-only trial (in 50 steps its training reward rose and its strategy mix narrowed), and the
-length doubled to 100 steps to use the time budget; DSDR was not run to choose either.
-
-Torch runs on one thread by default: the model is so small that a second thread barely helps, while on a shared or
-busy 2-core machine two threads contend and a step can get many times slower.
+DSDR's toy coefficients were fixed before any comparison: λ_d = 0.1 (at toy scale with binary rewards it still keeps
+every correct completion above every incorrect one), λ_ℓ = 0.01 (the largest value the paper reports as stable),
+τ = 5 (the paper's). Both methods share the paper's backbone: clip-higher ε = (0.2, 0.28), no KL, per-sequence token
+mean. RL runs 100 steps at a constant learning rate of 1e-4 (`hard-family`, `minority-rescue`; `collapse` keeps the
+2e-4 set from one GRPO-only trial). Torch uses one thread: the model is so small that a second barely helps, while on
+a busy 2-core machine two threads contend.
 """
 
 from __future__ import annotations
@@ -33,25 +29,26 @@ from typing import Any
 
 from .console import attach, quiet_run
 from .report import LABELS, METHODS, aggregate, make_plots, write_report
-from .task import NUM_EVAL_PROBLEMS, NUM_RL_PROBLEMS, STRATEGY_SETS, Splits, split_problems
+from .task import MINORITY_MIX, NUM_EVAL_PROBLEMS, NUM_RL_PROBLEMS, STRATEGY_SETS, Splits
 
 # Named regimes: settings of `DemoArguments`, as changes to its defaults (`--regime NAME`; flags override them).
 # - `hard-family` (the defaults, chosen by the regime study, docs/effect-study.md): balanced strategies, a warm start of
 #   1000 SFT steps, evaluation on a problem family (multipliers 8 and 9) that SFT saw a fifth of and RL none of,
-#   100 RL steps at 1e-4. The study varies it one axis at a time (the entries after it). Its warm start ships.
+#   100 RL steps at 1e-4. Its warm start ships.
 # - `collapse`: the original task from its shipped 600-step warm start, RL at 2e-4; RL collapses both methods onto the
 #   most accurate strategy.
+# - `minority-rescue`: the task variant of `dsdr_trl.toy.task.minority_rescue_splits`, where only the strategy SFT
+#   uses least (round-up, 5 % of its rows) solves the evaluation family, and the warm start has memorised the RL
+#   problems, so that most RL groups are all-correct: where DSDR's bonus is the only signal (Prop. C.4).
 REGIMES: dict[str, dict[str, Any]] = {
     "hard-family": {},
-    "hard-family-sft600": {"sft_steps": 600},
-    "hard-family-sft1500": {"sft_steps": 1500},
-    "hard-family-memorised": {"sft_steps": 1500, "sft_includes_rl": True},
-    "hard-family-original": {"strategies": "original"},
-    "hard-family-300-steps": {"max_steps": 300},
-    "standard-eval": {"hard_multipliers": []},
     "collapse": {"strategies": "original", "hard_multipliers": [], "sft_steps": 600, "learning_rate": 2e-4},
+    "minority-rescue": {"task_variant": "minority-rescue", "hard_multipliers": [], "sft_includes_rl": True},
 }
+TASK_VARIANTS = ("standard", "minority-rescue")
 DEFAULT_REGIME = "hard-family"
+_POSITIVE = ("max_steps", "prompts_per_step", "num_samples", "max_completion_length", "num_threads", "sft_steps")
+_POSITIVE += ("num_rl_problems",)
 
 
 @dataclass
@@ -70,6 +67,9 @@ class DemoArguments:
         default_factory=lambda: [0],
         metadata={"help": "Seeds to run, e.g. --seeds 0 1 2; the report gives mean ± std."},
     )
+    # 'minority-rescue': products of two digits from {7, 8, 9} withheld, SFT mostly split, evaluation on the family
+    # only round-up (the rarest strategy) solves; see dsdr_trl.toy.task.
+    task_variant: str = field(default="standard", metadata={"help": "The task variant.", "choices": TASK_VARIANTS})
     strategies: str = field(
         default="balanced",
         metadata={
@@ -90,16 +90,10 @@ class DemoArguments:
     )
     sft_steps: int = field(
         default=1000,
-        metadata={
-            "help": "SFT steps of the warm start. The warm starts of the hard-family and collapse regimes ship with "
-            "the package; any other is trained once into warmstart_cache."
-        },
+        metadata={"help": "SFT steps of the warm start (the named regimes' ship; others train once into the cache)."},
     )
     sft_includes_rl: bool = field(
-        default=False,
-        metadata={
-            "help": "Also SFT on the RL problems, so that the warm start has memorised them (most groups correct)."
-        },
+        default=False, metadata={"help": "Also SFT on the RL problems (the warm start memorises them)."}
     )
     warmstart_cache: str = field(
         default="outputs/warmstarts", metadata={"help": "Where warm starts other than the shipped one are kept."}
@@ -111,10 +105,7 @@ class DemoArguments:
     learning_rate: float = field(default=1e-4, metadata={"help": "RL learning rate (constant), both methods."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature during RL."})
     max_completion_length: int = field(default=48, metadata={"help": "Completion cap, RL and evaluation."})
-    num_eval_problems: int = field(
-        default=NUM_EVAL_PROBLEMS,
-        metadata={"help": f"Held-out problems to evaluate on (at most {NUM_EVAL_PROBLEMS})."},
-    )
+    num_eval_problems: int = field(default=NUM_EVAL_PROBLEMS, metadata={"help": "Held-out problems to evaluate on."})
     num_samples: int = field(default=16, metadata={"help": "Samples per held-out problem (the largest k of pass@k)."})
     eval_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the evaluation."})
     # DSDR's coefficients for the toy scale (see the module docstring); GRPO uses 0 for both.
@@ -122,8 +113,7 @@ class DemoArguments:
     local_entropy_coef: float = field(default=0.01, metadata={"help": "DSDR's λ_ℓ (Eq. 16); GRPO uses 0."})
     coupling_temperature: float = field(default=5.0, metadata={"help": "DSDR's τ (Eq. 11)."})
     warmstart: str | None = field(
-        default=None,
-        metadata={"help": "A directory with warm-start weights; overrides the one strategies and sft_steps name."},
+        default=None, metadata={"help": "A directory with warm-start weights; overrides the one the settings name."}
     )
     regenerate_warmstart: str | None = field(
         default=None,
@@ -134,7 +124,7 @@ class DemoArguments:
     )
     rebuild_report: bool = field(
         default=False,
-        metadata={"help": "Only rewrite report.md and the plots in output_dir from its report.json and logs."},
+        metadata={"help": "Only rewrite report.md and the plots from output_dir's report.json and logs."},
     )
     num_threads: int = field(default=1, metadata={"help": "Torch CPU threads."})
     plots: bool = field(default=True, metadata={"help": "Draw the PNG plots."})
@@ -149,6 +139,10 @@ class DemoArguments:
     def __post_init__(self):
         if self.regime not in REGIMES:
             raise ValueError(f"--regime must be one of {sorted(REGIMES)}, got '{self.regime}'.")
+        if self.task_variant not in TASK_VARIANTS:
+            raise ValueError(f"--task_variant must be one of {list(TASK_VARIANTS)}, got '{self.task_variant}'.")
+        if self.task_variant == "minority-rescue" and (self.strategies != "balanced" or self.hard_multipliers):
+            raise ValueError("--task_variant minority-rescue needs --strategies balanced and no --hard_multipliers.")
         if self.strategies not in STRATEGY_SETS:
             raise ValueError(f"--strategies must be one of {sorted(STRATEGY_SETS)}, got '{self.strategies}'.")
         if not self.seeds:
@@ -165,15 +159,7 @@ class DemoArguments:
             raise ValueError(f"--hard_multipliers must lie in 2…9, got {self.hard_multipliers}.")
         if not 0.0 <= self.hard_sft_fraction <= 1.0:
             raise ValueError(f"--hard_sft_fraction must lie in [0, 1], got {self.hard_sft_fraction}.")
-        for name in (
-            "max_steps",
-            "prompts_per_step",
-            "num_samples",
-            "max_completion_length",
-            "num_threads",
-            "sft_steps",
-            "num_rl_problems",
-        ):
+        for name in _POSITIVE:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
 
@@ -181,8 +167,17 @@ class DemoArguments:
     def strategy_names(self) -> tuple[str, ...]:
         return STRATEGY_SETS[self.strategies]
 
+    @property
+    def sft_mix(self) -> dict[str, int] | None:
+        """How often SFT solves a problem with each strategy (`None`: once with each)."""
+        return MINORITY_MIX if self.task_variant == "minority-rescue" else None
+
     def splits(self) -> Splits:
         """The SFT, RL and held-out problems of this setting."""
+        from .task import minority_rescue_splits, split_problems
+
+        if self.task_variant == "minority-rescue":
+            return minority_rescue_splits(num_rl=self.num_rl_problems)
         return split_problems(
             num_rl=self.num_rl_problems,
             hard_multipliers=tuple(self.hard_multipliers),
@@ -193,6 +188,7 @@ class DemoArguments:
     def warmstart_name(self) -> str:
         """The name of the warm start these settings train from, unique per strategy set, SFT steps and split."""
         name = f"{self.strategies}-sft{self.sft_steps}" + ("-memorised" if self.sft_includes_rl else "")
+        name = ("minority-rescue-" if self.task_variant == "minority-rescue" else "") + name
         if self.hard_multipliers:
             family = "".join(map(str, sorted(self.hard_multipliers)))
             name += f"-hard{family}-{self.hard_sft_fraction:g}"
@@ -215,12 +211,12 @@ def regime_settings(name: str) -> dict[str, Any]:
 
 def regime_defaults(argv: list[str]) -> dict[str, Any]:
     """The settings of the `--regime` named in `argv` (else of the default regime), to apply before the flags."""
-    for index, arg in enumerate(argv):
-        if arg == "--regime" and index + 1 < len(argv) and argv[index + 1] in REGIMES:
-            return regime_settings(argv[index + 1])
-        if arg.startswith("--regime=") and arg.split("=", 1)[1] in REGIMES:
-            return regime_settings(arg.split("=", 1)[1])
-    return regime_settings(DEFAULT_REGIME)
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--regime", default=DEFAULT_REGIME)
+    name = parser.parse_known_args(argv)[0].regime
+    return regime_settings(name if name in REGIMES else DEFAULT_REGIME)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -257,10 +253,17 @@ def make_mode_monitor(group_size: int, strategies: tuple[str, ...]):
 
 
 def train_method(
-    method: str, seed: int, settings: DemoArguments, warmstart: Path, encoder: Any, train_dataset: Any, run_dir: Path
+    method: str,
+    seed: int,
+    settings: DemoArguments,
+    warmstart: Path,
+    encoder: Any,
+    train_dataset: Any,
+    run_dir: Path,
+    dsdr_options: dict[str, Any] | None = None,
 ) -> tuple[Any, Any, list[dict[str, Any]]]:
     """Trains `"grpo"` or `"dsdr"` from the warm start with `DSDRGRPOTrainer`; GRPO is the same trainer with both DSDR
-    coefficients at 0, so the two runs differ in nothing else.
+    coefficients at 0, so the two runs differ in nothing else. `dsdr_options` are further `DSDRConfig` fields.
 
     Returns:
         `tuple`: the trained model, its tokenizer, and the trainer's per-step log history.
@@ -294,6 +297,7 @@ def train_method(
         bf16=False,
         activation_checkpointing=False,
         disable_tqdm=not settings.verbose,  # without --verbose, the demo's own bar (console.TrainingBar)
+        **(dsdr_options or {}),
     )
     trainer = DSDRGRPOTrainer(
         model=model,
@@ -336,17 +340,14 @@ def evaluate(
     correct = score_samples(samples, [p.answer for p in problems])
     diversity = diversity_of_samples(samples, correct, encoder)
     result = summarize(samples, correct, range(1, settings.num_samples + 1), diversity=diversity)
-    used = Counter(
-        solution_strategy(text) or "other"
-        for group, flags in zip(samples, correct, strict=True)
-        for text, ok in zip(group, flags, strict=True)
-        if ok
-    )
-    total = sum(used.values())
-    modes = [
-        len({solution_strategy(t) for t, ok in zip(group, flags, strict=True) if ok} - {None})
-        for group, flags in zip(samples, correct, strict=True)
+    # Per problem, the strategy of each correct sample ("other" when it follows none).
+    named = [
+        [solution_strategy(t) or "other" for t, ok in zip(g, f, strict=True) if ok]
+        for g, f in zip(samples, correct, strict=True)
     ]
+    used = Counter(name for group in named for name in group)
+    total = sum(used.values())
+    modes = [len(set(group) - {"other"}) for group in named]
     return {
         "pass@k": {str(k): v for k, v in result.pass_at_k.items()},
         f"avg@{settings.num_samples}": result.avg_accuracy,
@@ -401,6 +402,7 @@ def train_settings_warmstart(settings: DemoArguments, directory: Path, disable_t
         max_steps=settings.sft_steps,
         problems=splits.sft + splits.rl if settings.sft_includes_rl else splits.sft,
         strategies=settings.strategy_names,
+        mix=settings.sft_mix,
         disable_tqdm=disable_tqdm,
     )
 
@@ -455,10 +457,8 @@ def run_demo(settings: DemoArguments) -> dict[str, Any]:
     }
     plots = make_plots(report, histories, output_dir) if settings.plots else []
     report["wall_seconds"] = time.time() - start
-    for method in report["methods"].values():
-        method.update(seeds=settings.seeds)
     for name, method in report["methods"].items():
-        method["wall_seconds"] = seconds[name]
+        method.update(seeds=settings.seeds, wall_seconds=seconds[name])
     (output_dir / "report.json").write_text(json.dumps(report, indent=1))
     write_report(report, output_dir, plots)
     return report

@@ -10,15 +10,9 @@ from typing import Any
 
 METHODS = ("grpo", "dsdr")
 
-# What the regime study (docs/effect-study.md) found on its five confirmation seeds; every report repeats it, so that
-# a single run is read against the many-seed result.
-STUDY_FINDINGS = """The regime study (docs/effect-study.md) chose the demo's default regime, `hard-family`, on development seeds, then
-ran it on five fresh seeds (1000–1004). It reproduces part of the paper's picture: GRPO raises pass@1 on the unseen
-problem family (7.9 → 12.8 %) while pass@16 stays flat (33 %) and the correct samples collapse onto one strategy
-(carry3 40 → 72 %), and DSDR revives dead groups (0.46 → 0.34 of the groups after shaping). It does **not** reproduce
-DSDR's gain in pass@k: DSDR − GRPO is −0.2 ± 1.2 points pass@16, −0.8 ± 1.3 pass@1 and +0.01 ± 0.01 distinct correct
-solutions (standard errors of five seed-paired differences); DSDR's bonus alone gives +1.9 ± 1.0 points pass@16 and
-+0.04 ± 0.01 distinct correct solutions."""
+# What the committed many-seed studies found (docs/effect-study.md), written there by experiments/findings.py; every
+# report repeats it, so that a single run is read against the many-seed results.
+FINDINGS = Path(__file__).parent / "assets" / "study-results" / "findings.json"
 LABELS = {"warmstart": "warm start (SFT)", "grpo": "GRPO", "dsdr": "DSDR"}
 
 
@@ -102,14 +96,8 @@ def _difference(report: dict[str, Any], key: str, k: str | None = None) -> tuple
 
 def _verdict(report: dict[str, Any]) -> str:
     """The comparison in words; with several seeds a gap counts only when it exceeds twice its standard error."""
-    n = str(report["settings"]["num_samples"])
-    rows = [
-        ("pass@1", *_difference(report, "", "1"), 100, "points"),
-        (f"pass@{n}", *_difference(report, "", n), 100, "points"),
-        ("distinct correct solutions per problem", *_difference(report, "distinct_correct"), 1, ""),
-    ]
-    methods = report["methods"]
-    lines, clear_wins, clear_losses = [], 0, 0
+    n, methods = str(report["settings"]["num_samples"]), report["methods"]
+    lines, signs = [], set()
     for name in METHODS:
         start, end = methods["warmstart"], methods[name]
         lines.append(
@@ -118,28 +106,43 @@ def _verdict(report: dict[str, Any]) -> str:
             f"{100 * end['pass@k'][n]:.1f} %, distinct correct {start['distinct_correct']:.2f} → "
             f"{end['distinct_correct']:.2f}."
         )
-    for label, delta, error, scale, unit in rows:
-        digits = 1 if scale == 100 else 2
-        line = f"- {label}: DSDR {scale * delta:+.{digits}f} {unit} against GRPO".replace("  ", " ")
+    for label, key, k, scale in (
+        ("pass@1", "", "1", 100),
+        (f"pass@{n}", "", n, 100),
+        ("distinct correct", "distinct_correct", None, 1),
+    ):
+        delta, error = _difference(report, key, k)
+        digits, unit = (1, " points") if scale == 100 else (2, "")
+        line = f"- {label}: DSDR {scale * delta:+.{digits}f}{unit} against GRPO"
         if error is not None:
             exceeds = abs(delta) > 2 * error
-            line += f", standard error {scale * error:.{digits}f}: "
-            line += "**exceeds** twice its standard error" if exceeds else "within twice its standard error"
-            clear_wins += delta > 2 * error
-            clear_losses += delta < -2 * error
+            line += f", standard error {scale * error:.{digits}f}: " + ("**exceeds**" if exceeds else "within")
+            line += " twice its standard error"
+            signs |= {delta > 0} if exceeds else set()
         lines.append(line + ".")
     if len(report["seeds"]) == 1:
         lines.append("\nOne seed cannot separate the methods from run-to-run noise: run `--seeds 0 1 2` or more.")
-    elif clear_wins and not clear_losses:
-        lines.append("\nDSDR is ahead of GRPO by more than twice the standard error on at least one of these numbers.")
-    elif clear_losses and not clear_wins:
-        lines.append("\nGRPO is ahead of DSDR by more than twice the standard error on at least one of these numbers.")
-    elif clear_wins and clear_losses:
-        lines.append("\nEach method is ahead on some number by more than twice its standard error.")
-    else:
+    elif not signs:
         lines.append(
-            "\nNone of these gaps exceeds twice its standard error: with these settings the demo does **not** show "
-            "DSDR beating GRPO."
+            "\nNone of these gaps exceeds twice its standard error: this run does **not** separate the methods."
+        )
+    else:
+        leader = {frozenset({True}): "DSDR is", frozenset({False}): "GRPO is"}.get(frozenset(signs), "Each method is")
+        lines.append(f"\n{leader} ahead by more than twice the standard error on at least one of these numbers.")
+    return "\n".join(lines)
+
+
+def study_findings() -> str:
+    """The committed confirmation results, one line per regime: its DSDR − GRPO numbers and a plain sentence."""
+    if not FINDINGS.exists():
+        return "(no committed study results in this installation)"
+    lines = []
+    for name, entry in json.loads(FINDINGS.read_text())["regimes"].items():
+        d = entry["difference"]
+        lines.append(
+            f"- `{name}` ({len(entry['seeds'])} confirmation seeds): DSDR − GRPO {entry['metric']} "
+            f"{d['mean']:+.1f} ± {d['standard_error']:.1f} points (GRPO {entry['grpo']:.1f}, DSDR {entry['dsdr']:.1f}). "
+            + entry["sentence"]
         )
     return "\n".join(lines)
 
@@ -159,6 +162,8 @@ def write_report(report: dict[str, Any], output_dir: Path, plots: list[str]) -> 
         if family
         else "held-out problems (disjoint from the SFT and RL problems)"
     )
+    if settings.get("task_variant") == "minority-rescue":
+        held_out = "problems of the family only round-up solves (its products of two digits from {7, 8, 9} never appear in SFT or RL)"
     text = f"""# DSDR vs GRPO on the toy multiplication task
 
 - Regime `{settings.get("regime", "collapse")}`. Seeds: {", ".join(map(str, report["seeds"]))}. Wall time: \
@@ -185,7 +190,7 @@ strategies ({names}) the correct samples of a problem use; *sem. dist.*: mean pa
 
 ## What many seeds say
 
-{STUDY_FINDINGS}
+{study_findings()}
 
 ## Which strategies the correct samples use (% of correct samples)
 
@@ -205,13 +210,7 @@ SMOOTHING_STEPS = 10
 
 def _running_mean(values: list[float], window: int) -> list[float]:
     """Trailing mean over the last `window` values (fewer at the start)."""
-    out, total = [], 0.0
-    for index, value in enumerate(values):
-        total += value
-        if index >= window:
-            total -= values[index - window]
-        out.append(total / min(index + 1, window))
-    return out
+    return [statistics.fmean(values[max(0, i + 1 - window) : i + 1]) for i in range(len(values))]
 
 
 def make_plots(report: dict[str, Any], histories: dict[str, list[list[dict]]], output_dir: Path) -> list[str]:
@@ -228,9 +227,8 @@ def make_plots(report: dict[str, Any], histories: dict[str, list[list[dict]]], o
         mean = [100 * method["pass@k"][str(k)] for k in ks]
         std = [100 * method["pass@k_std"][str(k)] for k in ks]
         ax.plot(ks, mean, marker="o", ms=3, label=LABELS[name], color=colors[name])
-        low = [m - s for m, s in zip(mean, std, strict=True)]
-        high = [m + s for m, s in zip(mean, std, strict=True)]
-        ax.fill_between(ks, low, high, alpha=0.2, color=colors[name])
+        band = list(zip(mean, std, strict=True))
+        ax.fill_between(ks, [m - s for m, s in band], [m + s for m, s in band], alpha=0.2, color=colors[name])
     ax.set_xscale("log", base=2)
     ax.set_xlabel("k")
     ax.set_ylabel("pass@k (%)")
@@ -255,11 +253,8 @@ def make_plots(report: dict[str, Any], histories: dict[str, list[list[dict]]], o
     strategies = [name for name in report["methods"]["grpo"]["strategy_share"] if name != "other"]
     shade = dict(zip(strategies, ("tab:green", "tab:orange", "tab:purple"), strict=False))
     fig, axes = plt.subplots(2, 4, figsize=(16, 6.8))
-    top = [
-        ("reward", "accuracy (train reward)"),
-        ("entropy", "policy entropy (nats/token)"),
-        ("toy/modes_per_group", "strategies among correct, per group"),
-    ]
+    top = [("reward", "accuracy (train reward)"), ("entropy", "policy entropy (nats/token)")]
+    top.append(("toy/modes_per_group", "strategies among correct, per group"))
     for ax, (key, title) in zip(axes[0], top, strict=False):
         for name, runs in histories.items():
             curves(ax, runs, key, colors[name], LABELS[name])

@@ -12,7 +12,7 @@ formulas in `$…$` and ends with the answer in `\boxed{}`, so the package's own
 The 648 problems are split by a seed into 352 for SFT, 200 for RL and 96 held out for evaluation. The policy that
 knows the three strategies is in `dsdr_trl.toy.warmstart`.
 
-Two variants serve the regime study (`dsdr_trl.toy.study`):
+Variants (the named regimes of `dsdr_trl.toy.demo`):
 
 - strategy sets ([`STRATEGY_SETS`]): `"original"` above, whose carry method is one step shorter than the others, and
   `"balanced"`, whose `carry3` writes the carry as a third step, so that all three strategies have three formulas:
@@ -22,6 +22,11 @@ Two variants serve the regime study (`dsdr_trl.toy.study`):
 - a hard evaluation family (`split_problems(hard_multipliers=(8, 9))`): the held-out problems are drawn from the
   multipliers 8 and 9, of which SFT sees only a fraction, so that a warm start is far from its pass@16 ceiling there.
 
+- minority rescue ([`minority_rescue_splits`]): only a rare strategy can solve the evaluation problems. Every product
+  of two digits from {7, 8, 9}, written `x*y` or `x0*y`, is withheld from SFT and RL; the family `a*b` with `b` and
+  the ones digit of `a` in {7, 8, 9} and the tens digit 1–5 (45 problems) then needs one in split and carry3 (`7*8`)
+  and none in round-up (`60*8`, `3*8`), which SFT uses least ([`MINORITY_MIX`]).
+
 The task was fixed before GRPO and DSDR were compared on it; nothing here is tuned to favour either.
 """
 
@@ -29,7 +34,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 STRATEGY_SETS = {"original": ("split", "round", "carry"), "balanced": ("split", "round", "carry3")}
 STRATEGIES = STRATEGY_SETS["original"]
@@ -72,6 +77,7 @@ class Splits:
     sft: list[Problem]
     rl: list[Problem]
     held_out: list[Problem]
+    guard: list[Problem] = field(default_factory=list)  # a second held-out set (the minority-rescue variant's)
 
 
 def split_problems(
@@ -98,6 +104,40 @@ def split_problems(
         raise ValueError(f"hard_multipliers={hard_multipliers} leaves too few problems for {num_eval} held out.")
     seen = family[num_eval:][: round(hard_sft_fraction * (len(family) - num_eval))]
     return Splits(sft=others[num_rl:] + seen, rl=others[:num_rl], held_out=family[:num_eval])
+
+
+# The minority-rescue variant: the withheld facts, the strategy mix of its SFT and its evaluation family.
+WITHHELD_DIGITS = (7, 8, 9)
+_WITHHELD = re.compile(r"(?<!\d)[789]0?\*[789]=")
+MINORITY_MIX = {"split": 15, "carry3": 4, "round": 1}  # 75 : 20 : 5 % of SFT rows; round-up is the minority
+MINORITY_STRATEGY = "round"
+
+
+def needs_withheld_fact(problem: Problem, strategy: str) -> bool:
+    """Whether the worked solution of `problem` by `strategy` writes a withheld fact (`7*8=…` or `70*8=…`)."""
+    return bool(_WITHHELD.search(worked_solution(problem, strategy)))
+
+
+def contains_withheld_fact(text: str) -> bool:
+    """Whether `text` (a prompt, a completion or both) writes a withheld fact."""
+    return bool(_WITHHELD.search(text))
+
+
+def minority_rescue_splits(seed: int = WARMSTART_SEED, num_rl: int = NUM_RL_PROBLEMS) -> Splits:
+    """The minority-rescue variant's problems: `held_out` is the family only round-up solves without a withheld fact;
+    `guard` the standard held-out problems outside it; `rl` problems every balanced strategy solves without one; `sft`
+    the RL problems' complement among the problems split (and so carry3, which uses the same facts) solves without
+    one. No problem with `b` and the ones digit in {7, 8, 9} is in SFT or RL."""
+    family = [
+        Problem(10 * tens + ones, b) for tens in range(1, 6) for ones in WITHHELD_DIGITS for b in WITHHELD_DIGITS
+    ]
+    guard = [p for p in split_problems(seed).held_out if p not in family]
+    rest = all_problems()
+    random.Random(seed).shuffle(rest)
+    rest = [p for p in rest if p not in family and p not in guard]
+    rl = [p for p in rest if not any(needs_withheld_fact(p, s) for s in STRATEGY_SETS["balanced"])][:num_rl]
+    sft = [p for p in rest if p not in rl and not needs_withheld_fact(p, "split")]
+    return Splits(sft=sft, rl=rl, held_out=family, guard=guard)
 
 
 def worked_solution(problem: Problem, strategy: str) -> str:
@@ -137,14 +177,25 @@ def solution_strategy(text: str) -> str | None:
     return None
 
 
-def sft_dataset(problems: list[Problem], seed: int = WARMSTART_SEED, strategies: tuple[str, ...] = STRATEGIES):
-    """A prompt–completion `Dataset` with every problem solved once by each strategy, shuffled with `seed`."""
+def sft_dataset(
+    problems: list[Problem],
+    seed: int = WARMSTART_SEED,
+    strategies: tuple[str, ...] = STRATEGIES,
+    mix: dict[str, int] | None = None,
+):
+    """A prompt–completion `Dataset` with every problem solved once by each strategy, shuffled with `seed`.
+
+    With `mix` (the minority-rescue variant's [`MINORITY_MIX`]), a problem is solved only by the strategies that need
+    no withheld fact, each `mix[strategy]` times.
+    """
     from datasets import Dataset
 
     rows = [
         {"prompt": problem.prompt, "completion": worked_solution(problem, strategy)}
         for problem in problems
         for strategy in strategies
+        if mix is None or not needs_withheld_fact(problem, strategy)
+        for _ in range(1 if mix is None else mix[strategy])
     ]
     random.Random(seed).shuffle(rows)
     return Dataset.from_list(rows)

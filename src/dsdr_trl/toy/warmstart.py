@@ -25,9 +25,8 @@ ASSETS_DIR = Path(__file__).parent / "assets"
 WARMSTART_DIR = ASSETS_DIR / "warmstart"
 WARMSTART_NAME = "original-sft600"
 
-# The SFT schedule of the shipped warm start: 600 steps reach 27 % held-out pass@1 (1500 steps reached 71 % and nearly
-# memorised the SFT problems). The demo needs the middle ground: enough correct completions for GRPO groups to carry a
-# signal, and room above pass@1 for pass@k to show what RL keeps or loses.
+# The default SFT schedule: 600 steps reach 27 % held-out pass@1 on the original task (1500 nearly memorise the SFT
+# problems), the middle ground where GRPO groups carry a signal and pass@k has room above pass@1.
 SFT_MAX_STEPS = 600
 SFT_BATCH_SIZE = 64
 SFT_LEARNING_RATE = 2e-3
@@ -42,6 +41,7 @@ def train_warmstart(
     report_to: str = "none",
     problems: list[Problem] | None = None,
     strategies: tuple[str, ...] = STRATEGIES,
+    mix: dict[str, int] | None = None,
     disable_tqdm: bool = False,
 ) -> Path:
     """Warm-starts the policy with TRL's `SFTTrainer` on worked solutions of the SFT problems.
@@ -49,7 +49,8 @@ def train_warmstart(
     Deterministic under `seed` on a given machine (CPU, fp32). The model and the training log are saved to
     `output_dir` with the tokenizer, so the directory loads with `from_pretrained` like any model. `problems` replaces
     the SFT problems of `split_problems(seed)` (e.g. those of a split with a hard family, or the RL problems too, to
-    study a policy that has memorised them); every problem is solved once by each of `strategies`.
+    study a policy that has memorised them); every problem is solved once by each of `strategies`, or as `mix` says
+    (see `dsdr_trl.toy.task.sft_dataset`).
 
     Returns:
         `Path`: `output_dir`.
@@ -80,7 +81,7 @@ def train_warmstart(
         dataset_num_proc=None,
         disable_tqdm=disable_tqdm,
     )
-    dataset = sft_dataset(train, seed, strategies)
+    dataset = sft_dataset(train, seed, strategies, mix)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     trainer.train()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -88,7 +89,7 @@ def train_warmstart(
     tokenizer.save_pretrained(output_dir)
     shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)  # the trainer's scratch directory
     losses = [entry for entry in trainer.state.log_history if "loss" in entry]
-    record = {"seed": seed, "max_steps": max_steps, "strategies": list(strategies), "log": losses}
+    record = {"seed": seed, "max_steps": max_steps, "strategies": list(strategies), "mix": mix, "log": losses}
     (output_dir / "sft_log.json").write_text(json.dumps(record))
     return output_dir
 

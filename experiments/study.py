@@ -1,14 +1,14 @@
 """The regime study: where on the toy task does DSDR's mechanism move pass@k?
 
-    dsdr-trl demo --study                             # the full grid on the development seeds, two runs at a time
-    dsdr-trl demo --study --study_grid tiny           # every stage at a tiny size, in seconds (the test suite's)
-    dsdr-trl demo --study --seeds 200 201 --study_grid confirm --study_dir outputs/confirm
+    python experiments/study.py --seeds 100 101 102         # the full grid on the development seeds, two jobs at a time
+    python experiments/study.py --study_grid tiny            # every stage at a tiny size, in seconds (the test suite's)
+    python experiments/study.py --seeds 1000 1001 --study_grid confirm --regime hard-family --study_dir outputs/confirm
 
 A grid is a list of cells. A cell is a set of [`~dsdr_trl.toy.demo.DemoArguments`] overrides on top of the demo's
 settings (task variant, warm start, RL length, evaluation family) and the methods trained there: GRPO and DSDR, and
 at the base cell DSDR's parts one at a time ([`DSDR_VARIANTS`]). Every method of a cell runs with the same seeds,
 steps, batch and learning rate from the same warm start. Each (cell, method, seed) is one job: train, then sample 16
-completions per held-out problem. Jobs run in `study_workers` processes of one thread each and write one JSON file
+completions per held-out problem. Jobs run in `--jobs` processes of one thread each and write one JSON file
 each under `study_dir/jobs`, so an interrupted study resumes where it stopped.
 
 `study.json` then gives, per cell, each method's means and, for every DSDR variant, DSDR − GRPO on pass@1, pass@16
@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import statistics
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -29,8 +30,15 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from .demo import REGIMES, DemoArguments, evaluate, regime_settings, resolve_warmstart, train_method
-from .report import paired_difference
+from dsdr_trl.toy.demo import (
+    DemoArguments,
+    evaluate,
+    regime_defaults,
+    regime_settings,
+    resolve_warmstart,
+    train_method,
+)
+from dsdr_trl.toy.report import paired_difference
 
 # DSDR's parts (the paper's ablations): each is DSDR with one term changed; "grpo" has both coefficients at 0.
 DSDR_VARIANTS: dict[str, dict[str, float]] = {
@@ -43,22 +51,18 @@ ALL_PARTS = tuple(DSDR_VARIANTS)
 
 # The full grid: the `hard-family` regime with every DSDR part, and one axis changed at a time with full DSDR:
 # warm-start strength (SFT steps, or SFT that includes the RL problems), strategy balance, evaluation difficulty and
-# training length. Every cell is a named regime of `dsdr_trl.toy.demo.REGIMES`.
+# training length. Each cell is `hard-family` with these changes.
+CELLS: dict[str, dict[str, Any]] = {
+    "hard-family": {},
+    "hard-family-sft600": {"sft_steps": 600},
+    "hard-family-sft1500": {"sft_steps": 1500},
+    "hard-family-memorised": {"sft_steps": 1500, "sft_includes_rl": True},
+    "hard-family-original": {"strategies": "original"},
+    "standard-eval": {"hard_multipliers": []},
+    "hard-family-300-steps": {"max_steps": 300},
+}
 GRIDS: dict[str, list[tuple[str, dict[str, Any], tuple[str, ...]]]] = {
-    "full": [
-        ("hard-family", {}, ALL_PARTS),
-        *[
-            (name, {}, ("dsdr",))
-            for name in (
-                "hard-family-sft600",
-                "hard-family-sft1500",
-                "hard-family-memorised",
-                "hard-family-original",
-                "standard-eval",
-                "hard-family-300-steps",
-            )
-        ],
-    ],
+    "full": [("hard-family", {}, ALL_PARTS), *[(name, {}, ("dsdr",)) for name in list(CELLS)[1:]]],
     # Every code path at a tiny size: two cells (one with every DSDR part), 2 RL steps, 4 problems × 4 samples.
     "tiny": [
         (
@@ -81,13 +85,16 @@ GRIDS: dict[str, list[tuple[str, dict[str, Any], tuple[str, ...]]]] = {
 class StudyArguments:
     """What the study runs; the demo's own flags (`DemoArguments`) set everything a cell does not override."""
 
-    study: bool = field(default=False, metadata={"help": "Run the regime study instead of the demo."})
     study_grid: str = field(
         default="full", metadata={"help": "Which grid of cells to run.", "choices": list(GRIDS) + ["confirm"]}
     )
     study_dir: str = field(default="outputs/study", metadata={"help": "Where the jobs, study.json and plots go."})
-    study_workers: int = field(
+    jobs: int = field(
         default=2, metadata={"help": "Jobs run at a time, each in its own process with one thread (1: in process)."}
+    )
+    per_seed_dir: str | None = field(
+        default=None,
+        metadata={"help": "Also write each finished job as DIR/seed-<n>-<method>.json (small: metrics, settings)."},
     )
     study_summarize_only: bool = field(
         default=False,
@@ -97,8 +104,8 @@ class StudyArguments:
     def __post_init__(self):
         if self.study_grid not in (*GRIDS, "confirm"):
             raise ValueError(f"--study_grid must be one of {[*GRIDS, 'confirm']}, got '{self.study_grid}'.")
-        if self.study_workers < 1:
-            raise ValueError(f"--study_workers must be at least 1, got {self.study_workers}.")
+        if self.jobs < 1:
+            raise ValueError(f"--jobs must be at least 1, got {self.jobs}.")
 
 
 def grid_cells(study: StudyArguments, demo: DemoArguments) -> list[tuple[str, DemoArguments, tuple[str, ...]]]:
@@ -107,7 +114,11 @@ def grid_cells(study: StudyArguments, demo: DemoArguments) -> list[tuple[str, De
     if study.study_grid == "confirm":
         return [(demo.regime, demo, ("dsdr", "dsdr_bonus_only"))]
     return [
-        (name, replace(demo, **(regime_settings(name) if name in REGIMES else {}) | overrides), parts)
+        (
+            name,
+            replace(demo, **(regime_settings("hard-family") | CELLS[name] if name in CELLS else {}) | overrides),
+            parts,
+        )
         for name, overrides, parts in GRIDS[study.study_grid]
     ]
 
@@ -119,7 +130,7 @@ def _job_name(cell: str, method: str, seed: int) -> str:
 @functools.cache
 def _encoder():
     """The sentence encoder, loaded once per worker process."""
-    from ..encoder import load_diversity_encoder
+    from dsdr_trl.encoder import load_diversity_encoder
 
     return load_diversity_encoder()
 
@@ -128,7 +139,7 @@ def run_job(cell: str, method: str, seed: int, settings: DemoArguments, out_path
     """Trains `method` on `cell`'s settings with `seed`, evaluates it and writes the result to `out_path`."""
     import torch
 
-    from .task import rl_dataset
+    from dsdr_trl.toy.task import rl_dataset
 
     torch.set_num_threads(1)
     start = time.time()
@@ -183,19 +194,24 @@ def run_study(study: StudyArguments, demo: DemoArguments) -> dict[str, Any]:
     print(f"[study] {len(cells)} cells, {len(jobs)} jobs ({len(pending)} to run), {len(warm)} warm starts")
     if study.study_summarize_only:
         pass
-    elif study.study_workers == 1:
+    elif study.jobs == 1:
         for settings in warm.values():
             _warm(settings)
         for job in pending:
             run_job(*job)
     else:
-        with ProcessPoolExecutor(study.study_workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(study.jobs, mp_context=get_context("spawn")) as pool:
             for path in pool.map(_warm, warm.values()):
                 print(f"[study] warm start ready: {path}")
             futures = [pool.submit(run_job, *job) for job in pending]
             for done, future in enumerate(futures, 1):
                 print(f"[study] {done}/{len(futures)} done: {Path(future.result()).stem}", flush=True)
     done = [json.loads(Path(job[-1]).read_text()) for job in jobs if Path(job[-1]).exists()]
+    if study.per_seed_dir:
+        Path(study.per_seed_dir).mkdir(parents=True, exist_ok=True)
+        for record in done:
+            path = Path(study.per_seed_dir) / f"seed-{record['seed']}-{record['method']}.json"
+            path.write_text(json.dumps(record, indent=1) + "\n")
     summary = summarize_study(done, study, demo)
     summary["wall_seconds"] = time.time() - start
     (out / "study.json").write_text(json.dumps(summary, indent=1))
@@ -325,3 +341,20 @@ def plot_study(summary: dict[str, Any], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "study.png", dpi=110)
     plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses the demo's and the study's flags (a `--regime` sets defaults first), runs the study, prints where."""
+    from trl import TrlParser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = TrlParser((DemoArguments, StudyArguments), prog="experiments/study.py")
+    parser.set_defaults(**regime_defaults(argv))
+    demo, study = parser.parse_args_and_config(argv)
+    summary = run_study(study, demo)
+    print(f"\nWrote {study.study_dir}/study.json, study.md and study.png in {summary['wall_seconds'] / 60:.1f} min.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
