@@ -10,11 +10,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-try:  # the package's layout since sampling and metrics were split
-    from dsdr_trl.generation import generate_samples
-    from dsdr_trl.metrics import pass_at_k
-except ImportError:
-    from dsdr_trl.evaluation import generate_samples, pass_at_k
+from dsdr_trl.generation import generate_samples
+from dsdr_trl.metrics import pass_at_k
 from dsdr_trl.rewards import extract_answer
 from dsdr_trl.toy.task import Problem, solution_strategy, worked_solution
 
