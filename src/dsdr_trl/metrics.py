@@ -52,9 +52,11 @@ def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
     return 1.0 - failure
 
 
-def parse_ks(ks: str | int | Sequence[int], num_samples: int | None = None) -> list[int]:
+def parse_ks(
+    ks: str | int | Sequence[int], num_samples: int | None = None, samples_name: str = "num_samples"
+) -> list[int]:
     """The k of pass@k from `"1,2,4"`, an int or ints, sorted and distinct; `ValueError` on a bad k or one above
-    `num_samples` (when given)."""
+    `num_samples` (when given), whose message calls it `samples_name` (the caller's field)."""
     if isinstance(ks, str):
         ks = [item for item in ks.replace(" ", "").split(",") if item]
     try:
@@ -69,8 +71,8 @@ def parse_ks(ks: str | int | Sequence[int], num_samples: int | None = None) -> l
         raise ValueError(f"Every k must be at least 1, got {min(values)}.")
     if num_samples is not None and max(values) > num_samples:
         raise ValueError(
-            f"pass@{max(values)} needs at least {max(values)} samples per problem, but num_samples is {num_samples}. "
-            f"Lower k or raise num_samples to at least {max(values)}."
+            f"pass@{max(values)} needs at least {max(values)} samples per problem, but {samples_name} is {num_samples}. "
+            f"Lower k or raise {samples_name} to at least {max(values)}."
         )
     return sorted(values)
 

@@ -213,9 +213,9 @@ def validate(script_args: DSDRScriptArguments, training_args: Any, model_args: A
     verifier_workers()
     num_samples = script_args.passk_eval_num_samples if script_args.passk_eval_dataset else None
     try:
-        ks = parse_ks(script_args.passk_eval_k, num_samples)
-    except ValueError as error:  # parse_ks names the fields without their flag's prefix
-        raise UsageError(str(error).replace("num_samples", "passk_eval_num_samples")) from error
+        ks = parse_ks(script_args.passk_eval_k, num_samples, "passk_eval_num_samples")
+    except ValueError as error:
+        raise UsageError(str(error)) from error
     rewards = _reward_funcs(script_args.reward_funcs, training_args, script_args.answer_extraction)
     training_args.resume_from_checkpoint = resolve_checkpoint(
         training_args.resume_from_checkpoint, training_args.output_dir
