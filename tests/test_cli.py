@@ -122,14 +122,14 @@ def test_recipe_selects_strict_answer_extraction_and_an_unknown_one_is_refused(c
     fails_clearly(capsys, ["train", "--config", str(unknown), "--dry_run", *data], "'boxed'", "lenient")
 
     # The `accuracy` reward the run builds reads the answer the way the recipe says.
-    from dsdr_trl.scripts.common import parse, read_config
+    from dsdr_trl.scripts.parser import parse, read_config
     from dsdr_trl.scripts.train import make_parser, validate
 
     argv = ["--output_dir", str(tmp_path / "out")]
     completions, solutions = ["Answer: 5", "\\boxed{5}"], ["5", "5"]
     for config, scores in ((read_config(recipe), [0.0, 1.0]), (read_config(ROOT / TINY), [1.0, 1.0])):
-        script_args, training_args, model_args, _launch = parse(make_parser(), list(argv), config, "train")
-        (accuracy,), _ = validate(script_args, training_args, model_args)
+        *arguments, _launch = parse(make_parser(), list(argv), config, "train")
+        (accuracy,), _ = validate(*arguments)
         assert accuracy(completions, solution=solutions) == scores
 
 
@@ -339,7 +339,7 @@ def test_train_without_arguments_prints_a_short_usage(capsys):
 
 
 def test_accelerate_config_names_resolve_to_files():
-    from dsdr_trl.scripts.launch import resolve_accelerate_config
+    from dsdr_trl.scripts.recipes import resolve_accelerate_config
 
     assert resolve_accelerate_config("zero2").endswith("accelerate/zero2.yaml")  # ours
     assert resolve_accelerate_config("fsdp2").endswith("trl/accelerate_configs/fsdp2.yaml")  # TRL's

@@ -7,6 +7,7 @@ solutions, so this callback logs `eval/pass@k`, `eval/avg@N`, `eval/semantic_dis
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from transformers import Trainer, TrainerCallback
@@ -15,7 +16,7 @@ from .generation import evaluate_policy, prompt_texts
 from .metrics import EvaluationResult, diversity_of_samples, parse_ks, score_samples, summarize
 from .rewards import number_text
 
-__all__ = ["PassAtKCallback"]
+__all__ = ["PassAtKArguments", "PassAtKCallback"]
 
 
 class PassAtKCallback(TrainerCallback):
@@ -132,3 +133,44 @@ class PassAtKCallback(TrainerCallback):
         if interval is not None and state.global_step % interval == 0:
             self.evaluate(state.global_step)
         return control
+
+
+@dataclass
+class PassAtKArguments:
+    """The [`PassAtKCallback`] of `dsdr-trl train`, as flags: off unless `passk_eval_dataset` is given."""
+
+    passk_eval_dataset: str | None = field(
+        default=None,
+        metadata={"help": "Pass@k callback data (as dataset_name), logged as eval/* every passk_eval_steps."},
+    )
+    passk_eval_split: str | None = field(default=None, metadata={"help": "Split of passk_eval_dataset."})
+    passk_eval_limit: int | None = field(default=None, metadata={"help": "Evaluate on the first N problems only."})
+    passk_eval_num_samples: int = field(default=4, metadata={"help": "Samples per problem for the pass@k callback."})
+    passk_eval_k: str = field(default="1", metadata={"help": "Comma-separated k of pass@k, each <= num_samples."})
+    passk_eval_temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of the callback."})
+    passk_eval_top_p: float = field(default=0.9, metadata={"help": "Top-p of the callback (the paper's 0.9)."})
+    passk_eval_max_new_tokens: int | None = field(default=None, metadata={"help": "Default: max_completion_length."})
+    passk_eval_steps: int | None = field(
+        default=None, metadata={"help": "Callback every N steps; default: eval_steps."}
+    )
+    passk_eval_prefix: str = field(
+        default="eval/", metadata={"help": "Metric prefix; 'eval_' files them under eval/ in W&B and Trackio."}
+    )
+
+    def passk_callback(self, trainer: Any, dataset: Any) -> PassAtKCallback:
+        """The callback on `dataset`'s `prompt` and `solution` columns; length, batch size and seed from `trainer.args`."""
+        args = trainer.args
+        return PassAtKCallback(
+            trainer,
+            dataset["prompt"],
+            dataset["solution"],
+            ks=self.passk_eval_k,
+            num_samples=self.passk_eval_num_samples,
+            eval_steps=self.passk_eval_steps,
+            temperature=self.passk_eval_temperature,
+            top_p=self.passk_eval_top_p,
+            max_new_tokens=self.passk_eval_max_new_tokens or args.max_completion_length,
+            batch_size=args.per_device_eval_batch_size,
+            seed=args.seed,
+            prefix=self.passk_eval_prefix,
+        )

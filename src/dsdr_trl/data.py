@@ -21,7 +21,7 @@ from typing import Any
 from huggingface_hub import is_offline_mode
 
 __all__ = ["DATASETS", "LOCAL_SUFFIXES", "PROMPT_TEMPLATES", "DatasetSpec", "DatasetUnavailableError", "looks_local"]
-__all__ += ["hub_dataset_id", "hub_unreachable_reason", "load_math_dataset", "prompt_lengths"]
+__all__ += ["hub_dataset_id", "hub_unreachable_reason", "load_math_dataset", "longest_prompt", "prompt_lengths"]
 __all__ += ["resolve_prompt_template"]
 
 logger = logging.getLogger(__name__)
@@ -416,6 +416,24 @@ def prompt_lengths(prompts: Sequence[Any], processing_class: Any, **chat_templat
     else:
         ids = processing_class(text=prompts)["input_ids"] if prompts else []
     return [len(row) for row in ids]
+
+
+def longest_prompt(datasets: Sequence[tuple[str, Any]], processing_class: Any, context: int, **kwargs: Any) -> int:
+    """The longest prompt in tokens of `datasets` (pairs of a label and a dataset with a `prompt` column, or `None`);
+    `ValueError` naming the first row of a dataset whose prompt leaves no room in a context of `context` tokens
+    (`GRPOTrainer` does not truncate prompts, and positions past the context were never trained). `kwargs` go to the
+    chat template."""
+    longest = 0
+    for label, data in datasets:
+        counts = prompt_lengths(data["prompt"], processing_class, **kwargs) if data else []
+        if over := [row for row, length in enumerate(counts) if length >= context]:
+            raise ValueError(
+                f"{len(over)} prompt(s) of dataset '{label}' leave no room in the model's context of {context} tokens "
+                f"(max_position_embeddings): row {over[0]} has {counts[over[0]]} tokens. Shorten or drop those rows "
+                "(prompts are not truncated), or use a model with a longer context."
+            )
+        longest = max([longest, *counts])
+    return longest
 
 
 def _is_conversation(value: Any) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import numbers
 import re
 import threading
@@ -24,7 +25,7 @@ from ._time_limit import Outcome, run_with_time_limit, verifier_workers
 from .formulas import completion_text
 
 __all__ = ["ANSWER_EXTRACTION", "REWARD_FUNCS", "accuracy_reward", "extract_answer", "get_reward_func"]
-__all__ += ["make_accuracy_reward", "number_text", "verifier_workers"]
+__all__ += ["load_reward_funcs", "make_accuracy_reward", "number_text", "verifier_workers"]
 
 # How `extract_answer` finds the final answer: "strict" reads `\boxed{}` only, as TRL's and lighteval's verifiers do.
 ANSWER_EXTRACTION = ("lenient", "strict")
@@ -403,3 +404,51 @@ def get_reward_func(name: str, max_completion_length: int | None = None) -> Call
     if not callable(func):
         raise ValueError(f"{name!r} resolves to a {type(func).__name__}, not a callable reward function. {hint}")
     return func
+
+
+def load_reward_funcs(
+    names: list[str],
+    max_completion_length: int | None = None,
+    answer_extraction: str = "lenient",
+    correctness_reward: str | None = None,
+) -> list[Callable[..., list[float | None]]]:
+    """
+    The reward functions `names` give (see [`get_reward_func`]; `"accuracy"` finds answers the `answer_extraction`
+    way), each failing with its name when it returns anything but a number or `None` per completion (TRL would fail
+    later, in its own code, without naming it). `ValueError` for no names, two functions of the same `__name__` (their
+    metrics would collide) or a `correctness_reward` that names none of them.
+    """
+    from trl.trainer.utils import get_callable_name
+
+    accuracy = make_accuracy_reward(answer_extraction)
+    if not names:
+        raise ValueError("reward_funcs is empty; give at least one, e.g. --reward_funcs accuracy.")
+    funcs = {
+        get_callable_name(func): func
+        for func in (accuracy if n == "accuracy" else get_reward_func(n, max_completion_length) for n in names)
+    }
+    if len(funcs) < len(names):
+        raise ValueError(
+            f"reward_funcs {names} give functions with the same name; their metrics and the correctness_reward lookup "
+            "would collide. Keep one of them (e.g. 'accuracy' or TRL's 'accuracy_reward')."
+        )
+    if correctness_reward not in (None, *funcs):
+        raise ValueError(
+            f"correctness_reward={correctness_reward!r} is not one of the reward functions {list(funcs)} (it names a "
+            "function by its __name__, e.g. 'accuracy_reward' for --reward_funcs accuracy)."
+        )
+
+    def checked(name: str, func: Callable) -> Callable:
+        @functools.wraps(func)
+        def reward(*args: Any, **kwargs: Any) -> list[float | None]:
+            values = func(*args, **kwargs)
+            if bad := [value for value in values if not (value is None or isinstance(value, numbers.Real))]:
+                raise TypeError(
+                    f"reward function {name!r} returned {type(bad[0]).__name__} {str(bad[0])[:40]!r}; a reward "
+                    "function returns a number or None per completion."
+                )
+            return values
+
+        return func if inspect.iscoroutinefunction(func) else reward
+
+    return [checked(name, func) for name, func in funcs.items()]

@@ -29,14 +29,12 @@ from .common import (
     check_model,
     check_output_path,
     check_row_limits,
-    make_parser,
     model_unavailable,
-    parse,
-    pop_config,
     run_command,
     user_input,
     write_json,
 )
+from .parser import make_parser, parse, pop_config
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-pass1": {"num_samples": 1, "k": "1", "temperature": 0.1, "top_p": 0.9},

@@ -7,43 +7,43 @@ import contextlib
 import logging
 import os
 import shutil
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-from .common import UsageError, read_config, user_input
-from .recipes import recipes_dir
-
-
-def resolve_accelerate_config(name: str) -> str:
-    """The file of `--accelerate_config`: a path, one of ours (`ddp`, `zero2`, `zero3`) or one TRL ships (`zero1`,
-    `fsdp2`, ...), read as safe YAML and checked by accelerate's own loader before anything is launched."""
-    from accelerate.commands.config.config_args import load_config_from_file
-    from trl.cli.accelerate_config import resolve_accelerate_config_argument
-
-    ours = recipes_dir() / "accelerate" / f"{name}.yaml"
-    with user_input():
-        path = str(ours) if not Path(name).exists() and ours.is_file() else name
-        path = resolve_accelerate_config_argument(["--accelerate_config", path])[1]
-        read_config(path)
-        load_config_from_file(path)
-    return path
+from .common import UsageError
+from .recipes import resolve_accelerate_config
 
 
-def accelerate_option_hints(taken) -> dict[str, str]:
+@dataclass
+class LaunchArguments:
+    """`accelerate launch` settings; any of them launches the processes with accelerate's `launch_command`."""
+
+    accelerate_config: str | None = field(
+        default=None, metadata={"help": "ddp, zero2, zero3 (ours), TRL's zero1, fsdp1, fsdp2, ..., or a file."}
+    )
+    num_processes: int | None = field(default=None, metadata={"help": "Processes in all (all machines)."})
+    num_machines: int | None = field(default=None, metadata={"help": "Machines of a multi-node launch."})
+    machine_rank: int | None = field(default=None, metadata={"help": "This machine's rank."})
+    main_process_ip: str | None = field(default=None, metadata={"help": "Address of the machine of rank 0."})
+    main_process_port: int | None = field(default=None, metadata={"help": "Port of the machine of rank 0."})
+    mixed_precision: str | None = field(default=None, metadata={"help": "no, fp16 or bf16 (accelerate's)."})
+
+
+def accelerate_option_hints() -> dict[str, str]:
     """What to do with a recipe key that is an `accelerate launch` option `dsdr-trl train` does not take."""
     from accelerate.commands.launch import launch_command_parser
 
     options = vars(launch_command_parser().parse_known_args(["script"])[0])
     advice = "an `accelerate launch` option: set it in an accelerate config file and pass --accelerate_config FILE"
-    return {name: advice for name in options if name not in taken}
+    return {name: advice for name in options if name not in LaunchArguments.__dataclass_fields__}
 
 
-def launch_settings(settings: dict[str, Any]) -> tuple[list[str], int]:
-    """The `accelerate launch` flags of `settings` (`accelerate_config` resolved to its file; `None` values left out)
+def launch_settings(launch_args: LaunchArguments) -> tuple[list[str], int]:
+    """The `accelerate launch` flags of `launch_args` (`accelerate_config` resolved to its file; unset ones left out)
     and the number of processes they start (without any, this run's)."""
     from accelerate.commands.config.config_args import load_config_from_file
 
-    settings = {key: value for key, value in settings.items() if value is not None}
+    settings = {key: value for key, value in asdict(launch_args).items() if value is not None}
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     if "accelerate_config" in settings:
         settings["config_file"] = resolve_accelerate_config(settings.pop("accelerate_config"))

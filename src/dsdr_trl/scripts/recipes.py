@@ -1,4 +1,5 @@
-"""`dsdr-trl recipes`: the training recipes and accelerate configs shipped with the package.
+"""`dsdr-trl recipes`: the training recipes and accelerate configs shipped with the package, and how a `--config` or
+`--accelerate_config` value names one.
 
 dsdr-trl recipes                 # names for `dsdr-trl train --config NAME`
 dsdr-trl recipes --path          # the folder they live in, to copy one and edit it
@@ -15,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import UsageError
+from .common import UsageError, user_input
+from .parser import read_config
 
 
 def recipes_dir() -> Path:
@@ -59,6 +61,21 @@ def prepare_recipe(recipe: dict[str, Any], path: str) -> None:
             beside, inside = Path(path).resolve().parent / value, Path(__file__).resolve().parents[2] / value
             if beside.exists() or (value.startswith("dsdr_trl/") and inside.exists()):
                 recipe[key] = str(beside if beside.exists() else inside)
+
+
+def resolve_accelerate_config(name: str) -> str:
+    """The file of `--accelerate_config`: a path, one of ours (`ddp`, `zero2`, `zero3`) or one TRL ships (`zero1`,
+    `fsdp2`, ...), read as safe YAML and checked by accelerate's own loader before anything is launched."""
+    from accelerate.commands.config.config_args import load_config_from_file
+    from trl.cli.accelerate_config import resolve_accelerate_config_argument
+
+    ours = recipes_dir() / "accelerate" / f"{name}.yaml"
+    with user_input():
+        path = str(ours) if not Path(name).exists() and ours.is_file() else name
+        path = resolve_accelerate_config_argument(["--accelerate_config", path])[1]
+        read_config(path)
+        load_config_from_file(path)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,10 +5,10 @@
     accelerate launch --config_file configs/accelerate/zero2.yaml -m dsdr_trl.scripts.train --config ...
 
 The shape of TRL's `trl/scripts/grpo.py`: parse → validate → load → build the trainer → train → save. Every field of
-[`DSDRScriptArguments`], [`~dsdr_trl.DSDRConfig`], TRL's `ModelConfig` and [`LaunchArguments`] is a flag or a key of
-the `--config` YAML (flags win); a launch setting starts the processes through accelerate's `launch_command` in this
-process, after the validation. `--dry_run` also loads the data and the tokenizer (no weights), checks that every
-prompt fits the model's context, and prints the plan.
+[`DSDRScriptArguments`], [`~dsdr_trl.callbacks.PassAtKArguments`], [`~dsdr_trl.DSDRConfig`], TRL's `ModelConfig` and
+[`~dsdr_trl.scripts.launch.LaunchArguments`] is a flag or a key of the `--config` YAML (flags win); a launch setting
+starts the processes through accelerate's `launch_command` in this process, after the validation. `--dry_run` also
+loads the data and the tokenizer (no weights), checks that every prompt fits the model's context, and prints the plan.
 """
 
 from __future__ import annotations
@@ -30,20 +30,18 @@ from .common import (
     check_model,
     check_output_path,
     check_row_limits,
-    flag_value,
     model_unavailable,
-    parse,
-    pop_config,
     run_command,
     user_input,
     write_json,
 )
-from .common import make_parser as make_trl_parser
+from .launch import LaunchArguments
+from .parser import flag_value, parse, pop_config
 
 
 @dataclass
 class DSDRScriptArguments(PromptArguments):
-    """Data, reward and pass@k-callback arguments of `dsdr-trl train` (each field's help is in `--help`)."""
+    """Data and reward arguments of `dsdr-trl train` (each field's help is in `--help`)."""
 
     dataset_name: str | None = field(default=None, metadata={"help": f"Training data: {DATA_HELP}."})
     dataset_config: str | None = field(default=None, metadata={"help": "Hub config (dapo-math-17k: en, cn, all)."})
@@ -63,103 +61,25 @@ class DSDRScriptArguments(PromptArguments):
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N eval rows."})
-    passk_eval_dataset: str | None = field(
-        default=None,
-        metadata={"help": f"Pass@k callback data ({DATA_HELP}), logged as eval/* every passk_eval_steps."},
-    )
-    passk_eval_split: str | None = field(default=None, metadata={"help": "Split of passk_eval_dataset."})
-    passk_eval_limit: int | None = field(default=None, metadata={"help": "Evaluate on the first N problems only."})
-    passk_eval_num_samples: int = field(default=4, metadata={"help": "Samples per problem for the pass@k callback."})
-    passk_eval_k: str = field(default="1", metadata={"help": "Comma-separated k of pass@k, each <= num_samples."})
-    passk_eval_temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of the callback."})
-    passk_eval_top_p: float = field(default=0.9, metadata={"help": "Top-p of the callback (the paper's 0.9)."})
-    passk_eval_max_new_tokens: int | None = field(default=None, metadata={"help": "Default: max_completion_length."})
-    passk_eval_steps: int | None = field(
-        default=None, metadata={"help": "Callback every N steps; default: eval_steps."}
-    )
-    passk_eval_prefix: str = field(
-        default="eval/", metadata={"help": "Metric prefix; 'eval_' files them under eval/ in W&B and Trackio."}
-    )
     dry_run: bool = field(
         default=False, metadata={"help": "Check arguments, rewards and data, print the plan, load no weights."}
     )
 
 
-@dataclass
-class LaunchArguments:
-    """`accelerate launch` settings; any of them launches the processes with accelerate's `launch_command`."""
-
-    accelerate_config: str | None = field(
-        default=None, metadata={"help": "ddp, zero2, zero3 (ours), TRL's zero1, fsdp1, fsdp2, ..., or a file."}
-    )
-    num_processes: int | None = field(default=None, metadata={"help": "Processes in all (all machines)."})
-    num_machines: int | None = field(default=None, metadata={"help": "Machines of a multi-node launch."})
-    machine_rank: int | None = field(default=None, metadata={"help": "This machine's rank."})
-    main_process_ip: str | None = field(default=None, metadata={"help": "Address of the machine of rank 0."})
-    main_process_port: int | None = field(default=None, metadata={"help": "Port of the machine of rank 0."})
-    mixed_precision: str | None = field(default=None, metadata={"help": "no, fp16 or bf16 (accelerate's)."})
-
-
 def make_parser():
     from trl import ModelConfig
 
+    from ..callbacks import PassAtKArguments
     from ..config import DSDRConfig
+    from .parser import make_parser as make_trl_parser
 
-    return make_trl_parser((DSDRScriptArguments, DSDRConfig, ModelConfig, LaunchArguments), "dsdr-trl train")
+    arguments = (DSDRScriptArguments, PassAtKArguments, DSDRConfig, ModelConfig, LaunchArguments)
+    return make_trl_parser(arguments, "dsdr-trl train")
 
 
 def _say(message: str) -> None:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"[dsdr-trl train] {message}", flush=True)
-
-
-def _reward_funcs(names: list[str], args: Any, answer_extraction: str = "lenient") -> list:
-    """The reward functions, each failing with its name when it returns anything but a number or `None` per
-    completion (TRL would fail later, in its own code, without naming it)."""
-    import functools
-    import inspect
-    import numbers
-
-    from trl.trainer.utils import get_callable_name
-
-    from ..rewards import get_reward_func, make_accuracy_reward
-
-    accuracy = make_accuracy_reward(answer_extraction)  # an unknown value is a ValueError naming the choices
-
-    if not names:
-        raise ValueError("reward_funcs is empty; give at least one, e.g. --reward_funcs accuracy.")
-    # A dotted path names a module of the user's project, as with `trl grpo` (a console script's sys.path[0] is bin/).
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    funcs = {
-        get_callable_name(func): func
-        for func in (accuracy if n == "accuracy" else get_reward_func(n, args.max_completion_length) for n in names)
-    }
-    if len(funcs) < len(names):
-        raise ValueError(
-            f"reward_funcs {names} give functions with the same name; their metrics and the correctness_reward lookup "
-            "would collide. Keep one of them (e.g. 'accuracy' or TRL's 'accuracy_reward')."
-        )
-    if args.correctness_reward not in (None, *funcs):
-        raise ValueError(
-            f"correctness_reward={args.correctness_reward!r} is not one of the reward functions {list(funcs)} (it "
-            "names a function by its __name__, e.g. 'accuracy_reward' for --reward_funcs accuracy)."
-        )
-
-    def checked(name, func):
-        @functools.wraps(func)
-        def reward(*args, **kwargs):
-            values = func(*args, **kwargs)
-            if bad := [value for value in values if not (value is None or isinstance(value, numbers.Real))]:
-                raise TypeError(
-                    f"reward function {name!r} returned {type(bad[0]).__name__} {str(bad[0])[:40]!r}; a reward "
-                    "function returns a number or None per completion."
-                )
-            return values
-
-        return func if inspect.iscoroutinefunction(func) else reward
-
-    return [checked(name, func) for name, func in funcs.items()]
 
 
 def resolve_checkpoint(value: str | None, output_dir: str) -> str | None:
@@ -188,22 +108,23 @@ def resolve_checkpoint(value: str | None, output_dir: str) -> str | None:
     return value
 
 
-def validate(script_args: DSDRScriptArguments, training_args: Any, model_args: Any) -> tuple[list, list[int]]:
+def validate(script_args: DSDRScriptArguments, passk_args: Any, args: Any, model_args: Any) -> tuple[list, list[int]]:
     """Every check of the arguments alone, run by the dry run, the real run and before a launch; nothing is created.
     Returns the reward functions and the k of the pass@k callback."""
     from ..metrics import parse_ks
-    from ..rewards import verifier_workers
+    from ..rewards import load_reward_funcs, verifier_workers
 
-    if not script_args.dataset_name:
+    s, p = script_args, passk_args
+    if not s.dataset_name:
         raise UsageError("no training data: set dataset_name in the recipe or pass --dataset_name NAME_OR_FILE.")
     if not model_args.model_name_or_path:
         raise UsageError("no model: set model_name_or_path in the recipe or pass --model_name_or_path.")
-    limits = ("max_train_samples", "max_eval_samples", "passk_eval_limit")
-    check_row_limits(**{name: getattr(script_args, name) for name in limits})
-    check_output_path(training_args.output_dir, "output_dir", directory=True)
+    check_row_limits(**{key: getattr(s, key) for key in ("max_train_samples", "max_eval_samples")})
+    check_row_limits(passk_eval_limit=p.passk_eval_limit)
+    check_output_path(args.output_dir, "output_dir", directory=True)
     for name, temperature, top_p in [
-        ("", training_args.temperature, training_args.top_p),
-        ("passk_eval_", script_args.passk_eval_temperature, script_args.passk_eval_top_p),
+        ("", args.temperature, args.top_p),
+        ("passk_eval_", p.passk_eval_temperature, p.passk_eval_top_p),
     ]:
         if not temperature > 0 or not 0 < top_p <= 1:
             raise UsageError(
@@ -211,23 +132,25 @@ def validate(script_args: DSDRScriptArguments, training_args: Any, model_args: A
                 "needs them (the paper: temperature 1.0 in training, 0.7 in evaluation, top_p 0.9)."
             )
     verifier_workers()
-    num_samples = script_args.passk_eval_num_samples if script_args.passk_eval_dataset else None
-    try:
-        ks = parse_ks(script_args.passk_eval_k, num_samples, "passk_eval_num_samples")
-    except ValueError as error:
-        raise UsageError(str(error)) from error
-    rewards = _reward_funcs(script_args.reward_funcs, training_args, script_args.answer_extraction)
-    training_args.resume_from_checkpoint = resolve_checkpoint(
-        training_args.resume_from_checkpoint, training_args.output_dir
+    num_samples = p.passk_eval_num_samples if p.passk_eval_dataset else None
+    ks = parse_ks(p.passk_eval_k, num_samples, "passk_eval_num_samples")
+    # A dotted path names a module of the user's project, as with `trl grpo` (a console script's sys.path[0] is bin/).
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    rewards = load_reward_funcs(
+        s.reward_funcs, args.max_completion_length, s.answer_extraction, args.correctness_reward
     )
+    args.resume_from_checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
     return rewards, ks
 
 
-def _load(script_args: DSDRScriptArguments, name: str, split: str | None, limit: int | None):
-    """The dataset, or `None` in a dry run when a Hub dataset is out of reach. The column, config and template flags
-    describe the training dataset; the pass@k dataset keeps its adapter's (or the default) prompt format."""
+def _load(script_args: DSDRScriptArguments, name: str | None, split: str | None, limit: int | None):
+    """The dataset (`None` for none), or `None` in a dry run when a Hub dataset is out of reach. The column, config and
+    template flags describe the training dataset; the pass@k dataset keeps its adapter's (or the default) format."""
     from ..data import DatasetUnavailableError, load_math_dataset, looks_local
 
+    if not name:
+        return None
     prompts = {key: getattr(script_args, key) for key in PromptArguments.__dataclass_fields__}
     own = name == script_args.dataset_name
     prompts.update({} if own else dict.fromkeys(("prompt_column", "solution_column", "prompt_template")))
@@ -243,10 +166,10 @@ def _load(script_args: DSDRScriptArguments, name: str, split: str | None, limit:
 def _check_model_and_prompts(model_args: Any, args: Any, datasets: list[tuple[str, Any]], dry_run: bool) -> str:
     """Loads the model's config and tokenizer (no weights) and returns the plan's model line. A model out of reach
     fails here in one line, in seconds (a dry run notes it for a Hub id), and so does a prompt that leaves no room in
-    the model's context: `GRPOTrainer` does not truncate prompts, and positions past the context were never trained."""
+    the model's context."""
     from transformers import AutoConfig, AutoProcessor
 
-    from ..data import looks_local, prompt_lengths
+    from ..data import longest_prompt, looks_local
 
     name, options = model_args.model_name_or_path, {"revision": model_args.model_revision}
     options["trust_remote_code"] = args.trust_remote_code
@@ -260,59 +183,34 @@ def _check_model_and_prompts(model_args: Any, args: Any, datasets: list[tuple[st
             return f"model: {name}: not checked: {unavailable}"
         raise unavailable from error
     context = getattr(config.get_text_config(), "max_position_embeddings", None)
-    kwargs = args.chat_template_kwargs or {}
-    lengths = [(label, prompt_lengths(data["prompt"], processor, **kwargs)) for label, data in datasets if data]
-    for label, counts in lengths if context else ():
-        if over := [row for row, length in enumerate(counts) if length >= context]:
-            raise ValueError(
-                f"{len(over)} prompt(s) of dataset '{label}' leave no room in the model's context of {context} tokens "
-                f"(max_position_embeddings): row {over[0]} has {counts[over[0]]} tokens. Shorten or drop those rows "
-                "(prompts are not truncated), or use a model with a longer context."
-            )
-    longest = max((length for _, counts in lengths for length in counts), default=0)
-    return f"model: {name}" + (f" (context {context} tokens; longest prompt {longest})" if context else "")
+    if not context:
+        return f"model: {name}"
+    longest = longest_prompt(datasets, processor, context, **(args.chat_template_kwargs or {}))
+    return f"model: {name} (context {context} tokens; longest prompt {longest})"
 
 
-def run(script_args: DSDRScriptArguments, args: Any, model_args: Any, processes: int) -> int:
-    """Validates, loads the data, checks the prompts against the model's context and prints the plan for `processes`;
-    then, unless a dry run, trains and saves the model."""
-    from trl import get_peft_config, get_quantization_config
+def _plan(s: DSDRScriptArguments, p: Any, args: Any, processes: int, rewards: list, ks: list[int]) -> list[str]:
+    """What the run will do, for the plan the dry run (and the real run) prints after the model line."""
     from trl.trainer.utils import get_callable_name
 
-    s, dry_run = script_args, script_args.dry_run
-    with user_input():
-        reward_funcs, ks = validate(s, args, model_args)
-        train = _load(s, s.dataset_name, s.dataset_train_split, s.max_train_samples)
-        test = passk = None
-        if s.dataset_test_split and args.eval_strategy != "no":
-            test = _load(s, s.dataset_name, s.dataset_test_split, s.max_eval_samples)
-        if s.passk_eval_dataset:
-            passk = _load(s, s.passk_eval_dataset, s.passk_eval_split, s.passk_eval_limit)
-        labels = (s.dataset_name, f"{s.dataset_name}, split {s.dataset_test_split}", s.passk_eval_dataset)
-        model_line = _check_model_and_prompts(
-            model_args, args, list(zip(labels, (train, test, passk), strict=True)), dry_run
-        )
-
-    names = [get_callable_name(func) for func in reward_funcs]
+    names = [get_callable_name(func) for func in rewards]
     dsdr = ("diversity_coef", "local_entropy_coef", "coupling_temperature", "epsilon", "epsilon_high")
+    prompts, per_step = args.generation_batch_size // args.num_generations, args.per_device_train_batch_size
     plan = [
-        model_line,
-        f"data: {s.dataset_name}" + (f" ({len(train)} rows, columns {train.column_names})" if train else ""),
         f"rewards: {names}; correctness: {args.correctness_reward or names[0]}",
         "DSDR: " + " ".join(f"{key}={getattr(args, key)}" for key in (*dsdr, "advantage_epsilon")),
-        f"batch on {processes} process(es): {args.generation_batch_size // args.num_generations} prompts x "
-        f"{args.num_generations} generations = {args.generation_batch_size} completions per generation batch; "
-        f"{args.per_device_train_batch_size * args.gradient_accumulation_steps * processes} completions per optimizer "
-        "step",
+        f"batch on {processes} process(es): {prompts} prompts x {args.num_generations} generations = "
+        f"{args.generation_batch_size} completions per generation batch; "
+        f"{per_step * args.gradient_accumulation_steps * processes} completions per optimizer step",
     ]
-    if passk is not None:
+    if p.passk_eval_dataset:
+        every = p.passk_eval_steps or args.eval_steps
         plan.append(
-            f"pass@k callback: {s.passk_eval_dataset}, k={ks}, {s.passk_eval_num_samples} samples, every "
-            f"{s.passk_eval_steps or args.eval_steps} steps"
+            f"pass@k callback: {p.passk_eval_dataset}, k={ks}, {p.passk_eval_num_samples} samples, every {every} steps"
         )
-    if dry_run and (misalignment := args.checkpoint_misalignment(processes)) is not None:
+    if s.dry_run and (misalignment := args.checkpoint_misalignment(processes)) is not None:
         plan.append(f"WARNING: {misalignment}")
-    if dry_run and args.use_vllm:
+    if s.dry_run and args.use_vllm:
         try:
             import vllm  # noqa: F401  (a dry run checks what the real run will import)
 
@@ -322,13 +220,34 @@ def run(script_args: DSDRScriptArguments, args: Any, model_args: Any, processes:
                 f"WARNING: use_vllm is set but vllm does not import here ({type(error).__name__}: {error}); install "
                 "it (pip install 'trl[vllm]') or pass --use_vllm false to generate with transformers."
             )
-    for line in plan:
+    return plan
+
+
+def run(script_args: DSDRScriptArguments, passk_args: Any, args: Any, model_args: Any, processes: int) -> int:
+    """Validates, loads the data, checks the prompts against the model's context and prints the plan for `processes`;
+    then, unless a dry run, trains and saves the model."""
+    s, p = script_args, passk_args
+    with user_input():
+        reward_funcs, ks = validate(s, p, args, model_args)
+        train = _load(s, s.dataset_name, s.dataset_train_split, s.max_train_samples)
+        test_split = s.dataset_test_split if args.eval_strategy != "no" else None
+        test = _load(s, test_split and s.dataset_name, test_split, s.max_eval_samples)
+        passk = _load(s, p.passk_eval_dataset, p.passk_eval_split, p.passk_eval_limit)
+        datasets = [
+            (s.dataset_name, train),
+            (f"{s.dataset_name}, split {test_split}", test),
+            (p.passk_eval_dataset, passk),
+        ]
+        model_line = _check_model_and_prompts(model_args, args, datasets, s.dry_run)
+    data_line = f"data: {s.dataset_name}" + (f" ({len(train)} rows, columns {train.column_names})" if train else "")
+    for line in [model_line, data_line, *_plan(s, p, args, processes, reward_funcs, ks)]:
         _say(line)
-    if dry_run:
+    if s.dry_run:
         _say("dry run: arguments valid; no weights loaded")
         return 0
 
-    from ..callbacks import PassAtKCallback
+    from trl import get_peft_config, get_quantization_config
+
     from ..data import hub_dataset_id
     from ..trainer import DSDRGRPOTrainer
     from .launch import hold_output_dir
@@ -336,6 +255,7 @@ def run(script_args: DSDRScriptArguments, args: Any, model_args: Any, processes:
     init = {"revision": model_args.model_revision, "trust_remote_code": args.trust_remote_code}
     init.update(attn_implementation=model_args.attn_implementation, dtype=model_args.dtype)
     args.model_init_kwargs = {**init, **(args.model_init_kwargs or {})}  # as TRL's grpo script builds them
+    peft, quantization = get_peft_config(model_args), get_quantization_config(model_args)
     with hold_output_dir(args.output_dir):
         trainer = DSDRGRPOTrainer(
             model_args.model_name_or_path,
@@ -343,28 +263,14 @@ def run(script_args: DSDRScriptArguments, args: Any, model_args: Any, processes:
             args,
             train_dataset=train,
             eval_dataset=test,
-            peft_config=get_peft_config(model_args),
-            quantization_config=get_quantization_config(model_args),
+            peft_config=peft,
+            quantization_config=quantization,
         )
         if passk is not None:
-            trainer.add_callback(
-                PassAtKCallback(
-                    trainer,
-                    passk["prompt"],
-                    passk["solution"],
-                    ks=ks,
-                    num_samples=s.passk_eval_num_samples,
-                    eval_steps=s.passk_eval_steps,
-                    temperature=s.passk_eval_temperature,
-                    top_p=s.passk_eval_top_p,
-                    max_new_tokens=s.passk_eval_max_new_tokens or args.max_completion_length,
-                    batch_size=args.per_device_eval_batch_size,
-                    seed=args.seed,
-                    prefix=s.passk_eval_prefix,
-                )
-            )
+            trainer.add_callback(p.passk_callback(trainer, passk))
         if trainer.is_world_process_zero():  # `dsdr-trl eval` reads chat_template_kwargs and system_prompt back
-            saved = {"script_args": asdict(s), "model_args": asdict(model_args), "training_args": args.to_dict()}
+            saved = {"script_args": asdict(s), "passk_args": asdict(p), "model_args": asdict(model_args)}
+            saved["training_args"] = args.to_dict()
             write_json(Path(args.output_dir) / RUN_CONFIG_NAME, json.loads(json.dumps(saved, default=str)))
         trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
         trainer.save_model(args.output_dir)
@@ -410,23 +316,22 @@ def main(argv: list[str] | None = None) -> int:
     # it validates them as CPU runs there.
     if dry_run and not torch.cuda.is_available() and "--use_cpu" not in argv:
         argv += ["--use_cpu", "true"]
-    hints = accelerate_option_hints(LaunchArguments.__dataclass_fields__)
     with warnings.catch_warnings():
         if dry_run:  # the plan judges the checkpoints for the launch's process count instead
             warnings.filterwarnings("ignore", message="save_steps=")
-        script_args, training_args, model_args, launch_args = parse(make_parser(), argv, recipe, "train", hints)
+        *arguments, launch_args = parse(make_parser(), argv, recipe, "train", accelerate_option_hints())
     if "LOCAL_RANK" in os.environ:  # a launched process
         # The launcher passes a SIGINT on to its processes; ending at once, as on SIGTERM, stops them all in seconds
         # (a KeyboardInterrupt unwinding through the process group can wait for the launcher's kill, 30 s later).
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        return run(script_args, training_args, model_args, int(os.environ.get("WORLD_SIZE", "1")))
-    flags, processes = launch_settings(asdict(launch_args))
+        return run(*arguments, int(os.environ.get("WORLD_SIZE", "1")))
+    flags, processes = launch_settings(launch_args)
     if not flags or dry_run:
-        return run(script_args, training_args, model_args, processes)
+        return run(*arguments, processes)
     with user_input():
-        validate(script_args, training_args, model_args)
-    with hold_output_dir(training_args.output_dir):
-        return launch(flags, script_argv, training_args.output_dir)
+        validate(*arguments)
+    with hold_output_dir(arguments[2].output_dir):
+        return launch(flags, script_argv, arguments[2].output_dir)
 
 
 if __name__ == "__main__":
