@@ -122,7 +122,7 @@ def test_recipe_selects_strict_answer_extraction_and_an_unknown_one_is_refused(c
     fails_clearly(capsys, ["train", "--config", str(unknown), "--dry_run", *data], "'boxed'", "lenient")
 
     # The `accuracy` reward the run builds reads the answer the way the recipe says.
-    from dsdr_trl.scripts.parser import parse, read_config
+    from dsdr_trl.scripts.arguments import parse, read_config
     from dsdr_trl.scripts.train import make_parser, validate
 
     argv = ["--output_dir", str(tmp_path / "out")]

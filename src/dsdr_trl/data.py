@@ -110,6 +110,9 @@ DATASETS: dict[str, DatasetSpec] = {
     ),
 }
 
+# What a dataset argument takes, in the commands' `--help`.
+DATA_HELP = f"a named adapter ({', '.join(DATASETS)}), a local {'/'.join(LOCAL_SUFFIXES)} file, or a Hub dataset id"
+
 
 def resolve_prompt_template(template: str | None, default: str = "plain") -> str:
     """The template text for a [`PROMPT_TEMPLATES`] name or a custom template containing `{problem}`."""

@@ -1,6 +1,6 @@
-"""What the `dsdr-trl` subcommands share: checks of a model and an output path before any work, atomic writes, and
-`run_command`: an error is one line (`DSDR_TRL_DEBUG=1` shows the traceback), exit status 2 for what the user typed
-(a `UsageError`), 1 naming where a failure inside the run was raised."""
+"""What the `dsdr-trl` subcommands share: atomic writes of their JSON files, and `run_command`: an error is one line
+(`DSDR_TRL_DEBUG=1` shows the traceback), exit status 2 for what the user typed (a `UsageError`), 1 naming where a
+failure inside the run was raised."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from typing import Any
 
 # The run's arguments as JSON, written by `dsdr-trl train` into its output_dir (TRL's `training_args.bin` is a pickle).
 RUN_CONFIG_NAME = "dsdr_config.json"
-DATA_HELP = "a named adapter (dapo-math-17k, math500, aime24, aime25, minerva, olympiadbench, gsm8k), a local "
-DATA_HELP += ".jsonl/.json/.parquet/.csv file, or a Hub dataset id"
 
 
 class UsageError(ValueError):
@@ -31,65 +29,6 @@ def user_input():
         yield
     except (ValueError, OSError) as error:
         raise UsageError(str(error).split("\n")[0]) from error
-
-
-def check_row_limits(**limits: int | None) -> None:
-    """Fails when a row limit (`--name N`) is given but is not a positive number of rows."""
-    for name, value in limits.items():
-        if value is not None and value < 1:
-            raise UsageError(
-                f"--{name} must be a positive number of rows, got {value}; leave it out to use every row."
-            )
-
-
-def check_output_path(path: str, flag: str, directory: bool) -> None:
-    """Fails before any work when `path` cannot take the output `flag` names (a directory, else a file): empty, of the
-    wrong kind, a dangling link, a device, under a file or not writable. Creates nothing."""
-    target = Path(path).expanduser()
-    existing = next(parent for parent in [target, *target.parents] if parent.exists())
-    if not path:
-        raise UsageError(f"{flag} is empty; pass a path.")
-    if target.is_symlink() and not target.exists():
-        raise UsageError(f"{flag} '{path}' is a link to '{os.readlink(target)}', which does not exist; choose a path.")
-    if directory and target.exists() and not target.is_dir():
-        raise UsageError(f"{flag} '{path}' is an existing file, not a directory; pass a directory path.")
-    if not directory and target.is_dir():
-        raise UsageError(f"{flag} '{path}' is a directory; pass a file path such as '{target / 'results.json'}'.")
-    if not directory and target.exists() and not target.is_file():
-        raise UsageError(f"{flag} '{path}' is not a regular file (a device?); pass a file path.")
-    if existing != target and not existing.is_dir():
-        raise UsageError(f"{flag} '{path}' lies under '{existing}', which is a file; choose another path.")
-    if not os.access(existing if existing.is_dir() else existing.parent, os.W_OK):
-        raise UsageError(f"{flag} '{path}': '{existing}' is not writable; choose a path you can write to.")
-
-
-def check_model(name: str, trusted: bool, fix: str) -> str | None:
-    """Fails in one line when the model `name` is a local folder that is missing or brings its own code (an
-    `auto_map`) without `trusted` (transformers would ask on the terminal); returns why the Hub is out of reach for a
-    Hub model, found in seconds (its client would retry for a minute), else `None`."""
-    from huggingface_hub import is_offline_mode
-
-    from ..data import hub_unreachable_reason, looks_local
-
-    local = Path(name).expanduser()
-    if looks_local(name) and not local.exists():
-        raise UsageError(f"Model directory '{name}' does not exist.")
-    for file in ("config.json", "tokenizer_config.json"):
-        if not trusted and (local / file).is_file() and "auto_map" in json.loads((local / file).read_text()):
-            raise UsageError(
-                f"The model '{name}' comes with its own code ({file} has an auto_map), not run by default; {fix}."
-            )
-    return None if looks_local(name) or is_offline_mode() else hub_unreachable_reason()
-
-
-def model_unavailable(name: str, reason: str | OSError, flag: str) -> FileNotFoundError:
-    """The one-line error for a model that could not be loaded because of `reason`."""
-    from huggingface_hub import is_offline_mode
-
-    if isinstance(reason, OSError):
-        offline = "HF_HUB_OFFLINE is set and it is not in the local cache"
-        reason = offline if is_offline_mode() else str(reason).split("\n")[0]
-    return FileNotFoundError(f"Could not load the model '{name}' ({reason}). Pass a local directory with {flag}.")
 
 
 def write_json(path: str | Path, data: Any) -> None:

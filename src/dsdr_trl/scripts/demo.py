@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 import sys
 
+from .arguments import make_parser as make_trl_parser
+from .arguments import parse, pop_config
 from .common import run_command, user_input
-from .parser import make_parser as make_trl_parser
-from .parser import parse, pop_config
 
 
 def make_parser():

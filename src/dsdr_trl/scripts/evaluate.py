@@ -21,20 +21,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import PromptArguments
-from .common import (
-    DATA_HELP,
-    RUN_CONFIG_NAME,
-    UsageError,
+from ..data import DATA_HELP, PromptArguments
+from .arguments import (
     check_model,
     check_output_path,
     check_row_limits,
+    make_parser,
     model_unavailable,
-    run_command,
-    user_input,
-    write_json,
+    parse,
+    pop_config,
 )
-from .parser import make_parser, parse, pop_config
+from .common import RUN_CONFIG_NAME, UsageError, run_command, user_input, write_json
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-pass1": {"num_samples": 1, "k": "1", "temperature": 0.1, "top_p": 0.9},

@@ -29,15 +29,6 @@ class LaunchArguments:
     mixed_precision: str | None = field(default=None, metadata={"help": "no, fp16 or bf16 (accelerate's)."})
 
 
-def accelerate_option_hints() -> dict[str, str]:
-    """What to do with a recipe key that is an `accelerate launch` option `dsdr-trl train` does not take."""
-    from accelerate.commands.launch import launch_command_parser
-
-    options = vars(launch_command_parser().parse_known_args(["script"])[0])
-    advice = "an `accelerate launch` option: set it in an accelerate config file and pass --accelerate_config FILE"
-    return {name: advice for name in options if name not in LaunchArguments.__dataclass_fields__}
-
-
 def launch_settings(launch_args: LaunchArguments) -> tuple[list[str], int]:
     """The `accelerate launch` flags of `launch_args` (`accelerate_config` resolved to its file; unset ones left out)
     and the number of processes they start (without any, this run's)."""
@@ -56,11 +47,8 @@ def launch_settings(launch_args: LaunchArguments) -> tuple[list[str], int]:
 def launch(launch_args: list[str], script_args: list[str], locked: str) -> int:
     """Runs `accelerate launch [launch_args] -m dsdr_trl.scripts.train [script_args]` in this process; returns the
     exit status of the first process that failed, or 128 + N after signal N. The processes are told that this one
-    holds the lock on `locked` (their output_dir).
-
-    Without CUDA, a multi-GPU config starts torchrun's CPU processes (gloo; accelerate's `--cpu` starts one process
-    unless MPI is set up); mixed precision is then off unless asked for, and the recipe sets `use_cpu: true`.
-    """
+    holds the lock on `locked` (their output_dir). Without CUDA, a multi-GPU config starts torchrun's CPU processes
+    (gloo), with mixed precision off unless asked for; the recipe sets `use_cpu: true`."""
     import subprocess
 
     import torch

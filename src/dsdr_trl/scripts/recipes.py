@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .arguments import read_config
 from .common import UsageError, user_input
-from .parser import read_config
 
 
 def recipes_dir() -> Path:

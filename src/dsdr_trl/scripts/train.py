@@ -1,14 +1,11 @@
-"""`dsdr-trl train`: train a policy with DSDR (or a GRPO/DAPO baseline) from a YAML recipe.
-
-    dsdr-trl train --config configs/qwen3-1.7b/dsdr.yaml [--any_field value ...]
-    dsdr-trl train --config qwen3-1.7b/dsdr --accelerate_config zero2 --num_processes 8   # a shipped recipe
-    accelerate launch --config_file configs/accelerate/zero2.yaml -m dsdr_trl.scripts.train --config ...
+"""`dsdr-trl train`: train a policy with DSDR (or a GRPO/DAPO baseline) from a YAML recipe; [`USAGE`] shows how.
 
 The shape of TRL's `trl/scripts/grpo.py`: parse → validate → load → build the trainer → train → save. Every field of
 [`DSDRScriptArguments`], [`~dsdr_trl.callbacks.PassAtKArguments`], [`~dsdr_trl.DSDRConfig`], TRL's `ModelConfig` and
 [`~dsdr_trl.scripts.launch.LaunchArguments`] is a flag or a key of the `--config` YAML (flags win); a launch setting
-starts the processes through accelerate's `launch_command` in this process, after the validation. `--dry_run` also
-loads the data and the tokenizer (no weights), checks that every prompt fits the model's context, and prints the plan.
+starts the processes through accelerate's `launch_command` in this process, after the validation (`accelerate launch
+-m dsdr_trl.scripts.train --config ...` works too). `--dry_run` also loads the data and the tokenizer (no weights),
+checks that every prompt fits the model's context, and prints the plan.
 """
 
 from __future__ import annotations
@@ -22,21 +19,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import PromptArguments
-from .common import (
-    DATA_HELP,
-    RUN_CONFIG_NAME,
-    UsageError,
+from ..data import DATA_HELP, PromptArguments
+from .arguments import (
+    accelerate_option_hints,
     check_model,
     check_output_path,
     check_row_limits,
+    flag_value,
     model_unavailable,
-    run_command,
-    user_input,
-    write_json,
+    parse,
+    pop_config,
 )
+from .common import RUN_CONFIG_NAME, UsageError, run_command, user_input, write_json
 from .launch import LaunchArguments
-from .parser import flag_value, parse, pop_config
 
 
 @dataclass
@@ -50,9 +45,8 @@ class DSDRScriptArguments(PromptArguments):
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy"],
         metadata={
-            "help": "Names from dsdr_trl.rewards.REWARD_FUNCS ('accuracy', TRL's 'accuracy_reward', "
-            "'reasoning_accuracy_reward', 'think_format_reward', 'get_soft_overlong_punishment') or dotted import "
-            "paths from the working directory (my_rewards.format_reward); correctness_reward picks one by name."
+            "help": "Keys of dsdr_trl.rewards.REWARD_FUNCS (accuracy, TRL's accuracy_reward, ...) or dotted "
+            "import paths from the working directory (my_rewards.format_reward); correctness_reward picks one."
         },
     )
     answer_extraction: str = field(
@@ -71,7 +65,7 @@ def make_parser():
 
     from ..callbacks import PassAtKArguments
     from ..config import DSDRConfig
-    from .parser import make_parser as make_trl_parser
+    from .arguments import make_parser as make_trl_parser
 
     arguments = (DSDRScriptArguments, PassAtKArguments, DSDRConfig, ModelConfig, LaunchArguments)
     return make_trl_parser(arguments, "dsdr-trl train")
@@ -119,7 +113,7 @@ def validate(script_args: DSDRScriptArguments, passk_args: Any, args: Any, model
         raise UsageError("no training data: set dataset_name in the recipe or pass --dataset_name NAME_OR_FILE.")
     if not model_args.model_name_or_path:
         raise UsageError("no model: set model_name_or_path in the recipe or pass --model_name_or_path.")
-    check_row_limits(**{key: getattr(s, key) for key in ("max_train_samples", "max_eval_samples")})
+    check_row_limits(max_train_samples=s.max_train_samples, max_eval_samples=s.max_eval_samples)
     check_row_limits(passk_eval_limit=p.passk_eval_limit)
     check_output_path(args.output_dir, "output_dir", directory=True)
     for name, temperature, top_p in [
@@ -171,8 +165,8 @@ def _check_model_and_prompts(model_args: Any, args: Any, datasets: list[tuple[st
 
     from ..data import longest_prompt, looks_local
 
-    name, options = model_args.model_name_or_path, {"revision": model_args.model_revision}
-    options["trust_remote_code"] = args.trust_remote_code
+    name = model_args.model_name_or_path
+    options = {"revision": model_args.model_revision, "trust_remote_code": args.trust_remote_code}
     try:
         if reason := check_model(name, args.trust_remote_code, "pass --trust_remote_code true if you trust it"):
             raise ConnectionError(reason)
@@ -233,11 +227,8 @@ def run(script_args: DSDRScriptArguments, passk_args: Any, args: Any, model_args
         test_split = s.dataset_test_split if args.eval_strategy != "no" else None
         test = _load(s, test_split and s.dataset_name, test_split, s.max_eval_samples)
         passk = _load(s, p.passk_eval_dataset, p.passk_eval_split, p.passk_eval_limit)
-        datasets = [
-            (s.dataset_name, train),
-            (f"{s.dataset_name}, split {test_split}", test),
-            (p.passk_eval_dataset, passk),
-        ]
+        labels = (s.dataset_name, f"{s.dataset_name}, split {test_split}", p.passk_eval_dataset)
+        datasets = list(zip(labels, (train, test, passk), strict=True))
         model_line = _check_model_and_prompts(model_args, args, datasets, s.dry_run)
     data_line = f"data: {s.dataset_name}" + (f" ({len(train)} rows, columns {train.column_names})" if train else "")
     for line in [model_line, data_line, *_plan(s, p, args, processes, reward_funcs, ks)]:
@@ -255,7 +246,6 @@ def run(script_args: DSDRScriptArguments, passk_args: Any, args: Any, model_args
     init = {"revision": model_args.model_revision, "trust_remote_code": args.trust_remote_code}
     init.update(attn_implementation=model_args.attn_implementation, dtype=model_args.dtype)
     args.model_init_kwargs = {**init, **(args.model_init_kwargs or {})}  # as TRL's grpo script builds them
-    peft, quantization = get_peft_config(model_args), get_quantization_config(model_args)
     with hold_output_dir(args.output_dir):
         trainer = DSDRGRPOTrainer(
             model_args.model_name_or_path,
@@ -263,8 +253,8 @@ def run(script_args: DSDRScriptArguments, passk_args: Any, args: Any, model_args
             args,
             train_dataset=train,
             eval_dataset=test,
-            peft_config=peft,
-            quantization_config=quantization,
+            peft_config=get_peft_config(model_args),
+            quantization_config=get_quantization_config(model_args),
         )
         if passk is not None:
             trainer.add_callback(p.passk_callback(trainer, passk))
@@ -307,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         prepare_recipe(recipe, path)
     import torch
 
-    from .launch import accelerate_option_hints, hold_output_dir, launch, launch_settings
+    from .launch import hold_output_dir, launch, launch_settings
 
     given = flag_value(argv, "--dry_run")
     dry_run = given not in (None, "false", "False", "0", "no") or "--dry_run" in argv[-1:]
@@ -319,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         if dry_run:  # the plan judges the checkpoints for the launch's process count instead
             warnings.filterwarnings("ignore", message="save_steps=")
-        *arguments, launch_args = parse(make_parser(), argv, recipe, "train", accelerate_option_hints())
+        hints = accelerate_option_hints(LaunchArguments.__dataclass_fields__)
+        *arguments, launch_args = parse(make_parser(), argv, recipe, "train", hints)
     if "LOCAL_RANK" in os.environ:  # a launched process
         # The launcher passes a SIGINT on to its processes; ending at once, as on SIGTERM, stops them all in seconds
         # (a KeyboardInterrupt unwinding through the process group can wait for the launcher's kill, 30 s later).

@@ -1,17 +1,19 @@
-"""How every `dsdr-trl` subcommand reads its arguments: TRL's `TrlParser` over the command's dataclasses, with a
-`--config` YAML (checked for size and shape before anything expands it, each value against its field's type) under
-the flags, and every parse error as one `UsageError` line naming the flag and what it expects."""
+"""How every `dsdr-trl` subcommand reads and checks its arguments: TRL's `TrlParser` over the command's dataclasses,
+with a `--config` YAML (checked for size and shape before anything expands it, each value against its field's type)
+under the flags, every parse error as one `UsageError` line naming the flag and what it expects; and the checks of
+row limits, output paths and models that fail in one line before any work."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import stat
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,15 @@ FOREIGN_KEY_HINTS = {
 FOREIGN_KEY_HINTS["dataset_prompt_column"] = "this package calls it prompt_column"
 _EXPECTED = {"int": "an integer", "float": "a number", "list": "a list", "bool": "true or false"}
 _EXPECTED["dict"] = "a mapping of plain values"
+
+
+def accelerate_option_hints(taken: Iterable[str]) -> dict[str, str]:
+    """What to do with a recipe key that is an `accelerate launch` option, other than `taken`, which no field takes."""
+    from accelerate.commands.launch import launch_command_parser
+
+    options = vars(launch_command_parser().parse_known_args(["script"])[0])
+    advice = "an `accelerate launch` option: set it in an accelerate config file and pass --accelerate_config FILE"
+    return {name: advice for name in options if name not in taken}
 
 
 def _size(value: Any, budget: list[int]) -> None:
@@ -197,3 +208,62 @@ def parse(parser: Any, argv: list[str], config: dict[str, Any], command: str, hi
         os.environ.update({key: str(value) for key, value in config.pop("env", {}).items()})
         parser.set_defaults_with_config(**config)
         return parser.parse_args_into_dataclasses(args=argv)
+
+
+def check_row_limits(**limits: int | None) -> None:
+    """Fails when a row limit (`--name N`) is given but is not a positive number of rows."""
+    for name, value in limits.items():
+        if value is not None and value < 1:
+            raise UsageError(
+                f"--{name} must be a positive number of rows, got {value}; leave it out to use every row."
+            )
+
+
+def check_output_path(path: str, flag: str, directory: bool) -> None:
+    """Fails before any work when `path` cannot take the output `flag` names (a directory, else a file): empty, of the
+    wrong kind, a dangling link, a device, under a file or not writable. Creates nothing."""
+    target = Path(path).expanduser()
+    existing = next(parent for parent in [target, *target.parents] if parent.exists())
+    if not path:
+        raise UsageError(f"{flag} is empty; pass a path.")
+    if target.is_symlink() and not target.exists():
+        raise UsageError(f"{flag} '{path}' is a link to '{os.readlink(target)}', which does not exist; choose a path.")
+    if directory and target.exists() and not target.is_dir():
+        raise UsageError(f"{flag} '{path}' is an existing file, not a directory; pass a directory path.")
+    if not directory and target.is_dir():
+        raise UsageError(f"{flag} '{path}' is a directory; pass a file path such as '{target / 'results.json'}'.")
+    if not directory and target.exists() and not target.is_file():
+        raise UsageError(f"{flag} '{path}' is not a regular file (a device?); pass a file path.")
+    if existing != target and not existing.is_dir():
+        raise UsageError(f"{flag} '{path}' lies under '{existing}', which is a file; choose another path.")
+    if not os.access(existing if existing.is_dir() else existing.parent, os.W_OK):
+        raise UsageError(f"{flag} '{path}': '{existing}' is not writable; choose a path you can write to.")
+
+
+def check_model(name: str, trusted: bool, fix: str) -> str | None:
+    """Fails in one line when the model `name` is a local folder that is missing or brings its own code (an
+    `auto_map`) without `trusted` (transformers would ask on the terminal); returns why the Hub is out of reach for a
+    Hub model, found in seconds (its client would retry for a minute), else `None`."""
+    from huggingface_hub import is_offline_mode
+
+    from ..data import hub_unreachable_reason, looks_local
+
+    local = Path(name).expanduser()
+    if looks_local(name) and not local.exists():
+        raise UsageError(f"Model directory '{name}' does not exist.")
+    for file in ("config.json", "tokenizer_config.json"):
+        if not trusted and (local / file).is_file() and "auto_map" in json.loads((local / file).read_text()):
+            raise UsageError(
+                f"The model '{name}' comes with its own code ({file} has an auto_map), not run by default; {fix}."
+            )
+    return None if looks_local(name) or is_offline_mode() else hub_unreachable_reason()
+
+
+def model_unavailable(name: str, reason: str | OSError, flag: str) -> FileNotFoundError:
+    """The one-line error for a model that could not be loaded because of `reason`."""
+    from huggingface_hub import is_offline_mode
+
+    if isinstance(reason, OSError):
+        offline = "HF_HUB_OFFLINE is set and it is not in the local cache"
+        reason = offline if is_offline_mode() else str(reason).split("\n")[0]
+    return FileNotFoundError(f"Could not load the model '{name}' ({reason}). Pass a local directory with {flag}.")
