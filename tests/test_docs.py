@@ -39,3 +39,15 @@ def test_every_dsdr_trl_flag_in_the_readme_is_in_its_commands_help(capsys):
         help_text = capsys.readouterr().out
         for flag in set(re.findall(r"(--[a-z_]+)", rest)) - before_the_parser:
             assert f"{flag} " in help_text, (command, flag)
+
+
+def test_readme_cites_the_paper_as_the_model_cards_do():
+    import yaml
+
+    from dsdr_trl.config import DSDR_PAPER
+
+    readme = (ROOT / "README.md").read_text()
+    assert DSDR_PAPER["citation"] in readme  # one BibTeX entry, with every author
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())["preferred-citation"]
+    names = [f"{author['family-names']}, {author['given-names']}" for author in cff["authors"]]
+    assert " and ".join(names) == re.sub(r"\s+", " ", re.search(r"author\s*=\s*\{(.*?)\},", readme, re.S)[1])

@@ -17,7 +17,9 @@ DSDR_PAPER = {
     "citation": textwrap.dedent("""\
         @misc{wan2026dsdr,
             title         = {{DSDR: Dual-Scale Diversity Regularization for Exploration in LLM Reasoning}},
-            author        = {Wan and others},
+            author        = {Wan, Zhongwei and Shen, Yun and Dou, Zhihao and Zhou, Donghao and Zhang, Yu and
+                             Wang, Xin and Shen, Hui and Xiong, Jing and Tao, Chaofan and Zhong, Zixuan and
+                             Huang, Peizhou and Zhang, Mi},
             year          = 2026,
             eprint        = {2602.19895},
             archivePrefix = {arXiv},
