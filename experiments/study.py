@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from dsdr_trl.toy.demo import (
+    DEFAULT_REGIME,
+    REGIMES,
     DemoArguments,
     evaluate,
-    regime_defaults,
     regime_settings,
     resolve_warmstart,
     train_method,
@@ -341,6 +342,16 @@ def plot_study(summary: dict[str, Any], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "study.png", dpi=110)
     plt.close(fig)
+
+
+def regime_defaults(argv: list[str]) -> dict[str, Any]:
+    """The settings of the `--regime` named in `argv` (else of the default regime), to apply before the flags."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--regime", default=DEFAULT_REGIME)
+    name = parser.parse_known_args(argv)[0].regime
+    return regime_settings(name if name in REGIMES else DEFAULT_REGIME)
 
 
 def main(argv: list[str] | None = None) -> int:

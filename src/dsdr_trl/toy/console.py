@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib.util
 import json
 import os
 import warnings
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
+from transformers import ProgressCallback, TrainerCallback
 
 __all__ = ["METRICS_FILE", "MetricsFile", "TrainingBar", "attach", "quiet_run"]
 
@@ -50,34 +51,26 @@ class MetricsFile(TrainerCallback):
                 file.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
-class TrainingBar(TrainerCallback):
-    """One tqdm bar over the training steps, with the reward, dead groups before → after shaping and the leading
-    strategy's share (trailing means over the last [`WINDOW`] logged steps) as its postfix."""
+class TrainingBar(ProgressCallback):
+    """transformers' bar over the training steps, with the reward, dead groups before → after shaping and the leading
+    strategy's share (trailing means over the last [`WINDOW`] logged steps) as its postfix, instead of a dictionary
+    of metrics printed under it at every step."""
 
     def __init__(self, description: str):
+        super().__init__()
         self.description = description
-        self.bar = None
         self.recent: deque[dict[str, float]] = deque(maxlen=WINDOW)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        from tqdm.auto import tqdm
-
-        if state.is_world_process_zero:
-            self.bar = tqdm(total=state.max_steps, desc=self.description, unit="step", dynamic_ncols=True)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.bar is not None:
-            self.bar.update(state.global_step - self.bar.n)
+        super().on_train_begin(args, state, control, **kwargs)
+        if self.training_bar is not None:
+            self.training_bar.set_description(self.description)
+            self.training_bar.unit = "step"
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.bar is not None and logs and "reward" in logs:
+        if self.training_bar is not None and logs and "reward" in logs:
             self.recent.append({k: v for k, v in logs.items() if isinstance(v, int | float)})
-            self.bar.set_postfix_str(self.figures())
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+            self.training_bar.set_postfix_str(self.figures())
 
     def figures(self) -> str:
         """`reward 0.41 · dead groups 0.38 → 0.25 · carry3 72 %` from the recent log entries."""
@@ -137,23 +130,14 @@ def quiet_libraries() -> Iterator[None]:
             os.environ.pop("DS_ACCELERATOR", None)
 
 
-def plotting_available() -> bool:
-    """Whether matplotlib (the `demo` extra) is installed; says in one line how to install it when it is not."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        print('[demo] matplotlib is not installed, so no plots are drawn: pip install "dsdr-trl[demo]"')
-        return False
-    return True
-
-
 def quiet_run(run: Callable[..., Any]) -> Callable[..., Any]:
     """Decorates `run(settings, ...)` so that it runs under [`quiet_libraries`] unless `settings.verbose`, and without
-    plots (said in one line) when matplotlib is missing."""
+    plots (said in one line) when matplotlib (the `demo` extra) is missing."""
 
     @functools.wraps(run)
     def wrapper(settings: Any, *args: Any, **kwargs: Any) -> Any:
-        if getattr(settings, "plots", False) and not plotting_available():
+        if getattr(settings, "plots", False) and importlib.util.find_spec("matplotlib") is None:
+            print('[demo] matplotlib is not installed, so no plots are drawn: pip install "dsdr-trl[demo]"')
             settings = dataclasses.replace(settings, plots=False)
         if getattr(settings, "verbose", False):
             return run(settings, *args, **kwargs)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .console import attach, quiet_run
-from .report import LABELS, METHODS, aggregate, make_plots, write_report
+from .report import LABELS, METHODS, aggregate, rebuild_report
 from .task import MINORITY_MIX, NUM_EVAL_PROBLEMS, NUM_RL_PROBLEMS, STRATEGY_SETS, Splits
 
 # Named regimes: settings of `DemoArguments`, as changes to its defaults (`--regime NAME`; flags override them).
@@ -137,14 +137,11 @@ class DemoArguments:
     )
 
     def __post_init__(self):
-        if self.regime not in REGIMES:
-            raise ValueError(f"--regime must be one of {sorted(REGIMES)}, got '{self.regime}'.")
-        if self.task_variant not in TASK_VARIANTS:
-            raise ValueError(f"--task_variant must be one of {list(TASK_VARIANTS)}, got '{self.task_variant}'.")
+        for name, known in (("regime", REGIMES), ("task_variant", TASK_VARIANTS), ("strategies", STRATEGY_SETS)):
+            if getattr(self, name) not in known:
+                raise ValueError(f"--{name} must be one of {sorted(known)}, got '{getattr(self, name)}'.")
         if self.task_variant == "minority-rescue" and (self.strategies != "balanced" or self.hard_multipliers):
             raise ValueError("--task_variant minority-rescue needs --strategies balanced and no --hard_multipliers.")
-        if self.strategies not in STRATEGY_SETS:
-            raise ValueError(f"--strategies must be one of {sorted(STRATEGY_SETS)}, got '{self.strategies}'.")
         if not self.seeds:
             raise ValueError("--seeds needs at least one seed, e.g. --seeds 0 1 2.")
         if not 1 <= self.num_eval_problems <= NUM_EVAL_PROBLEMS:
@@ -202,21 +199,9 @@ class DemoArguments:
 
 def regime_settings(name: str) -> dict[str, Any]:
     """Every field any regime sets, at the value regime `name` gives it (so it can be applied over any settings)."""
-    if name not in REGIMES:
-        raise ValueError(f"--regime must be one of {sorted(REGIMES)}, got '{name}'.")
-    defaults = DemoArguments()
+    defaults = DemoArguments(regime=name)  # which checks the name
     fields = {key for preset in REGIMES.values() for key in preset}
     return {key: getattr(defaults, key) for key in fields} | REGIMES[name] | {"regime": name}
-
-
-def regime_defaults(argv: list[str]) -> dict[str, Any]:
-    """The settings of the `--regime` named in `argv` (else of the default regime), to apply before the flags."""
-    import argparse
-
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--regime", default=DEFAULT_REGIME)
-    name = parser.parse_known_args(argv)[0].regime
-    return regime_settings(name if name in REGIMES else DEFAULT_REGIME)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -427,7 +412,6 @@ def run_demo(settings: DemoArguments) -> dict[str, Any]:
     encoder = load_diversity_encoder()
 
     per_seed: dict[str, list[dict[str, Any]]] = {"warmstart": [], **{m: [] for m in METHODS}}
-    histories: dict[str, list[list[dict]]] = {m: [] for m in METHODS}
     seconds = dict.fromkeys(per_seed, 0.0)  # each method's own wall time: training and evaluation, all seeds
     for seed in settings.seeds:
         print(f"[demo] seed {seed}: evaluating the warm start")
@@ -442,26 +426,21 @@ def run_demo(settings: DemoArguments) -> dict[str, Any]:
             model, tokenizer, history = train_method(
                 method, seed, settings, warmstart, encoder, train_dataset, run_dir
             )
-            histories[method].append(history)
-            run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "log_history.json").write_text(json.dumps(history, indent=1))
             print(f"[demo] seed {seed}: evaluating {LABELS[method]}")
             per_seed[method].append(evaluate(model, tokenizer, eval_problems, settings, seed, encoder))
             seconds[method] += time.time() - began
 
-    report: dict[str, Any] = {
+    report = {
         "seeds": settings.seeds,
-        "wall_seconds": None,
+        "wall_seconds": time.time() - start,
         "settings": asdict(settings) | {"warmstart": str(warmstart)},
         "methods": {name: aggregate(runs, settings.num_samples) for name, runs in per_seed.items()},
     }
-    plots = make_plots(report, histories, output_dir) if settings.plots else []
-    report["wall_seconds"] = time.time() - start
     for name, method in report["methods"].items():
         method.update(seeds=settings.seeds, wall_seconds=seconds[name])
     (output_dir / "report.json").write_text(json.dumps(report, indent=1))
-    write_report(report, output_dir, plots)
-    return report
+    return rebuild_report(output_dir)
 
 
 def regenerate_warmstart(settings: DemoArguments) -> int:

@@ -14,15 +14,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = [
-    "POLICY_SHAPE",
-    "build_model",
-    "build_policy",
-    "build_task_tokenizer",
-    "build_tiny_tokenizer",
-    "save_tiny_model",
-]
-
 _BOXED = "\\boxed{"
 _TASK_SPECIAL_TOKENS = ("<pad>", "<eos>", "<unk>")
 _TASK_CHARACTERS = tuple("0123456789*+-=$ }")

@@ -16,10 +16,6 @@ FINDINGS = Path(__file__).parent / "assets" / "study-results" / "findings.json"
 LABELS = {"warmstart": "warm start (SFT)", "grpo": "GRPO", "dsdr": "DSDR"}
 
 
-def _scalar_keys(num_samples: int) -> list[str]:
-    return [f"avg@{num_samples}", "distinct_correct", "semantic_distance", "strategies_per_problem"]
-
-
 def aggregate(per_seed: list[dict[str, Any]], num_samples: int) -> dict[str, Any]:
     """Mean (and std over seeds, when there are several) of every number of the per-seed evaluations."""
 
@@ -32,7 +28,7 @@ def aggregate(per_seed: list[dict[str, Any]], num_samples: int) -> dict[str, Any
     out: dict[str, Any] = {"pass@k": {}, "pass@k_std": {}}
     for k in per_seed[0]["pass@k"]:
         out["pass@k"][k], out["pass@k_std"][k] = stats([run["pass@k"][k] for run in per_seed])
-    for key in _scalar_keys(num_samples):
+    for key in (f"avg@{num_samples}", "distinct_correct", "semantic_distance", "strategies_per_problem"):
         out[key], out[f"{key}_std"] = stats([run[key] for run in per_seed])
     out["strategy_share"] = {
         name: statistics.fmean(run["strategy_share"][name] for run in per_seed)
@@ -62,11 +58,8 @@ def results_table(report: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for name, method in report["methods"].items():
         cells = [LABELS[name], *[_cell(method, "", k) for k in ks], _cell(method, f"avg@{n}")]
-        cells += [
-            _cell(method, "distinct_correct", percent=False),
-            _cell(method, "strategies_per_problem", percent=False),
-        ]
-        cells.append(_cell(method, "semantic_distance", percent=False))
+        for key in ("distinct_correct", "strategies_per_problem", "semantic_distance"):
+            cells.append(_cell(method, key, percent=False))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -84,14 +77,10 @@ def paired_difference(grpo: list[float], dsdr: list[float]) -> tuple[float, floa
     return mean, statistics.stdev(differences) / math.sqrt(len(differences))
 
 
-def _per_seed(method: dict[str, Any], key: str, k: str | None) -> list[float]:
-    return [run["pass@k"][k] if k is not None else run[key] for run in method["per_seed"]]
-
-
 def _difference(report: dict[str, Any], key: str, k: str | None = None) -> tuple[float, float | None]:
     """DSDR minus GRPO on one number, with its paired standard error over seeds (`None` for one seed)."""
-    grpo, dsdr = report["methods"]["grpo"], report["methods"]["dsdr"]
-    return paired_difference(_per_seed(grpo, key, k), _per_seed(dsdr, key, k))
+    grpo, dsdr = ([run["pass@k"][k] if k else run[key] for run in report["methods"][m]["per_seed"]] for m in METHODS)
+    return paired_difference(grpo, dsdr)
 
 
 def _verdict(report: dict[str, Any]) -> str:
@@ -208,27 +197,21 @@ strategies ({names}) the correct samples of a problem use; *sem. dist.*: mean pa
 SMOOTHING_STEPS = 10
 
 
-def _running_mean(values: list[float], window: int) -> list[float]:
-    """Trailing mean over the last `window` values (fewer at the start)."""
-    return [statistics.fmean(values[max(0, i + 1 - window) : i + 1]) for i in range(len(values))]
-
-
 def make_plots(report: dict[str, Any], histories: dict[str, list[list[dict]]], output_dir: Path) -> list[str]:
     """Writes `pass_at_k.png` and `training_curves.png`; returns their file names."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display needed
     import matplotlib.pyplot as plt
+    import numpy as np
 
     colors = {"warmstart": "tab:gray", "grpo": "tab:blue", "dsdr": "tab:red"}
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, method in report["methods"].items():
         ks = [int(k) for k in method["pass@k"]]
-        mean = [100 * method["pass@k"][str(k)] for k in ks]
-        std = [100 * method["pass@k_std"][str(k)] for k in ks]
+        mean, std = (100 * np.array(list(method[key].values())) for key in ("pass@k", "pass@k_std"))
         ax.plot(ks, mean, marker="o", ms=3, label=LABELS[name], color=colors[name])
-        band = list(zip(mean, std, strict=True))
-        ax.fill_between(ks, [m - s for m, s in band], [m + s for m, s in band], alpha=0.2, color=colors[name])
+        ax.fill_between(ks, mean - std, mean + std, alpha=0.2, color=colors[name])
     ax.set_xscale("log", base=2)
     ax.set_xlabel("k")
     ax.set_ylabel("pass@k (%)")
@@ -247,15 +230,21 @@ def make_plots(report: dict[str, Any], histories: dict[str, list[list[dict]]], o
         length = min(map(len, per_seed))
         for values in per_seed:
             ax.plot(range(1, len(values) + 1), values, color=color, alpha=0.15, lw=0.8, ls=style)
-        mean = [statistics.fmean(values[i] for values in per_seed) for i in range(length)]
-        ax.plot(range(1, length + 1), _running_mean(mean, SMOOTHING_STEPS), color=color, lw=1.5, ls=style, label=label)
+        mean = np.mean([values[:length] for values in per_seed], axis=0)
+        # Trailing mean over the last SMOOTHING_STEPS steps (fewer at the start).
+        smooth = [mean[max(0, i + 1 - SMOOTHING_STEPS) : i + 1].mean() for i in range(length)]
+        ax.plot(range(1, length + 1), smooth, color=color, lw=1.5, ls=style, label=label)
 
     strategies = [name for name in report["methods"]["grpo"]["strategy_share"] if name != "other"]
     shade = dict(zip(strategies, ("tab:green", "tab:orange", "tab:purple"), strict=False))
     fig, axes = plt.subplots(2, 4, figsize=(16, 6.8))
-    top = [("reward", "accuracy (train reward)"), ("entropy", "policy entropy (nats/token)")]
-    top.append(("toy/modes_per_group", "strategies among correct, per group"))
-    for ax, (key, title) in zip(axes[0], top, strict=False):
+    both_methods = {
+        axes[0][0]: ("reward", "accuracy (train reward)"),
+        axes[0][1]: ("entropy", "policy entropy (nats/token)"),
+        axes[0][2]: ("toy/modes_per_group", "strategies among correct, per group"),
+        axes[1][2]: ("toy/frac_all_correct", "all-correct groups"),
+    }
+    for ax, (key, title) in both_methods.items():
         for name, runs in histories.items():
             curves(ax, runs, key, colors[name], LABELS[name])
         ax.set_title(title, fontsize=10)
@@ -271,10 +260,6 @@ def make_plots(report: dict[str, Any], histories: dict[str, list[list[dict]]], o
         ax.set_title(f"{LABELS[name]}: share of correct completions by strategy", fontsize=10)
         ax.set_ylim(0, 1)
         ax.legend(fontsize=8)
-    ax = axes[1][2]
-    for name, runs in histories.items():
-        curves(ax, runs, "toy/frac_all_correct", colors[name], LABELS[name])
-    ax.set_title("all-correct groups", fontsize=10)
     axes[1][3].axis("off")
     for ax in axes.flat:
         ax.set_xlabel("step")

@@ -18,8 +18,6 @@ import torch
 from .models import build_policy, build_task_tokenizer
 from .task import STRATEGIES, WARMSTART_SEED, Problem, sft_dataset, split_problems
 
-__all__ = ["ASSETS_DIR", "SFT_MAX_STEPS", "WARMSTART_DIR", "load_policy", "shipped_warmstart", "train_warmstart"]
-
 ASSETS_DIR = Path(__file__).parent / "assets"
 # The warm start of the original task with the default SFT schedule; other shipped ones are `ASSETS_DIR / name`.
 WARMSTART_DIR = ASSETS_DIR / "warmstart"
@@ -36,9 +34,6 @@ def train_warmstart(
     output_dir: str | Path,
     seed: int = WARMSTART_SEED,
     max_steps: int = SFT_MAX_STEPS,
-    batch_size: int = SFT_BATCH_SIZE,
-    learning_rate: float = SFT_LEARNING_RATE,
-    report_to: str = "none",
     problems: list[Problem] | None = None,
     strategies: tuple[str, ...] = STRATEGIES,
     mix: dict[str, int] | None = None,
@@ -64,14 +59,14 @@ def train_warmstart(
     args = SFTConfig(
         output_dir=str(output_dir / "checkpoints"),
         max_steps=max_steps,
-        per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate,
+        per_device_train_batch_size=SFT_BATCH_SIZE,
+        learning_rate=SFT_LEARNING_RATE,
         lr_scheduler_type="cosine",
         warmup_steps=max(1, max_steps // 20),
         weight_decay=0.01,
         logging_steps=50,
         save_strategy="no",
-        report_to=report_to,
+        report_to="none",
         seed=seed,
         data_seed=seed,
         use_cpu=True,
