@@ -28,6 +28,8 @@ WARMSTART_NAME = "original-sft600"
 SFT_MAX_STEPS = 600
 SFT_BATCH_SIZE = 64
 SFT_LEARNING_RATE = 2e-3
+# What every training run of the toy shares (the warm start's and the demo's): CPU in fp32, no checkpoints, no loggers.
+CPU_RUN = dict(use_cpu=True, bf16=False, activation_checkpointing=False, save_strategy="no", report_to="none")
 
 
 def train_warmstart(
@@ -65,16 +67,12 @@ def train_warmstart(
         warmup_steps=max(1, max_steps // 20),
         weight_decay=0.01,
         logging_steps=50,
-        save_strategy="no",
-        report_to="none",
         seed=seed,
         data_seed=seed,
-        use_cpu=True,
-        bf16=False,
-        activation_checkpointing=False,
         max_length=64,
         dataset_num_proc=None,
         disable_tqdm=disable_tqdm,
+        **CPU_RUN,
     )
     dataset = sft_dataset(train, seed, strategies, mix)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
