@@ -1,13 +1,9 @@
 """What `dsdr-trl demo` shows on the console, and where the rest goes.
 
-Without `--verbose`, each training run is one progress bar with a few live figures, the trailing means over the
-last [`WINDOW`] logged steps of: the reward, the dead groups (zero reward spread) before → after DSDR's shaping
-(`dsdr/frac_zero_std_before` → `_after`), and the leading strategy's share of the correct completions
-(`toy/share_*`). TRL's full per-step metrics go to the run's files instead of the terminal: one JSON line per logged
-step in `metrics.jsonl`, and `trainer_state.json`. The libraries' own notices that a reader of the demo cannot act on
-(transformers' info and loading bars, DeepSpeed's CPU notice, transformers' and TRL's deprecation warnings) are
-silenced during the run and restored after it. `--verbose` keeps TRL's console (its bar and a dictionary of metrics
-per step) and every notice.
+Without `--verbose`, each training run is one [`TrainingBar`] with a few live figures; TRL's full per-step metrics go
+to the run's files instead of the terminal (`metrics.jsonl`, one JSON line per logged step, and `trainer_state.json`),
+and the libraries' notices that a reader of the demo cannot act on are silenced ([`quiet_libraries`]). `--verbose`
+keeps TRL's console (its bar and a dictionary of metrics per step) and every notice.
 """
 
 from __future__ import annotations
@@ -90,16 +86,15 @@ class TrainingBar(ProgressCallback):
         return " · ".join(parts)
 
 
-def attach(trainer: Any, description: str, verbose: bool = False) -> Any:
+def attach(trainer: Any, description: str, verbose: bool = False) -> None:
     """Sends `trainer`'s per-step metrics to `metrics.jsonl` in its output directory and, unless `verbose`, shows one
-    [`TrainingBar`] instead of TRL's console (build the trainer with `disable_tqdm=not verbose`). Returns `trainer`."""
+    [`TrainingBar`] instead of TRL's console (build the trainer with `disable_tqdm=not verbose`)."""
     from transformers.trainer_callback import PrinterCallback
 
     trainer.add_callback(MetricsFile(Path(trainer.args.output_dir) / METRICS_FILE))
     if not verbose:
         trainer.remove_callback(PrinterCallback)  # what disable_tqdm puts in the progress bar's place
         trainer.add_callback(TrainingBar(description))
-    return trainer
 
 
 @contextlib.contextmanager

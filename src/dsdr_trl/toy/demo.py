@@ -29,7 +29,18 @@ from typing import Any
 
 from .console import attach, quiet_run
 from .report import LABELS, METHODS, aggregate, rebuild_report
-from .task import MINORITY_MIX, NUM_EVAL_PROBLEMS, NUM_RL_PROBLEMS, STRATEGY_SETS, Splits
+from .task import (
+    MINORITY_MIX,
+    NUM_EVAL_PROBLEMS,
+    NUM_RL_PROBLEMS,
+    STRATEGY_SETS,
+    Splits,
+    minority_rescue_splits,
+    rl_dataset,
+    solution_strategy,
+    split_problems,
+)
+from .warmstart import ASSETS_DIR, CPU_RUN, load_policy, shipped_warmstart, train_warmstart
 
 # Named regimes: settings of `DemoArguments`, as changes to its defaults (`--regime NAME`; flags override them).
 # - `hard-family` (the defaults, chosen by the regime study, docs/effect-study.md): balanced strategies, a warm start of
@@ -171,8 +182,6 @@ class DemoArguments:
 
     def splits(self) -> Splits:
         """The SFT, RL and held-out problems of this setting."""
-        from .task import minority_rescue_splits, split_problems
-
         if self.task_variant == "minority-rescue":
             return minority_rescue_splits(num_rl=self.num_rl_problems)
         return split_problems(
@@ -218,7 +227,6 @@ def make_mode_monitor(group_size: int, strategies: tuple[str, ...]):
     of the boxed integer, which is what `accuracy_reward` decides on this task, without a second verifier call.
     """
     from ..rewards import extract_answer
-    from .task import solution_strategy
 
     def toy_modes(completions: list[str], solution: list[str], log_metric=None, **kwargs) -> list[float]:
         correct = [extract_answer(text) == gold for text, gold in zip(completions, solution, strict=True)]
@@ -256,7 +264,6 @@ def train_method(
     from ..config import DSDRConfig
     from ..rewards import accuracy_reward
     from ..trainer import DSDRGRPOTrainer
-    from .warmstart import CPU_RUN, load_policy
 
     model, tokenizer = load_policy(warmstart)
     dsdr = method == "dsdr"
@@ -305,7 +312,6 @@ def evaluate(
     """Samples `num_samples` completions per held-out problem and returns pass@k, avg@N and the diversity numbers."""
     from ..generation import generate_samples
     from ..metrics import diversity_of_samples, score_samples, summarize
-    from .task import solution_strategy
 
     samples = generate_samples(
         model,
@@ -346,8 +352,6 @@ def evaluate(
 
 def resolve_warmstart(settings: DemoArguments, quiet: bool = False) -> Path:
     """The warm start of `settings`: `--warmstart`, else a shipped one, else one trained once into the cache."""
-    from .warmstart import shipped_warmstart
-
     if settings.warmstart:
         return Path(settings.warmstart)  # `load_policy` says how to train weights when there are none
     name = settings.warmstart_name
@@ -370,8 +374,6 @@ def resolve_warmstart(settings: DemoArguments, quiet: bool = False) -> Path:
 
 def train_settings_warmstart(settings: DemoArguments, directory: Path, disable_tqdm: bool = False) -> Path:
     """SFT of the policy on the SFT problems of `settings` (strategy set, split, steps) into `directory`."""
-    from .warmstart import train_warmstart
-
     splits = settings.splits()
     return train_warmstart(
         directory,
@@ -389,8 +391,6 @@ def run_demo(settings: DemoArguments) -> dict[str, Any]:
     import torch
 
     from ..encoder import load_diversity_encoder
-    from .task import rl_dataset
-    from .warmstart import load_policy
 
     torch.set_num_threads(settings.num_threads)
     start = time.time()
@@ -440,7 +440,6 @@ def regenerate_warmstart(settings: DemoArguments) -> int:
     import torch
 
     from ..encoder import load_diversity_encoder
-    from .warmstart import ASSETS_DIR, load_policy
 
     target = Path(settings.regenerate_warmstart)
     if target.resolve().is_relative_to(ASSETS_DIR.resolve()):
