@@ -144,21 +144,17 @@ def worked_solution(problem: Problem, strategy: str) -> str:
     """A worked solution of `problem` with one of the `STRATEGIES`, formulas in `$…$` and the answer boxed."""
     a, b = problem.a, problem.b
     tens, ones = divmod(a, 10)
-    if strategy == "split":
-        steps = [f"{tens * 10}*{b}={tens * 10 * b}", f"{ones}*{b}={ones * b}", f"{tens * 10 * b}+{ones * b}={a * b}"]
-    elif strategy == "round":
-        up, gap = (tens + 1) * 10, (tens + 1) * 10 - a
-        steps = [f"{up}*{b}={up * b}", f"{gap}*{b}={gap * b}", f"{up * b}-{gap * b}={a * b}"]
-    elif strategy in ("carry", "carry3"):
-        carry = ones * b // 10  # the last digit of the answer is written straight into the box
-        if strategy == "carry":
-            steps = [f"{ones}*{b}={ones * b}", f"{tens}*{b}+{carry}={tens * b + carry}"]
-        else:
-            steps = [f"{ones}*{b}={ones * b}", f"{tens}*{b}={tens * b}", f"{tens * b}+{carry}={tens * b + carry}"]
-    else:
-        known = sorted({name for names in STRATEGY_SETS.values() for name in names})
-        raise ValueError(f"Unknown strategy '{strategy}'; choose one of {known}.")
-    return " ".join(f"${step}$" for step in steps) + f" {_BOXED}{a * b}}}"
+    up, gap = (tens + 1) * 10, (tens + 1) * 10 - a
+    carry = ones * b // 10  # the carry methods write the answer's last digit straight into the box
+    strategies = {
+        "split": [f"{tens * 10}*{b}={tens * 10 * b}", f"{ones}*{b}={ones * b}", f"{tens * 10 * b}+{ones * b}={a * b}"],
+        "round": [f"{up}*{b}={up * b}", f"{gap}*{b}={gap * b}", f"{up * b}-{gap * b}={a * b}"],
+        "carry": [f"{ones}*{b}={ones * b}", f"{tens}*{b}+{carry}={tens * b + carry}"],
+        "carry3": [f"{ones}*{b}={ones * b}", f"{tens}*{b}={tens * b}", f"{tens * b}+{carry}={tens * b + carry}"],
+    }
+    if strategy not in strategies:
+        raise ValueError(f"Unknown strategy '{strategy}'; choose one of {sorted(strategies)}.")
+    return " ".join(f"${step}$" for step in strategies[strategy]) + f" {_BOXED}{a * b}}}"
 
 
 _STRATEGY_PATTERNS = {
