@@ -78,8 +78,6 @@ class DemoArguments:
         default_factory=lambda: [0],
         metadata={"help": "Seeds to run, e.g. --seeds 0 1 2; the report gives mean ± std."},
     )
-    # 'minority-rescue': products of two digits from {7, 8, 9} withheld, SFT mostly split, evaluation on the family
-    # only round-up (the rarest strategy) solves; see dsdr_trl.toy.task.
     task_variant: str = field(default="standard", metadata={"help": "The task variant.", "choices": TASK_VARIANTS})
     strategies: str = field(
         default="balanced",
@@ -119,7 +117,6 @@ class DemoArguments:
     num_eval_problems: int = field(default=NUM_EVAL_PROBLEMS, metadata={"help": "Held-out problems to evaluate on."})
     num_samples: int = field(default=16, metadata={"help": "Samples per held-out problem (the largest k of pass@k)."})
     eval_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the evaluation."})
-    # DSDR's coefficients for the toy scale (see the module docstring); GRPO uses 0 for both.
     diversity_coef: float = field(default=0.1, metadata={"help": "DSDR's λ_d (Eq. 10); GRPO uses 0."})
     local_entropy_coef: float = field(default=0.01, metadata={"help": "DSDR's λ_ℓ (Eq. 16); GRPO uses 0."})
     coupling_temperature: float = field(default=5.0, metadata={"help": "DSDR's τ (Eq. 11)."})
@@ -319,7 +316,6 @@ def evaluate(
         [p.prompt for p in problems],
         num_samples=settings.num_samples,
         temperature=settings.eval_temperature,
-        top_p=1.0,
         max_new_tokens=settings.max_completion_length,
         batch_size=256,
         seed=seed,

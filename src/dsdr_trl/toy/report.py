@@ -206,18 +206,15 @@ def make_plots(report: dict[str, Any], histories: dict[str, list[list[dict]]], o
     import numpy as np
 
     colors = {"warmstart": "tab:gray", "grpo": "tab:blue", "dsdr": "tab:red"}
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6, 4), layout="tight")
     for name, method in report["methods"].items():
         ks = [int(k) for k in method["pass@k"]]
         mean, std = (100 * np.array(list(method[key].values())) for key in ("pass@k", "pass@k_std"))
         ax.plot(ks, mean, marker="o", ms=3, label=LABELS[name], color=colors[name])
         ax.fill_between(ks, mean - std, mean + std, alpha=0.2, color=colors[name])
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("k")
-    ax.set_ylabel("pass@k (%)")
-    ax.set_title("Held-out pass@k (unbiased estimator)")
+    ax.set(xlabel="k", ylabel="pass@k (%)", title="Held-out pass@k (unbiased estimator)")
     ax.legend()
-    fig.tight_layout()
     fig.savefig(output_dir / "pass_at_k.png", dpi=120)
     plt.close(fig)
 
@@ -237,7 +234,7 @@ def make_plots(report: dict[str, Any], histories: dict[str, list[list[dict]]], o
 
     strategies = [name for name in report["methods"]["grpo"]["strategy_share"] if name != "other"]
     shade = dict(zip(strategies, ("tab:green", "tab:orange", "tab:purple"), strict=False))
-    fig, axes = plt.subplots(2, 4, figsize=(16, 6.8))
+    fig, axes = plt.subplots(2, 4, figsize=(16, 6.8), layout="tight", subplot_kw={"xlabel": "step"})
     both_methods = {
         axes[0][0]: ("reward", "accuracy (train reward)"),
         axes[0][1]: ("entropy", "policy entropy (nats/token)"),
@@ -261,10 +258,7 @@ def make_plots(report: dict[str, Any], histories: dict[str, list[list[dict]]], o
         ax.set_ylim(0, 1)
         ax.legend(fontsize=8)
     axes[1][3].axis("off")
-    for ax in axes.flat:
-        ax.set_xlabel("step")
     axes[0][0].legend()
-    fig.tight_layout()
     fig.savefig(output_dir / "training_curves.png", dpi=110)
     plt.close(fig)
     return ["pass_at_k.png", "training_curves.png"]
