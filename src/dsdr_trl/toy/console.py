@@ -22,8 +22,6 @@ from typing import Any
 
 from transformers import ProgressCallback, TrainerCallback
 
-__all__ = ["METRICS_FILE", "MetricsFile", "TrainingBar", "attach", "quiet_run"]
-
 METRICS_FILE = "metrics.jsonl"
 
 # Logged steps averaged into the bar's figures: a single step of 8 groups moves them by an eighth.
@@ -113,9 +111,8 @@ def quiet_libraries() -> Iterator[None]:
         os.environ["DS_ACCELERATOR"] = "cpu"  # what DeepSpeed would choose itself here, without saying so
     try:
         with warnings.catch_warnings():
-            for module in ("transformers", "trl"):
-                warnings.filterwarnings("ignore", category=FutureWarning, module=module)
-                warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+            for category in (FutureWarning, DeprecationWarning):
+                warnings.filterwarnings("ignore", category=category, module="(transformers|trl)")
             yield
     finally:
         hf_logging.set_verbosity(verbosity)

@@ -401,20 +401,19 @@ def run_demo(settings: DemoArguments) -> dict[str, Any]:
     per_seed: dict[str, list[dict[str, Any]]] = {"warmstart": [], **{m: [] for m in METHODS}}
     seconds = dict.fromkeys(per_seed, 0.0)  # each method's own wall time: training and evaluation, all seeds
     for seed in settings.seeds:
-        print(f"[demo] seed {seed}: evaluating the warm start")
-        began = time.time()
-        model, tokenizer = load_policy(warmstart)
-        per_seed["warmstart"].append(evaluate(model, tokenizer, eval_problems, settings, seed, encoder))
-        seconds["warmstart"] += time.time() - began
-        for method in METHODS:
+        for method in per_seed:
             began = time.time()
-            print(f"[demo] seed {seed}: training {LABELS[method]} for {settings.max_steps} steps")
-            run_dir = output_dir / "runs" / f"{method}-seed{seed}"
-            model, tokenizer, history = train_method(
-                method, seed, settings, warmstart, encoder, train_dataset, run_dir
-            )
-            (run_dir / "log_history.json").write_text(json.dumps(history, indent=1))
-            print(f"[demo] seed {seed}: evaluating {LABELS[method]}")
+            if method == "warmstart":
+                print(f"[demo] seed {seed}: evaluating the warm start")
+                model, tokenizer = load_policy(warmstart)
+            else:
+                print(f"[demo] seed {seed}: training {LABELS[method]} for {settings.max_steps} steps")
+                run_dir = output_dir / "runs" / f"{method}-seed{seed}"
+                model, tokenizer, history = train_method(
+                    method, seed, settings, warmstart, encoder, train_dataset, run_dir
+                )
+                (run_dir / "log_history.json").write_text(json.dumps(history, indent=1))
+                print(f"[demo] seed {seed}: evaluating {LABELS[method]}")
             per_seed[method].append(evaluate(model, tokenizer, eval_problems, settings, seed, encoder))
             seconds[method] += time.time() - began
 

@@ -71,10 +71,8 @@ def paired_difference(grpo: list[float], dsdr: list[float]) -> tuple[float, floa
     standard error is `stdev(d) / sqrt(n)` over the per-seed differences `d`.
     """
     differences = [b - a for a, b in zip(grpo, dsdr, strict=True)]
-    mean = statistics.fmean(differences)
-    if len(differences) < 2:
-        return mean, None
-    return mean, statistics.stdev(differences) / math.sqrt(len(differences))
+    error = statistics.stdev(differences) / math.sqrt(len(differences)) if len(differences) > 1 else None
+    return statistics.fmean(differences), error
 
 
 def _difference(report: dict[str, Any], key: str, k: str | None = None) -> tuple[float, float | None]:

@@ -167,10 +167,7 @@ _STRATEGY_PATTERNS = {
 
 def solution_strategy(text: str) -> str | None:
     """The strategy a completion follows (by the shape of its steps), or `None` if it follows none of them."""
-    for name, pattern in _STRATEGY_PATTERNS.items():
-        if pattern.match(text):
-            return name
-    return None
+    return next((name for name, pattern in _STRATEGY_PATTERNS.items() if pattern.match(text)), None)
 
 
 def sft_dataset(
