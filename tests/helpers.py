@@ -4,12 +4,13 @@
 """
 
 import os
+from pathlib import Path
 
 from datasets import Dataset
 
 from dsdr_trl.config import DEFAULT_DIVERSITY_ENCODER
 from dsdr_trl.toy.models import build_model as build_tiny_model
-from dsdr_trl.toy.models import build_tiny_tokenizer, save_tiny_model
+from dsdr_trl.toy.models import build_tiny_tokenizer
 
 __all__ = [
     "PROMPTS",
@@ -55,6 +56,14 @@ def tiny_settings(**overrides) -> dict:
 def even_length_reward(completions, **kwargs):
     """A deterministic stand-in verifier for random-weight models: about half of the completions are 'correct'."""
     return [float(len(c) % 2 == 0) for c in completions]
+
+
+def save_tiny_model(directory: str | os.PathLike, seed: int = 0) -> Path:
+    """Builds the tiny test model and its tokenizer and saves both to `directory`, a model any command can load."""
+    tokenizer = build_tiny_tokenizer()
+    build_tiny_model(tokenizer, seed=seed).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return Path(directory)
 
 
 def prompt_dataset(num_prompts: int = 4) -> Dataset:

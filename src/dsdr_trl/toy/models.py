@@ -11,10 +11,8 @@ r"""Models and tokenizers built in code, so nothing is downloaded: the toy task'
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from .task import BOXED
 
-_BOXED = "\\boxed{"
 _TASK_SPECIAL_TOKENS = ("<pad>", "<eos>", "<unk>")
 _TASK_CHARACTERS = tuple("0123456789*+-=$ }")
 
@@ -52,7 +50,7 @@ def build_task_tokenizer():
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {token: index for index, token in enumerate((*_TASK_SPECIAL_TOKENS, _BOXED, *_TASK_CHARACTERS))}
+    vocab = {token: index for index, token in enumerate((*_TASK_SPECIAL_TOKENS, BOXED, *_TASK_CHARACTERS))}
     tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"\\boxed\{|."), behavior="isolated")
     tokenizer.decoder = decoders.Fuse()  # characters are joined back without separators
@@ -125,14 +123,3 @@ def build_model(
 def build_policy(tokenizer=None, seed: int = 0):
     """The toy task's policy (0.8M parameters, random init) over [`build_task_tokenizer`]."""
     return build_model(tokenizer or build_task_tokenizer(), seed, **POLICY_SHAPE)
-
-
-def save_tiny_model(directory: str | os.PathLike, seed: int = 0) -> Path:
-    """Builds the tiny test model and its tokenizer and saves both to `directory`, a model any command can load."""
-    directory = Path(directory)
-    tokenizer = build_tiny_tokenizer()
-    model = build_model(tokenizer, seed=seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory

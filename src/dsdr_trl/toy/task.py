@@ -42,7 +42,7 @@ WARMSTART_SEED = 0
 NUM_EVAL_PROBLEMS = 96
 NUM_RL_PROBLEMS = 200
 
-_BOXED = "\\boxed{"
+BOXED = "\\boxed{"  # one token of the task tokenizer (dsdr_trl.toy.models)
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def worked_solution(problem: Problem, strategy: str) -> str:
     }
     if strategy not in strategies:
         raise ValueError(f"Unknown strategy '{strategy}'; choose one of {sorted(strategies)}.")
-    return " ".join(f"${step}$" for step in strategies[strategy]) + f" {_BOXED}{a * b}}}"
+    return " ".join(f"${step}$" for step in strategies[strategy]) + f" {BOXED}{a * b}}}"
 
 
 _STRATEGY_PATTERNS = {
