@@ -197,6 +197,12 @@ class DemoArguments:
             name += f"-hard{family}-{self.hard_sft_fraction:g}"
         return name + (f"-rl{self.num_rl_problems}" if self.num_rl_problems != NUM_RL_PROBLEMS else "")
 
+    def warmstart_recipe(self) -> dict[str, Any]:
+        """The `train_warmstart` arguments of that warm start: its SFT problems, strategies, their mix and steps."""
+        splits = self.splits()
+        problems = splits.sft + splits.rl if self.sft_includes_rl else splits.sft
+        return dict(problems=problems, strategies=self.strategy_names, mix=self.sft_mix, max_steps=self.sft_steps)
+
     @classmethod
     def from_regime(cls, name: str, **overrides: Any) -> DemoArguments:
         """The settings of the named regime, with `overrides` on top."""
@@ -360,25 +366,12 @@ def resolve_warmstart(settings: DemoArguments, quiet: bool = False) -> Path:
             print(f"[demo] training the warm start {name} ({settings.sft_steps} SFT steps) into {path}, once")
         # Trained next to the target and renamed, so that a concurrent run never reads a half-written directory.
         staging = path.parent / f".{name}.{os.getpid()}"
-        train_settings_warmstart(settings, staging, disable_tqdm=quiet)
+        train_warmstart(staging, **settings.warmstart_recipe(), disable_tqdm=quiet)
         try:
             staging.rename(path)
         except OSError:  # another run got there first
             shutil.rmtree(staging, ignore_errors=True)
     return path
-
-
-def train_settings_warmstart(settings: DemoArguments, directory: Path, disable_tqdm: bool = False) -> Path:
-    """SFT of the policy on the SFT problems of `settings` (strategy set, split, steps) into `directory`."""
-    splits = settings.splits()
-    return train_warmstart(
-        directory,
-        max_steps=settings.sft_steps,
-        problems=splits.sft + splits.rl if settings.sft_includes_rl else splits.sft,
-        strategies=settings.strategy_names,
-        mix=settings.sft_mix,
-        disable_tqdm=disable_tqdm,
-    )
 
 
 @quiet_run
@@ -440,7 +433,7 @@ def regenerate_warmstart(settings: DemoArguments) -> int:
     if target.resolve().is_relative_to(ASSETS_DIR.resolve()):
         raise ValueError("--regenerate_warmstart must name a directory outside the installed package.")
     torch.set_num_threads(settings.num_threads)
-    train_settings_warmstart(settings, target)
+    train_warmstart(target, **settings.warmstart_recipe())
     model, tokenizer = load_policy(target)
     result = evaluate(model, tokenizer, settings.splits().held_out, settings, 0, load_diversity_encoder())
     print(
