@@ -13,9 +13,6 @@ from __future__ import annotations
 
 from .task import BOXED
 
-_TASK_SPECIAL_TOKENS = ("<pad>", "<eos>", "<unk>")
-_TASK_CHARACTERS = tuple("0123456789*+-=$ }")
-
 # Text the tiny tokenizer's merges are learnt from: arithmetic, LaTeX and the answer formats the rewards read, so that
 # prompts and completions tokenize into a few hundred pieces instead of single bytes.
 _TOKENIZER_CORPUS = [
@@ -27,7 +24,6 @@ _TOKENIZER_CORPUS = [
     "Solve the following math problem step by step. The last line of your response should be of the form Answer:",
     "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 plus minus times equals sum product",
 ]
-_TINY_SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<|system|>", "<|user|>", "<|assistant|>"]
 _CHAT_TEMPLATE = (
     "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}<eos>{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
@@ -50,7 +46,7 @@ def build_task_tokenizer():
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {token: index for index, token in enumerate((*_TASK_SPECIAL_TOKENS, BOXED, *_TASK_CHARACTERS))}
+    vocab = {token: index for index, token in enumerate(("<pad>", "<eos>", "<unk>", BOXED, *"0123456789*+-=$ }"))}
     tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"\\boxed\{|."), behavior="isolated")
     tokenizer.decoder = decoders.Fuse()  # characters are joined back without separators
@@ -69,7 +65,7 @@ def build_tiny_tokenizer(vocab_size: int = 384):
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=_TINY_SPECIAL_TOKENS,
+        special_tokens=["<pad>", "<eos>", "<bos>", "<|system|>", "<|user|>", "<|assistant|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train_from_iterator(_TOKENIZER_CORPUS, trainer=trainer)

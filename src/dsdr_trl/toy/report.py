@@ -121,8 +121,6 @@ def _verdict(report: dict[str, Any]) -> str:
 
 def study_findings() -> str:
     """The committed confirmation results, one line per regime: its DSDR − GRPO numbers and a plain sentence."""
-    if not FINDINGS.exists():
-        return "(no committed study results in this installation)"
     lines = []
     for name, entry in json.loads(FINDINGS.read_text())["regimes"].items():
         d = entry["difference"]
