@@ -10,17 +10,8 @@ r"""The embedded toy task, its policy and the `dsdr-trl demo` that trains GRPO a
 Nothing in the DSDR core imports this package.
 """
 
-from .task import (
-    STRATEGIES,
-    Problem,
-    Splits,
-    rl_dataset,
-    sft_dataset,
-    solution_strategy,
-    split_problems,
-    worked_solution,
-)
-from .warmstart import WARMSTART_DIR, load_policy, train_warmstart
+from .task import Problem, rl_dataset, solution_strategy, split_problems, worked_solution
+from .warmstart import WARMSTART_DIR, load_policy
 
-__all__ = ["STRATEGIES", "WARMSTART_DIR", "Problem", "Splits", "load_policy", "rl_dataset", "sft_dataset"]
-__all__ += ["solution_strategy", "split_problems", "train_warmstart", "worked_solution"]
+__all__ = ["WARMSTART_DIR", "Problem", "load_policy", "rl_dataset", "solution_strategy", "split_problems"]
+__all__ += ["worked_solution"]
