@@ -2,13 +2,12 @@
 
 Without `--verbose`, each training run is one [`TrainingBar`] with a few live figures; TRL's full per-step metrics go
 to the run's files instead of the terminal (`metrics.jsonl`, one JSON line per logged step, and `trainer_state.json`),
-and the libraries' notices that a reader of the demo cannot act on are silenced ([`quiet_libraries`]). `--verbose`
+and the libraries' notices that a reader of the demo cannot act on are silenced ([`quiet_run`]). `--verbose`
 keeps TRL's console (its bar and a dictionary of metrics per step) and every notice.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import importlib.util
@@ -16,7 +15,7 @@ import json
 import os
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,49 +94,42 @@ def attach(trainer: Any, description: str, verbose: bool = False) -> None:
         trainer.add_callback(TrainingBar(description))
 
 
-@contextlib.contextmanager
-def quiet_libraries() -> Iterator[None]:
-    """Within this block, transformers logs errors only and draws no loading bars, transformers' and TRL's
-    deprecation warnings are hidden, and DeepSpeed is told it runs on CPU when no GPU is there (which it would
-    otherwise announce as a warning). Everything is restored afterwards."""
-    import torch
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    set_accelerator = "DS_ACCELERATOR" not in os.environ and not torch.cuda.is_available()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    if set_accelerator:
-        os.environ["DS_ACCELERATOR"] = "cpu"  # what DeepSpeed would choose itself here, without saying so
-    try:
-        with warnings.catch_warnings():
-            for category in (FutureWarning, DeprecationWarning):
-                warnings.filterwarnings("ignore", category=category, module="(transformers|trl)")
-            yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-        if set_accelerator:
-            os.environ.pop("DS_ACCELERATOR", None)
-
-
 def quiet_run(run: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorates `run(settings, ...)` so that it runs under [`quiet_libraries`] unless `settings.verbose`, and without
-    plots (said in one line) when matplotlib (the `demo` extra) is missing."""
+    """Decorates `run(settings, ...)` so that it runs without plots (said in one line) when matplotlib (the `demo`
+    extra) is missing, and, unless `settings.verbose`, quietly: transformers logs errors only and draws no loading
+    bars, transformers' and TRL's deprecation warnings are hidden, and DeepSpeed is told it runs on CPU when no GPU is
+    there (which it would otherwise announce as a warning). Everything is restored afterwards."""
 
     @functools.wraps(run)
     def wrapper(settings: Any, *args: Any, **kwargs: Any) -> Any:
-        if getattr(settings, "plots", False) and importlib.util.find_spec("matplotlib") is None:
+        import torch
+        from transformers.utils import logging as hf_logging
+
+        if settings.plots and importlib.util.find_spec("matplotlib") is None:
             print('[demo] matplotlib is not installed, so no plots are drawn: pip install "dsdr-trl[demo]"')
             settings = dataclasses.replace(settings, plots=False)
-        if getattr(settings, "verbose", False):
+        if settings.verbose:
             return run(settings, *args, **kwargs)
         print(
             f"[demo] TRL's per-step metrics go to {settings.output_dir}/runs/*/{METRICS_FILE} and trainer_state.json "
             "(--verbose prints them)"
         )
-        with quiet_libraries():
-            return run(settings, *args, **kwargs)
+        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+        set_accelerator = "DS_ACCELERATOR" not in os.environ and not torch.cuda.is_available()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        if set_accelerator:
+            os.environ["DS_ACCELERATOR"] = "cpu"  # what DeepSpeed would choose itself here, without saying so
+        try:
+            with warnings.catch_warnings():
+                for category in (FutureWarning, DeprecationWarning):
+                    warnings.filterwarnings("ignore", category=category, module="(transformers|trl)")
+                return run(settings, *args, **kwargs)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
+            if set_accelerator:
+                os.environ.pop("DS_ACCELERATOR", None)
 
     return wrapper

@@ -357,8 +357,7 @@ def resolve_warmstart(settings: DemoArguments, quiet: bool = False) -> Path:
     if settings.warmstart:
         return Path(settings.warmstart)  # `load_policy` says how to train weights when there are none
     name = settings.warmstart_name
-    shipped = shipped_warmstart(name)
-    if shipped is not None:
+    if (shipped := shipped_warmstart(name)) is not None:
         return shipped
     path = Path(settings.warmstart_cache) / name
     if not (path / "model.safetensors").exists():

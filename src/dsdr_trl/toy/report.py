@@ -43,11 +43,10 @@ def _cell(method: dict[str, Any], key: str, k: str | None = None, percent: bool 
     std = method["pass@k_std"][k] if k else method.get(f"{key}_std")
     if mean is None:
         return "–"
-    scale = 100 if percent else 1
-    cell = f"{scale * mean:.1f}" if percent else f"{mean:.2f}"
-    if std is not None and len(method["per_seed"]) > 1:
-        cell += f" ± {scale * std:.1f}" if percent else f" ± {std:.2f}"
-    return cell
+    scale, digits = (100, 1) if percent else (1, 2)
+    if std is None or len(method["per_seed"]) == 1:
+        return f"{scale * mean:.{digits}f}"
+    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
 
 
 def results_table(report: dict[str, Any]) -> str:
