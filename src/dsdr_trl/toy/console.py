@@ -83,17 +83,6 @@ class TrainingBar(ProgressCallback):
         return " · ".join(parts)
 
 
-def attach(trainer: Any, description: str, verbose: bool = False) -> None:
-    """Sends `trainer`'s per-step metrics to `metrics.jsonl` in its output directory and, unless `verbose`, shows one
-    [`TrainingBar`] instead of TRL's console (build the trainer with `disable_tqdm=not verbose`)."""
-    from transformers.trainer_callback import PrinterCallback
-
-    trainer.add_callback(MetricsFile(Path(trainer.args.output_dir) / METRICS_FILE))
-    if not verbose:
-        trainer.remove_callback(PrinterCallback)  # what disable_tqdm puts in the progress bar's place
-        trainer.add_callback(TrainingBar(description))
-
-
 def quiet_run(run: Callable[..., Any]) -> Callable[..., Any]:
     """Decorates `run(settings, ...)` so that it runs without plots (said in one line) when matplotlib (the `demo`
     extra) is missing, and, unless `settings.verbose`, quietly: transformers logs errors only and draws no loading

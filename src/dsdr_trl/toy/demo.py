@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .console import attach, quiet_run
+from .console import METRICS_FILE, MetricsFile, TrainingBar, quiet_run
 from .report import LABELS, METHODS, aggregate, rebuild_report
 from .task import (
     MINORITY_MIX,
@@ -264,6 +264,8 @@ def train_method(
     Returns:
         `tuple`: the trained model, its tokenizer, and the trainer's per-step log history.
     """
+    from transformers import PrinterCallback
+
     from ..config import DSDRConfig
     from ..rewards import accuracy_reward
     from ..trainer import DSDRGRPOTrainer
@@ -297,8 +299,11 @@ def train_method(
         train_dataset=train_dataset,
         processing_class=tokenizer,
         diversity_encoder=encoder if dsdr else None,
+        callbacks=[MetricsFile(run_dir / METRICS_FILE)],
     )
-    attach(trainer, f"seed {seed}: {LABELS[method]}", verbose=settings.verbose)
+    if not settings.verbose:  # one TrainingBar in place of TRL's console
+        trainer.remove_callback(PrinterCallback)  # what disable_tqdm puts in the progress bar's place
+        trainer.add_callback(TrainingBar(f"seed {seed}: {LABELS[method]}"))
     trainer.train()
     trainer.save_state()  # trainer_state.json in run_dir, next to metrics.jsonl
     history = [entry for entry in trainer.state.log_history if "reward" in entry]
