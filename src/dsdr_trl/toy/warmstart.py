@@ -77,8 +77,7 @@ def train_warmstart(
     dataset = sft_dataset(train, seed, strategies, mix)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     trainer.train()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output_dir, safe_serialization=True)
+    model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)  # the trainer's scratch directory
     losses = [entry for entry in trainer.state.log_history if "loss" in entry]
