@@ -120,15 +120,12 @@ def _verdict(report: dict[str, Any]) -> str:
 
 def study_findings() -> str:
     """The committed confirmation results, one line per regime: its DSDR − GRPO numbers and a plain sentence."""
-    lines = []
-    for name, entry in json.loads(FINDINGS.read_text())["regimes"].items():
-        d = entry["difference"]
-        lines.append(
-            f"- `{name}` ({len(entry['seeds'])} confirmation seeds): DSDR − GRPO {entry['metric']} "
-            f"{d['mean']:+.1f} ± {d['standard_error']:.1f} points (GRPO {entry['grpo']:.1f}, DSDR {entry['dsdr']:.1f}). "
-            + entry["sentence"]
-        )
-    return "\n".join(lines)
+    return "\n".join(
+        f"- `{name}` ({len(entry['seeds'])} confirmation seeds): DSDR − GRPO {entry['metric']} "
+        f"{entry['difference']['mean']:+.1f} ± {entry['difference']['standard_error']:.1f} points "
+        f"(GRPO {entry['grpo']:.1f}, DSDR {entry['dsdr']:.1f}). {entry['sentence']}"
+        for name, entry in json.loads(FINDINGS.read_text())["regimes"].items()
+    )
 
 
 def write_report(report: dict[str, Any], output_dir: Path, plots: list[str]) -> None:
