@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .console import METRICS_FILE, MetricsFile, TrainingBar, quiet_run
 from .report import LABELS, METHODS, aggregate, rebuild_report
 from .task import (
@@ -381,8 +383,6 @@ def resolve_warmstart(settings: DemoArguments, quiet: bool = False) -> Path:
 @quiet_run
 def run_demo(settings: DemoArguments) -> dict[str, Any]:
     """Runs the whole comparison and writes `report.md`, `report.json` and the plots; returns the report."""
-    import torch
-
     from ..encoder import load_diversity_encoder
 
     torch.set_num_threads(settings.num_threads)
@@ -429,8 +429,6 @@ def run_demo(settings: DemoArguments) -> dict[str, Any]:
 def regenerate_warmstart(settings: DemoArguments) -> int:
     """Retrains the warm start of `settings` from its seed into `settings.regenerate_warmstart` and prints its held-out
     pass@1 and pass@16."""
-    import torch
-
     from ..encoder import load_diversity_encoder
 
     target = Path(settings.regenerate_warmstart)
