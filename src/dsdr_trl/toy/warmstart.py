@@ -105,8 +105,5 @@ def load_policy(path: str | Path | None = None):
         raise FileNotFoundError(
             f"No warm-start weights in {path}. Train them with `dsdr-trl demo --regenerate_warmstart DIR`."
         )
-    tokenizer = build_task_tokenizer()
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
+    # The policy's generation config (saved with it by `build_model`) already names the tokenizer's pad and eos tokens.
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), build_task_tokenizer()
