@@ -10,7 +10,6 @@ with `from_pretrained` like any model (`configs/tiny/dsdr.yaml` trains from it).
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import torch
@@ -59,7 +58,7 @@ def train_warmstart(
     model = build_policy(tokenizer, seed)
     train = split_problems(seed).sft if problems is None else problems
     args = SFTConfig(
-        output_dir=str(output_dir / "checkpoints"),
+        output_dir=str(output_dir),  # it writes nothing there itself: no checkpoints, no loggers
         max_steps=max_steps,
         per_device_train_batch_size=SFT_BATCH_SIZE,
         learning_rate=SFT_LEARNING_RATE,
@@ -79,7 +78,6 @@ def train_warmstart(
     trainer.train()
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
-    shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)  # the trainer's scratch directory
     losses = [entry for entry in trainer.state.log_history if "loss" in entry]
     record = {"seed": seed, "max_steps": max_steps, "strategies": list(strategies), "mix": mix, "log": losses}
     (output_dir / "sft_log.json").write_text(json.dumps(record))
