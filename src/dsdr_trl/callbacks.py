@@ -13,8 +13,7 @@ from typing import Any
 from transformers import Trainer, TrainerCallback
 
 from .generation import evaluate_policy, prompt_texts
-from .metrics import EvaluationResult, diversity_of_samples, parse_ks, score_samples, summarize
-from .rewards import number_text
+from .metrics import EvaluationResult, evaluate_samples, parse_ks
 
 __all__ = ["PassAtKArguments", "PassAtKCallback"]
 
@@ -117,10 +116,7 @@ class PassAtKCallback(TrainerCallback):
                 setattr(engine, name, value)
         decoded = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
         samples = [decoded[i * self.num_samples : (i + 1) * self.num_samples] for i in range(len(prompts))]
-        correct = score_samples(samples, solutions)
-        diversity = diversity_of_samples(samples, correct, self.encoder)
-        extra = [{"solution": number_text(solution) or str(solution)} for solution in solutions]
-        return summarize(samples, correct, self.ks, diversity=diversity, extra=extra)
+        return evaluate_samples(samples, solutions, self.ks, self.encoder)
 
     def on_train_begin(self, args, state, control, **kwargs):
         # The baseline: the policy before its first update (not again when a run resumes from a checkpoint).

@@ -8,8 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .metrics import EvaluationResult, diversity_of_samples, parse_ks, score_samples, summarize
-from .rewards import number_text
+from .metrics import EvaluationResult, evaluate_samples, parse_ks
 
 __all__ = ["evaluate_policy", "generate_samples", "generate_with_vllm", "prompt_texts", "vllm_model_args"]
 
@@ -192,44 +191,20 @@ def evaluate_policy(
     solutions: Sequence[str],
     ks: Sequence[int] | str = (1,),
     num_samples: int = 1,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 1024,
-    batch_size: int = 16,
-    seed: int = 0,
     encoder: Any | None = None,
     reward_func: Callable[..., list[float | None]] | None = None,
-    use_vllm: bool = False,
     show_progress: bool = True,
     metadata: dict[str, Any] | None = None,
     keep_samples: bool = False,
-    chat_template_kwargs: dict[str, Any] | None = None,
-    vllm_kwargs: dict[str, Any] | None = None,
+    **generation_kwargs: Any,
 ) -> EvaluationResult:
     """
-    [`generate_samples`] → [`score_samples`] → [`diversity_of_samples`] → [`summarize`], with their arguments; `ks` is
-    checked before anything is generated. `keep_samples=True` keeps each problem's `samples` and `correct` flags.
+    [`generate_samples`] (given `generation_kwargs`: `temperature`, `top_p`, `max_new_tokens`, `batch_size`, `seed`,
+    `use_vllm`, `chat_template_kwargs`, `vllm_kwargs`) → [`~dsdr_trl.metrics.evaluate_samples`]; `ks` is checked before
+    anything is generated. `keep_samples=True` keeps each problem's `samples` and `correct` flags.
     """
     ks = parse_ks(ks, num_samples)
     samples = generate_samples(
-        model,
-        tokenizer,
-        prompts,
-        num_samples=num_samples,
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        seed=seed,
-        use_vllm=use_vllm,
-        show_progress=show_progress,
-        chat_template_kwargs=chat_template_kwargs,
-        vllm_kwargs=vllm_kwargs,
+        model, tokenizer, prompts, num_samples, show_progress=show_progress, **generation_kwargs
     )
-    correct = score_samples(samples, solutions, reward_func, show_progress=show_progress)
-    diversity = diversity_of_samples(samples, correct, encoder)
-    extra = [{"solution": number_text(solution) or str(solution)} for solution in solutions]
-    if keep_samples:
-        for record, group, flags in zip(extra, samples, correct, strict=True):
-            record.update(samples=list(group), correct=list(flags))
-    return summarize(samples, correct, ks, diversity=diversity, extra=extra, metadata=metadata)
+    return evaluate_samples(samples, solutions, ks, encoder, reward_func, show_progress, keep_samples, metadata)

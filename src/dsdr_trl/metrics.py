@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["DIVERSITY_METRICS", "SCORING_CHUNK", "EvaluationResult", "diversity_of_samples", "parse_ks", "pass_at_k"]
-__all__ += ["score_samples", "summarize"]
+__all__ += ["evaluate_samples", "score_samples", "summarize"]
 
 # Samples per reward-function call in `score_samples` (the progress bar moves every chunk).
 SCORING_CHUNK = 512
@@ -285,3 +285,26 @@ def summarize(
         per_problem.append(record)
     smallest = min((p["num_samples"] for p in per_problem), default=None)
     return EvaluationResult(ks=parse_ks(ks, smallest), per_problem=per_problem, metadata=dict(metadata or {}))
+
+
+def evaluate_samples(
+    samples: Sequence[Sequence[str]],
+    solutions: Sequence[Any],
+    ks: Sequence[int],
+    encoder: Any | None = None,
+    reward_func: Callable[..., list[float | None]] | None = None,
+    show_progress: bool = False,
+    keep_samples: bool = False,
+    metadata: dict[str, Any] | None = None,
+) -> EvaluationResult:
+    """[`score_samples`] → [`diversity_of_samples`] → [`summarize`]: each problem's record holds its reference as
+    `solution` and, with `keep_samples=True`, its `samples` and their `correct` flags."""
+    from .rewards import number_text
+
+    correct = score_samples(samples, solutions, reward_func, show_progress=show_progress)
+    diversity = diversity_of_samples(samples, correct, encoder)
+    extra = [{"solution": number_text(solution) or str(solution)} for solution in solutions]
+    if keep_samples:
+        for record, group, flags in zip(extra, samples, correct, strict=True):
+            record.update(samples=list(group), correct=list(flags))
+    return summarize(samples, correct, ks, diversity=diversity, extra=extra, metadata=metadata)
