@@ -352,24 +352,15 @@ def load_math_dataset(
 
     def to_row(row: dict[str, Any]) -> dict[str, Any]:
         source = row[problem_col]
-        if is_chat:
-            prompt: Any = [dict(message) for message in source]
-            users = [i for i, message in enumerate(prompt) if message.get("role") == "user"]
-            if not users:
-                raise ValueError(f"A conversation in column '{problem_col}' of '{name_or_path}' has no user message.")
-            problem = prompt[users[-1]]["content"]
-            prompt[users[-1]]["content"] = template.replace("{problem}", problem)
-            if system_prompt and prompt[0].get("role") != "system":
-                prompt = [{"role": "system", "content": system_prompt}, *prompt]
-        else:
-            problem = source
-            text = template.replace("{problem}", source)
-            if conversational:
-                prompt = [{"role": "user", "content": text}]
-                if system_prompt:
-                    prompt = [{"role": "system", "content": system_prompt}, *prompt]
-            else:
-                prompt = text
+        prompt: Any = [dict(message) for message in source] if is_chat else [{"role": "user", "content": source}]
+        users = [i for i, message in enumerate(prompt) if message.get("role") == "user"]
+        if not users:
+            raise ValueError(f"A conversation in column '{problem_col}' of '{name_or_path}' has no user message.")
+        problem = prompt[users[-1]]["content"]
+        prompt[users[-1]]["content"] = template.replace("{problem}", problem)
+        if system_prompt and prompt[0].get("role") != "system":
+            prompt = [{"role": "system", "content": system_prompt}, *prompt]
+        prompt = prompt if conversational else prompt[-1]["content"]  # the text of the one user message
         return {"prompt": prompt, "solution": _answer_text(row[solution_col]), "problem": problem}
 
     # The new columns replace same-named ones (a worked `solution` next to `answer` becomes the answer); every other

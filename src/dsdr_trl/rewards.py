@@ -7,9 +7,9 @@ per-item time limit ([`~dsdr_trl._time_limit.run_with_time_limit`]).
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import numbers
+import pkgutil
 import re
 import threading
 import warnings
@@ -394,12 +394,11 @@ def get_reward_func(name: str, max_completion_length: int | None = None) -> Call
     if name in REWARD_FUNCS:
         return REWARD_FUNCS[name]
     hint = f"Pass one of {sorted(REWARD_FUNCS)} or a dotted import path such as 'my_package.rewards.my_reward'."
-    module_name, _, attribute = name.rpartition(".")
-    if not module_name or not attribute:
+    if "." not in name:
         raise ValueError(f"Unknown reward function {name!r}. {hint}")
     try:
-        func = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
+        func = pkgutil.resolve_name(name)
+    except (ImportError, AttributeError, ValueError) as error:
         raise ValueError(f"Could not import reward function {name!r}: {error}. {hint}") from error
     if not callable(func):
         raise ValueError(f"{name!r} resolves to a {type(func).__name__}, not a callable reward function. {hint}")

@@ -7,7 +7,7 @@ entropies (no second forward).
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -323,9 +323,8 @@ def resolve_diversity_fn(diversity_fn: str | Callable | None) -> Callable | None
     """`DSDRConfig.diversity_fn` as a callable: itself, or the function its dotted path names."""
     if diversity_fn is None or callable(diversity_fn):
         return diversity_fn
-    module, _, name = diversity_fn.rpartition(".")
     try:
-        function = getattr(importlib.import_module(module), name)
+        function = pkgutil.resolve_name(diversity_fn)
     except (ImportError, AttributeError, ValueError) as error:
         raise ValueError(
             f"Could not import diversity_fn={diversity_fn!r} ({error}); give the dotted path of a function that the "
