@@ -71,6 +71,8 @@ _SCAN_TOKEN = re.compile(
     r"|\n[ \t\r]*\n",
     re.DOTALL,
 )
+# The closing token of each delimiter mode; an environment closes at its own `\end`.
+_CLOSERS = {"$$": "$$", "\\(": "\\)", "\\[": "\\]"}
 # `\begin{alignat}{2}` takes the number of columns as an argument that is not part of any formula.
 _ENV_ARGUMENT = re.compile(r"[ \t]*\{\d{1,3}\}")
 
@@ -187,6 +189,8 @@ def _scan_spans(text: str) -> list[tuple[int, int, bool]]:
     boxes: list[tuple[int, int]] = []  # (brace depth of the box's "{", index where its content starts)
     size = len(text)
     for m in _SCAN_TOKEN.finditer(text):
+        if len(spans) >= MAX_FORMULAS_PER_TEXT:
+            break
         token = m.group()
         first = token[0]
         if first == "{":
@@ -195,8 +199,6 @@ def _scan_spans(text: str) -> list[tuple[int, int, bool]]:
         if first == "}":
             if boxes and boxes[-1][0] == depth:
                 spans.append((boxes.pop()[1], m.start(), True))
-                if len(spans) >= MAX_FORMULAS_PER_TEXT:
-                    break
             if depth:
                 depth -= 1
             continue
@@ -205,7 +207,6 @@ def _scan_spans(text: str) -> list[tuple[int, int, bool]]:
             boxes.append((depth, m.end()))
             continue
 
-        closed = False
         if mode == "$":
             if first == "$":
                 if text[m.start() - 1].isspace():
@@ -222,27 +223,14 @@ def _scan_spans(text: str) -> list[tuple[int, int, bool]]:
                 # In "$a$$b$" the second dollar of "$$" opens the next inline formula.
                 if token == "$$" and m.end() < size and not text[m.end()].isspace():
                     mode, start = "$", m.end()
-                closed = True
-            elif token in ("\\(", "\\[") or first == "\n":
-                # Neither a blank line nor another math opener can occur inside inline math.
-                mode = None
-            else:
                 continue
+            if token not in ("\\(", "\\[") and first != "\n":
+                continue
+            mode = None  # neither a blank line nor another math opener can occur inside inline math
         elif mode is not None:
-            if (
-                (mode == "$$" and token == "$$")
-                or (mode == "\\(" and token == "\\)")
-                or (mode == "\\[" and token == "\\]")
-                or (m.lastindex == 2 and m.group(2) == mode)
-            ):
+            if token == _CLOSERS.get(mode) or (m.lastindex == 2 and m.group(2) == mode):
                 spans.append((start, m.start(), False))
                 mode = None
-                closed = True
-            else:
-                continue
-        if closed:
-            if len(spans) >= MAX_FORMULAS_PER_TEXT:
-                break
             continue
 
         # Prose: look for an opener.
@@ -267,36 +255,20 @@ def _split_rows(span: str) -> list[str]:
         return [span]
     rows: list[str] = []
     parts: list[str] = []
-    last = 0
-    depth = 0
+    last = depth = 0
     for m in _SPLIT_TOKEN.finditer(span):
-        token = m.group()
-        if m.lastindex == 1 or m.lastindex == 2:
-            if depth == 0 and m.group(m.lastindex) in _EQUATION_ENVS:
-                parts.append(span[last : m.start()])
-                parts.append(" ")
-                last = m.end()
-            elif m.lastindex == 1:
-                depth += 1
-            elif depth:
-                depth -= 1
-        elif m.lastindex == 3:
-            if depth == 0:
-                parts.append(span[last : m.start()])
-                rows.append("".join(parts))
-                parts = []
-                last = m.end()
-        elif token == "{":
-            depth += 1
-        elif token == "}":
-            if depth:
-                depth -= 1
-        elif token == "&" and depth == 0:
-            parts.append(span[last : m.start()])
-            parts.append(" ")
+        token, kind = m.group(), m.lastindex
+        if depth == 0 and (token == "&" or (kind in (1, 2) and m.group(kind) in _EQUATION_ENVS)):
+            parts += (span[last : m.start()], " ")
             last = m.end()
-    parts.append(span[last:])
-    rows.append("".join(parts))
+        elif kind == 1 or token == "{":
+            depth += 1
+        elif kind == 2 or token == "}":
+            depth = max(depth - 1, 0)
+        elif kind == 3 and depth == 0:
+            rows.append("".join(parts) + span[last : m.start()])
+            parts, last = [], m.end()
+    rows.append("".join(parts) + span[last:])
     return rows
 
 
@@ -317,17 +289,11 @@ def _unwrap_text_commands(s: str) -> str:
     stack: list[bool] = []  # whether each open brace belongs to a wrapper
     last = 0
     for m in _WRAPPER_TOKEN.finditer(s):
-        token = m.group()
-        if m.lastindex == 1:
-            out.append(s[last : m.start()])
-            out.append(" ")
-            last = m.end()
-            stack.append(True)
-        elif token == "{":
-            stack.append(False)
-        elif token == "}" and stack and stack.pop():
-            out.append(s[last : m.start()])
-            out.append(" ")
+        wrapper = m.lastindex == 1
+        if wrapper or m.group() == "{":
+            stack.append(wrapper)
+        if wrapper or (m.group() == "}" and stack and stack.pop()):
+            out += (s[last : m.start()], " ")
             last = m.end()
     out.append(s[last:])
     return "".join(out)
@@ -343,14 +309,6 @@ def _expand_digit_shorthand(m: re.Match[str]) -> str:
 
 def _protect_space_after_word(m: re.Match[str]) -> str:
     return m.group(1) or m.group(2) + "\x00"
-
-
-def _unbrace_script(m: re.Match[str]) -> str:
-    if m.group(1) is not None:
-        return m.group(1)
-    if m.group(2) is not None:
-        return m.group(2) + m.group(3)
-    return m.group(4) + m.group(5)
 
 
 def _strip_outer_braces(s: str) -> str:
@@ -390,7 +348,7 @@ def _normalize(s: str) -> str:
     if " " in s:
         s = _SPACE_AFTER_WORD.sub(_protect_space_after_word, s).replace(" ", "").replace("\x00", " ")
     if "{" in s and ("^" in s or "_" in s):
-        s = _SCRIPT_BRACES.sub(_unbrace_script, s)
+        s = _SCRIPT_BRACES.sub(r"\1\2\3\4\5", s)  # each match fills one alternative's groups
     # Twice, for "{x+1}." and "{x.}".
     for _ in range(2):
         s = _strip_outer_braces(s.rstrip(_TRAILING_PUNCTUATION))
