@@ -99,7 +99,7 @@ class PassAtKCallback(TrainerCallback):
             trainer._last_loaded_step = trainer.state.global_step
         tokenizer = trainer.processing_class
         texts = prompt_texts(tokenizer, prompts, self.chat_template_kwargs)
-        prompt_ids = [ids for text in texts for ids in [tokenizer(text, add_special_tokens=False)["input_ids"]]]
+        prompt_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
         repeated = [ids for ids in prompt_ids for _ in range(self.num_samples)]  # TRL's layout: each prompt G times
         overrides = {
             "temperature": self.generation_kwargs.get("temperature", engine.temperature),

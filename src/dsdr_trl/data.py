@@ -13,7 +13,7 @@ import numbers
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,6 @@ PROMPT_TEMPLATES = {
     "plain": "{problem}",
 }
 
-_DEFAULT_PROMPT_COLUMNS = ("prompt", "problem", "question")
-# `answer` first: MATH-500 and AIME copies also carry a worked `solution`, DAPO-Math has only `solution`.
-_DEFAULT_SOLUTION_COLUMNS = ("answer", "solution", "final_answer")
 _GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
 
 
@@ -109,6 +106,10 @@ DATASETS: dict[str, DatasetSpec] = {
         description="GSM8K (1319 test problems; the reference is the number after ####)",
     ),
 }
+# Any other dataset. `answer` first: MATH-500 and AIME copies also carry a worked `solution`, DAPO-Math has only that.
+_ANY_DATASET = DatasetSpec(
+    "", "train", ("prompt", "problem", "question"), ("answer", "solution", "final_answer"), template="plain"
+)
 
 # What a dataset argument takes, in the commands' `--help`.
 DATA_HELP = f"a named adapter ({', '.join(DATASETS)}), a local {'/'.join(LOCAL_SUFFIXES)} file, or a Hub dataset id"
@@ -247,9 +248,7 @@ def _load_hub(path: str, config: str | None, split: str):
         raise DatasetUnavailableError(f"Could not load the Hub dataset '{path}' ({reason}). {hint}") from error
 
 
-def _pick(
-    columns: Sequence[str], candidates: Sequence[str], given: str | None, role: str, flag: str, name: str
-) -> str:
+def _pick(columns: Sequence[str], candidates: Sequence[str], given: str | None, role: str, name: str) -> str:
     if given is not None:
         if given not in columns:
             raise ValueError(f"Dataset '{name}' has no {role} column '{given}'; its columns are {list(columns)}.")
@@ -259,7 +258,7 @@ def _pick(
             return candidate
     raise ValueError(
         f"Dataset '{name}' has no {role} column (looked for {list(candidates)}); its columns are {list(columns)}. "
-        f"Name it with {flag}."
+        f"Name it with --{role}_column."
     )
 
 
@@ -311,24 +310,17 @@ def load_math_dataset(
     `limit` keeps the first rows that have a reference. Raises `DatasetUnavailableError` for a missing file or an
     unreachable Hub, `ValueError` for a missing column, an unparsable or empty file, or no usable reference.
     """
-    spec = DATASETS.get(name_or_path)
-    if spec is not None:
-        split = split or spec.split
-        dataset = _load_hub(spec.path, config or spec.config, split)
-        prompt_candidates, solution_candidates = spec.prompt_columns, spec.solution_columns
-        template = resolve_prompt_template(prompt_template, spec.template)
+    spec = DATASETS.get(name_or_path) or replace(_ANY_DATASET, path=name_or_path)
+    split = split or spec.split
+    if name_or_path not in DATASETS and looks_local(name_or_path):
+        dataset = _load_local(name_or_path, split)
     else:
-        split = split or "train"
-        if looks_local(name_or_path):
-            dataset = _load_local(name_or_path, split)
-        else:
-            dataset = _load_hub(name_or_path, config, split)
-        prompt_candidates, solution_candidates = _DEFAULT_PROMPT_COLUMNS, _DEFAULT_SOLUTION_COLUMNS
-        template = resolve_prompt_template(prompt_template, "plain")
+        dataset = _load_hub(spec.path, config or spec.config, split)
+    template = resolve_prompt_template(prompt_template, spec.template)
 
     columns = dataset.column_names
-    problem_col = _pick(columns, prompt_candidates, prompt_column, "prompt", "--prompt_column", name_or_path)
-    solution_col = _pick(columns, solution_candidates, solution_column, "solution", "--solution_column", name_or_path)
+    problem_col = _pick(columns, spec.prompt_columns, prompt_column, "prompt", name_or_path)
+    solution_col = _pick(columns, spec.solution_columns, solution_column, "solution", name_or_path)
     if len(dataset) == 0:
         raise ValueError(f"Dataset '{name_or_path}' (split '{split}') has no rows.")
     if limit is not None and limit < 1:

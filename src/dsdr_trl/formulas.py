@@ -278,10 +278,8 @@ def _rewrite_control(m: re.Match[str]) -> str:
         if word in _SIZING_WORDS:
             return " "
         return _WORD_REWRITES.get(word, "\\" + word) + (m.group(2) or "")
-    symbol = m.group(3)
-    if symbol is None:  # an unescaped `$` or `~`
-        return " "
-    return " " if symbol in _BLANK_SYMBOLS else m.group()
+    symbol = m.group(3)  # None for an unescaped `$` or `~`
+    return " " if symbol is None or symbol in _BLANK_SYMBOLS else m.group()
 
 
 def _unwrap_text_commands(s: str) -> str:

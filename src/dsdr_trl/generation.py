@@ -67,8 +67,8 @@ def generate_samples(
     from tqdm.auto import tqdm
 
     # Sequences are laid out problem-major, so the samples of one problem are contiguous in the output.
-    rows = [index for index in range(len(texts)) for _ in range(num_samples)]
-    outputs: list[list[str]] = [[] for _ in texts]
+    rows = [text for text in texts for _ in range(num_samples)]
+    completions: list[str] = []
     padding_side, pad_token = tokenizer.padding_side, tokenizer.pad_token
     tokenizer.padding_side = "left"  # generation appends on the right, so prompts must end at the same position
     if pad_token is None:
@@ -79,34 +79,30 @@ def generate_samples(
         sampling.update(temperature=temperature, top_p=top_p, top_k=0)
     was_training = model.training
     model.eval()
+    progress = tqdm(total=len(rows), desc="Generating", unit="sample", disable=not show_progress)
     # Evaluation during training must not shift the training RNG streams.
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(), progress:
         torch.manual_seed(seed)
         try:
-            progress = tqdm(total=len(rows), desc="Generating", unit="sample", disable=not show_progress)
             for start in range(0, len(rows), batch_size):
                 batch = rows[start : start + batch_size]
                 # No special tokens, as TRL tokenizes prompts for training: a chat template already wrote them.
-                encoded = tokenizer(
-                    [texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
-                ).to(model.device)
+                encoded = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(
+                    model.device
+                )
                 with torch.inference_mode():
                     generated = model.generate(
                         **encoded, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
                     )
                 new_tokens = generated[:, encoded["input_ids"].shape[1] :]
-                for index, completion in zip(
-                    batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True
-                ):
-                    outputs[index].append(completion)
+                completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
                 progress.update(len(batch))
-            progress.close()
         finally:
             tokenizer.padding_side = padding_side
             if pad_token is None:
                 tokenizer.pad_token = None
             model.train(was_training)
-    return outputs
+    return [completions[start : start + num_samples] for start in range(0, len(rows), num_samples)]
 
 
 def vllm_model_args(model: str) -> tuple[dict[str, Any], tuple[str, int, str] | None]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from cachetools import FIFOCache, LRUCache
+from cachetools import FIFOCache, LRUCache, cached
 from trl import rewards as trl_rewards
 
 from ._time_limit import Outcome, run_with_time_limit, verifier_workers
@@ -182,7 +182,6 @@ def number_text(value: Any) -> str | None:
 
 # From here to `_gold_text`: what runs in the worker processes, which imported math-verify on start.
 _PROBE = "0"  # a reference whose comparison with a plain number overruns would overrun with every answer
-_parsed_golds: LRUCache[str, list] = LRUCache(maxsize=4_096)
 
 
 @functools.cache
@@ -205,18 +204,17 @@ def _parse_math(text: str, config: list) -> list:
     return []
 
 
+@cached(LRUCache(maxsize=4_096))
 def _parse_gold(gold: str) -> list:
     """The parsed reference, once compared with a number, so that one whose every comparison would overrun
     (`(10^{9})!`) overruns here, in its own check, rather than in each of its answers'."""
     import math_verify
 
-    if gold not in _parsed_golds:
-        latex_only, latex_or_expr = _configs()
-        parsed = _parse_math(gold, latex_only) or _parse_math(gold, latex_or_expr)
-        if parsed:
-            math_verify.verify(parsed, _parse_math(_PROBE, latex_or_expr), timeout_seconds=None)
-        _parsed_golds[gold] = parsed
-    return _parsed_golds[gold]
+    latex_only, latex_or_expr = _configs()
+    parsed = _parse_math(gold, latex_only) or _parse_math(gold, latex_or_expr)
+    if parsed:
+        math_verify.verify(parsed, _parse_math(_PROBE, latex_or_expr), timeout_seconds=None)
+    return parsed
 
 
 def _verify(gold_and_answer: tuple[str, str | None]) -> float:

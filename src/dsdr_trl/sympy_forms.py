@@ -79,12 +79,10 @@ def _sympy_eligible(formula: str) -> bool:
 def canonical_forms(formulas: set[str], seconds: float, stats: dict[str, int] | None = None) -> dict[str, str]:
     """Each eligible formula's canonical form (itself on failure), with at most one worker call of `seconds` per
     formula; `stats["timeouts"]` and `stats["errors"]` count the conversions that overran or failed."""
-    canonical: dict[str, str] = {}
+    eligible = [formula for formula in formulas if _sympy_eligible(formula)]
     with _sympy_cache_lock:
-        for formula in formulas:
-            if _sympy_eligible(formula) and formula in _sympy_cache:
-                canonical[formula] = _sympy_cache[formula]
-    pending = sorted(formula for formula in formulas if _sympy_eligible(formula) and formula not in canonical)
+        canonical = {formula: _sympy_cache[formula] for formula in eligible if formula in _sympy_cache}
+    pending = sorted(formula for formula in eligible if formula not in canonical)
     if not pending:
         return canonical
     outcomes = run_with_time_limit(_sympy_canonical, pending, seconds)
