@@ -385,10 +385,7 @@ def _drop_rows_without_answer(dataset, solution_col: str, name: str, split: str)
                 "them.",
                 *(name, split, len(rows), len(dataset), solution_col, what, shown, fix),
             )
-    if empty or wrong:
-        dropped = set(empty + wrong)
-        dataset = dataset.select([index for index in range(len(dataset)) if index not in dropped])
-    return dataset
+    return dataset.select([index for index, text in enumerate(texts) if text]) if empty or wrong else dataset
 
 
 def prompt_lengths(prompts: Sequence[Any], processing_class: Any, **chat_template_kwargs: Any) -> list[int]:

@@ -255,11 +255,8 @@ def zero3_init_disabled() -> Iterator[None]:
     left as empty shards outside the engine. transformers reads the global config behind `is_deepspeed_zero3_enabled()`,
     which accelerate's `zero3_init_context_manager(enable=False)` leaves in place, so it is unset here and restored.
     """
-    try:
-        from transformers.integrations import deepspeed as hf_deepspeed
-    except ImportError:  # transformers without its DeepSpeed integration: nothing can partition the encoder
-        yield
-        return
+    from transformers.integrations import deepspeed as hf_deepspeed
+
     weak_ref = hf_deepspeed._hf_deepspeed_config_weak_ref
     config = weak_ref() if weak_ref is not None else None  # a strong reference keeps it alive during the block
     if config is None:

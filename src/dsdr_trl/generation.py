@@ -147,14 +147,12 @@ def generate_with_vllm(
     top_p: float = 1.0,
     max_new_tokens: int = 1024,
     seed: int = 0,
-    tensor_parallel_size: int = 1,
-    max_model_len: int | None = None,
-    gpu_memory_utilization: float = 0.9,
+    **llm_kwargs: Any,
 ) -> list[list[str]]:
     """
-    `num_samples` completions of each prompt text with an offline `vllm.LLM` in this process, over
-    `tensor_parallel_size` GPUs (one engine already batches every request; a second per process would load the model
-    again). `max_model_len` caps prompt plus completion; `gpu_memory_utilization` is vLLM's share of each GPU.
+    `num_samples` completions of each prompt text with one offline `vllm.LLM` in this process (it batches every
+    request; a second per process would load the model again), built with `llm_kwargs` such as `tensor_parallel_size`,
+    `max_model_len` (prompt plus completion) and `gpu_memory_utilization` (vLLM's share of each GPU).
     """
     try:
         from vllm import LLM, SamplingParams
@@ -163,9 +161,8 @@ def generate_with_vllm(
         raise ImportError("use_vllm=True needs vLLM: pip install 'trl[vllm]'.") from error
     if not isinstance(model, str):
         raise ValueError("With use_vllm=True, pass the model as a local path or Hub id, not a loaded model.")
-    llm_kwargs, lora = vllm_model_args(model)
-    llm = LLM(**llm_kwargs, seed=seed, tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
-              gpu_memory_utilization=gpu_memory_utilization)  # fmt: skip
+    model_kwargs, lora = vllm_model_args(model)
+    llm = LLM(**model_kwargs, seed=seed, **llm_kwargs)
     params = SamplingParams(
         n=num_samples,
         temperature=temperature,

@@ -30,7 +30,7 @@ DIVERSITY_METRICS = ("semantic_distance", "formula_unique_ratio", "distinct_answ
 
 def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
     r"""Unbiased pass@k `1 - C(n - c, k) / C(n, k)` from n = `num_samples` of which c = `num_correct` are correct
-    (Chen et al., 2021), as `1 - Π_{i=n-c+1}^{n} (1 - k / i)`. `ValueError` unless `1 ≤ k ≤ n`, `0 ≤ c ≤ n`.
+    (Chen et al., 2021), in exact integer arithmetic. `ValueError` unless `1 ≤ k ≤ n`, `0 ≤ c ≤ n`.
 
     ```python
     >>> pass_at_k(4, 1, 2)  # 1 - C(3, 2) / C(4, 2) = 1 - 3/6
@@ -44,12 +44,7 @@ def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
         raise ValueError(f"pass@{k} needs at least {k} samples per problem, got {n}; raise num_samples or lower k.")
     if not 0 <= c <= n:
         raise ValueError(f"num_correct must lie in [0, num_samples={n}], got {c}.")
-    if n - c < k:
-        return 1.0  # every draw of k samples contains a correct one
-    failure = 1.0
-    for i in range(n - c + 1, n + 1):
-        failure *= 1.0 - k / i
-    return 1.0 - failure
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)  # C(n - c, k) = 0 when every draw holds a correct sample
 
 
 def parse_ks(
