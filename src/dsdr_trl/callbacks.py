@@ -64,17 +64,18 @@ class PassAtKCallback(TrainerCallback):
         """Runs the evaluation now, records it in the trainer's metrics and in `history`, and returns it."""
         from accelerate.utils import gather_object
 
-        accelerator = self.trainer.accelerator
+        trainer, accelerator = self.trainer, self.trainer.accelerator
         rank, world = accelerator.process_index, accelerator.num_processes
-        local = list(range(rank, len(self.prompts), world))
-        if getattr(self.trainer, "use_vllm", False):
-            result = self._evaluate_with_vllm([self.prompts[i] for i in local], [self.solutions[i] for i in local])
+        # Process i evaluates problems i, i + world, ...
+        prompts, solutions = self.prompts[rank::world], self.solutions[rank::world]
+        if getattr(trainer, "use_vllm", False):
+            result = self._evaluate_with_vllm(prompts, solutions)
         else:
             result = evaluate_policy(
-                self.trainer.model,
-                self.trainer.processing_class,
-                [self.prompts[i] for i in local],
-                [self.solutions[i] for i in local],
+                trainer.model,
+                trainer.processing_class,
+                prompts,
+                solutions,
                 ks=self.ks,
                 num_samples=self.num_samples,
                 encoder=self.encoder,

@@ -170,15 +170,6 @@ def _coerce_text(text: Any) -> str:
     raise TypeError(f"extract_formulas expects str (or None or bytes), got {type(text).__name__}.")
 
 
-def _check_mode(canonicalize: str) -> None:
-    # Imported here: the config imports TRL and torch, which the verifier's workers (they import this module for
-    # `completion_text`) should not load.
-    from .config import FORMULA_CANONICALIZATIONS
-
-    if canonicalize not in FORMULA_CANONICALIZATIONS:
-        raise ValueError(f"canonicalize must be one of {FORMULA_CANONICALIZATIONS}, got {canonicalize!r}.")
-
-
 def _scan_spans(text: str) -> list[tuple[int, int, bool]]:
     r"""`(start, end, is_box)` of the contents of the math spans and `\boxed{…}` groups of `text`, in order of their
     end."""
@@ -452,7 +443,12 @@ def extract_formulas_batch(
     [['2', 'x+1=3'], []]
     ```
     """
-    _check_mode(canonicalize)
+    # Imported here: the config imports TRL and torch, which the verifier's workers (they import this module for
+    # `completion_text`) should not load.
+    from .config import FORMULA_CANONICALIZATIONS
+
+    if canonicalize not in FORMULA_CANONICALIZATIONS:
+        raise ValueError(f"canonicalize must be one of {FORMULA_CANONICALIZATIONS}, got {canonicalize!r}.")
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds}.")
     string_sets = [_string_formulas(text) for text in texts]

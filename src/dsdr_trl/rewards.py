@@ -62,10 +62,8 @@ def _last_boxed(text: str) -> str | None:
     last: tuple[int, int] | None = None
     for match in _BOX_TOKENS.finditer(text):
         kind = match.lastindex
-        if kind == 2:
-            open_braces.append(match.end())
-        elif kind == 3:
-            open_braces.append(-1)
+        if kind in (2, 3):
+            open_braces.append(match.end() if kind == 2 else -1)
         elif kind == 4 and open_braces:
             content_start = open_braces.pop()
             if content_start >= 0:
