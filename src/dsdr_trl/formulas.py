@@ -296,10 +296,6 @@ def _expand_digit_shorthand(m: re.Match[str]) -> str:
     return f"\\sqrt{{{m.group(4)}}}"
 
 
-def _protect_space_after_word(m: re.Match[str]) -> str:
-    return m.group(1) or m.group(2) + "\x00"
-
-
 def _strip_outer_braces(s: str) -> str:
     """Removes every layer of braces that wraps the whole of `s`, with one linear brace match."""
     if not (s.startswith("{") and s.endswith("}")):
@@ -335,7 +331,8 @@ def _normalize(s: str) -> str:
             s = _DIGIT_SHORTHAND.sub(_expand_digit_shorthand, s)
     s = " ".join(s.split())
     if " " in s:
-        s = _SPACE_AFTER_WORD.sub(_protect_space_after_word, s).replace(" ", "").replace("\x00", " ")
+        # Every space goes but one after a control word before a letter (`\alpha b` is not `\alphab`).
+        s = _SPACE_AFTER_WORD.sub(lambda m: m.group(1) or m.group(2) + "\x00", s).replace(" ", "").replace("\x00", " ")
     if "{" in s and ("^" in s or "_" in s):
         s = _SCRIPT_BRACES.sub(r"\1\2\3\4\5", s)  # each match fills one alternative's groups
     # Twice, for "{x+1}." and "{x.}".
