@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from .metrics import EvaluationResult, evaluate_samples, parse_ks
 
@@ -122,8 +122,6 @@ def vllm_model_args(model: str) -> tuple[dict[str, Any], tuple[str, int, str] | 
         )
     rank = int(config["r"])
     try:
-        from typing import get_args
-
         from vllm.config.lora import MaxLoRARanks
 
         accepted = sorted(get_args(MaxLoRARanks))
