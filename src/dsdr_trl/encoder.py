@@ -210,16 +210,13 @@ def encode_windows(encoder: Any, windows: Sequence[Sequence[int]], batch_size: i
     if not windows:
         return torch.zeros(0, embedding_dimension(encoder))
     order = sorted(range(len(windows)), key=lambda i: -len(windows[i]))
-    out = [None] * len(windows)
+    chunks = []
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            features = encoder.tokenizer.pad({"input_ids": [list(windows[i]) for i in batch]}, return_tensors="pt")
-            features = {key: value.to(encoder.device) for key, value in features.items()}
-            embeddings = F.normalize(encoder(features)["sentence_embedding"].float(), dim=-1).cpu()
-            for row, i in enumerate(batch):
-                out[i] = embeddings[row]
-    return torch.stack(out)
+            batch = [list(windows[i]) for i in order[start : start + batch_size]]
+            features = encoder.tokenizer.pad({"input_ids": batch}, return_tensors="pt").to(encoder.device)
+            chunks.append(F.normalize(encoder(dict(features))["sentence_embedding"].float(), dim=-1).cpu())
+    return torch.cat(chunks)[torch.tensor(order).argsort()]  # back in the order of `windows`
 
 
 def pool_windows(window_embeddings: torch.Tensor, windows: Sequence[Sequence[Sequence[int]]]) -> torch.Tensor:
