@@ -56,7 +56,7 @@ def gsm8k_answer(answer: str) -> str:
 @dataclass(frozen=True)
 class DatasetSpec:
     """A benchmark's Hub `path`, `config` and `split`, candidate problem and answer columns (the first present is
-    used), its [`PROMPT_TEMPLATES`] name or template, and a `description` for `--help`."""
+    used), and its [`PROMPT_TEMPLATES`] name or template."""
 
     path: str
     split: str
@@ -64,47 +64,21 @@ class DatasetSpec:
     solution_columns: tuple[str, ...]
     config: str | None = None
     template: str = "answer-line"
-    description: str = ""
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    # The prompts of this copy already contain DAPO's "Answer: ..." instruction, hence the plain template.
+    # DSDR's training set, deduplicated (configs all/en/cn). Its prompts already carry DAPO's "Answer: ..." line.
     "dapo-math-17k": DatasetSpec(
-        "open-r1/DAPO-Math-17k-Processed",
-        "train",
-        ("prompt",),
-        ("solution",),
-        config="en",
-        template="plain",
-        description="DSDR's training set: DAPO-Math-17k, deduplicated (configs all/en/cn)",
+        "open-r1/DAPO-Math-17k-Processed", "train", ("prompt",), ("solution",), config="en", template="plain"
     ),
-    "math500": DatasetSpec(
-        "HuggingFaceH4/MATH-500", "test", ("problem",), ("answer",), description="MATH-500 (500 problems)"
-    ),
-    "aime24": DatasetSpec(
-        "HuggingFaceH4/aime_2024", "train", ("problem",), ("answer",), description="AIME 2024 (30 problems)"
-    ),
-    "aime25": DatasetSpec(
-        "yentinglin/aime_2025", "train", ("problem", "question"), ("answer",), description="AIME 2025 (30 problems)"
-    ),
-    "minerva": DatasetSpec(
-        "math-ai/minervamath", "test", ("question", "problem"), ("answer",), description="Minerva Math (272 problems)"
-    ),
-    "olympiadbench": DatasetSpec(
-        "math-ai/olympiadbench",
-        "test",
-        ("question", "problem"),
-        ("answer", "final_answer"),
-        description="OlympiadBench, English math, open-ended, text-only (675 problems)",
-    ),
-    "gsm8k": DatasetSpec(
-        "openai/gsm8k",
-        "test",
-        ("question",),
-        ("answer",),
-        config="main",
-        description="GSM8K (1319 test problems; the reference is the number after ####)",
-    ),
+    "math500": DatasetSpec("HuggingFaceH4/MATH-500", "test", ("problem",), ("answer",)),  # 500 problems
+    "aime24": DatasetSpec("HuggingFaceH4/aime_2024", "train", ("problem",), ("answer",)),  # 30 problems
+    "aime25": DatasetSpec("yentinglin/aime_2025", "train", ("problem", "question"), ("answer",)),  # 30 problems
+    "minerva": DatasetSpec("math-ai/minervamath", "test", ("question", "problem"), ("answer",)),  # 272 problems
+    # English math, open-ended, text-only: 675 problems.
+    "olympiadbench": DatasetSpec("math-ai/olympiadbench", "test", ("question", "problem"), ("answer", "final_answer")),
+    # 1319 test problems; the reference is the number after ####.
+    "gsm8k": DatasetSpec("openai/gsm8k", "test", ("question",), ("answer",), config="main"),
 }
 # Any other dataset. `answer` first: MATH-500 and AIME copies also carry a worked `solution`, DAPO-Math has only that.
 _ANY_DATASET = DatasetSpec(
