@@ -402,12 +402,6 @@ _cache: LRUCache[str, tuple[frozenset[str], int]] = LRUCache(_CACHE_MAX_BYTES, g
 _cache_lock = threading.Lock()
 
 
-def _entry_bytes(text: str, formulas: frozenset[str]) -> int:
-    return (
-        sys.getsizeof(text) + sys.getsizeof(formulas) + sum(map(sys.getsizeof, formulas)) + _CACHE_ENTRY_OVERHEAD_BYTES
-    )
-
-
 def _string_formulas(text: Any) -> frozenset[str]:
     text = _coerce_text(text)[:MAX_TEXT_CHARS]
     if len(text) > _CACHE_MAX_TEXT_CHARS:
@@ -417,8 +411,9 @@ def _string_formulas(text: Any) -> frozenset[str]:
     if entry is not None:
         return entry[0]
     formulas = _extract(text)
+    size = sys.getsizeof(text) + sys.getsizeof(formulas) + sum(map(sys.getsizeof, formulas))
     with _cache_lock:
-        _cache[text] = (formulas, _entry_bytes(text, formulas))
+        _cache[text] = (formulas, size + _CACHE_ENTRY_OVERHEAD_BYTES)
     return formulas
 
 
