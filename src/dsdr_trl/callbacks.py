@@ -66,7 +66,6 @@ class PassAtKCallback(TrainerCallback):
 
         trainer, accelerator = self.trainer, self.trainer.accelerator
         rank, world = accelerator.process_index, accelerator.num_processes
-        # Process i evaluates problems i, i + world, ...
         prompts, solutions = self.prompts[rank::world], self.solutions[rank::world]
         if getattr(trainer, "use_vllm", False):
             result = self._evaluate_with_vllm(prompts, solutions)

@@ -153,13 +153,10 @@ def _load_local(path: str, split: str | None):
 
 def _check_has_rows(file: Path) -> None:
     """Refuses a local file with no rows (empty, blank, or a CSV header alone), which `datasets` would not name."""
-    if file.stat().st_size == 0:
-        raise ValueError(f"Dataset file '{file}' is empty; it needs one row per problem.")
-    if file.suffix.lower() not in (".jsonl", ".json", ".csv"):
-        return
+    text_format = file.suffix.lower() in (".jsonl", ".json", ".csv")
     with file.open(encoding="utf-8", errors="replace") as lines:
         filled = (line for line in lines if line.strip())
-        if next(filled, None) is None:
+        if file.stat().st_size == 0 or (text_format and next(filled, None) is None):
             raise ValueError(f"Dataset file '{file}' is empty; it needs one row per problem.")
         if file.suffix.lower() == ".csv" and next(filled, None) is None:
             raise ValueError(f"Dataset file '{file}' has a header but no rows; it needs one row per problem.")
