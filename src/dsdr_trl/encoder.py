@@ -84,9 +84,7 @@ def load_diversity_encoder(
     encoder.max_seq_length = max_length
     if torch.device(device).type == "cuda":
         encoder.half()  # the distances only need ~3 significant digits; halves the encoder's cost on GPU
-    encoder.eval()
-    encoder.requires_grad_(False)
-    return encoder
+    return encoder.eval().requires_grad_(False)
 
 
 # The PyPI package with an offline copy of the default encoder, installed by the `offline` extra.
