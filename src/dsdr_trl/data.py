@@ -251,12 +251,9 @@ def _answer_text(value: Any) -> str | None:
 
 def hub_dataset_id(name_or_path: str | None) -> str | None:
     """The Hub id behind a dataset argument, for the model card: an adapter's id, a Hub id as is, `None` for a file."""
-    if name_or_path is None:
-        return None
-    spec = DATASETS.get(name_or_path)
-    if spec is not None:
-        return spec.path
-    return None if looks_local(name_or_path) else name_or_path
+    if name_or_path in DATASETS:
+        return DATASETS[name_or_path].path
+    return None if name_or_path is None or looks_local(name_or_path) else name_or_path
 
 
 def load_math_dataset(
