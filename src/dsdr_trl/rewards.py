@@ -257,8 +257,7 @@ def _verify_items(items: list[tuple[str, str | None]]) -> list[Outcome]:
 
 def _answer(completion: Any, answer_extraction: str) -> str | None:
     try:
-        text = completion_text(completion)
-        answer = extract_answer(text, answer_extraction) if text is not None else None
+        answer = extract_answer(completion_text(completion), answer_extraction)  # None for a completion without text
     except Exception:
         return None
     return answer if answer is not None and len(answer) <= MAX_ANSWER_CHARS else None
