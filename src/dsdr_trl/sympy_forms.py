@@ -10,7 +10,6 @@ per-formula limit, one call per batch; results, timeouts included, are cached in
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from typing import Any
@@ -53,17 +52,11 @@ def _canonical_string(expr: Any) -> str:
     raise TypeError(f"unexpected latex2sympy result of type {type(expr).__name__}")
 
 
-@functools.cache
-def _conversion_config() -> Any:
-    from latex2sympy2_extended.latex2sympy2 import ConversionConfig
-
-    return ConversionConfig(lowercase_symbols=False)
-
-
 def _sympy_canonical(formula: str) -> str | None:
     from latex2sympy2_extended import latex2sympy
+    from latex2sympy2_extended.latex2sympy2 import ConversionConfig
 
-    return _canonical_string(latex2sympy(formula, conversion_config=_conversion_config())) or None
+    return _canonical_string(latex2sympy(formula, conversion_config=ConversionConfig(lowercase_symbols=False))) or None
 
 
 # Canonical forms by formula (the 65,536 most recently used), timeouts and failures included (as the formula itself).

@@ -23,8 +23,6 @@ from .encoder import diversity_text, embed_rows, load_diversity_encoder, zero3_i
 from .formulas import extract_formulas_batch
 from .sampler import EpochSeededRepeatSampler
 
-DIVERSITY_REWARD_NAME = "dsdr_diversity"
-
 
 def dsdr_diversity(completions: list, **kwargs) -> list[float | None]:
     """The bonus column, written by `DSDRGRPOTrainer._calculate_rewards`; `None` here, so TRL's check for unscored
@@ -102,7 +100,7 @@ class DSDRGRPOTrainer(GRPOTrainer):
         # The bonus gets its own reward column (weight 1), the way TRL adds environment rewards: the reward sum,
         # `rewards/dsdr_diversity/*` metrics and the completions table then include it with no copied code.
         self.reward_funcs.append(dsdr_diversity)
-        self.reward_func_names.append(DIVERSITY_REWARD_NAME)
+        self.reward_func_names.append(dsdr_diversity.__name__)
         self.reward_processing_classes.append(None)
         self.reward_weights = torch.cat([self.reward_weights, torch.ones(1)])
 
