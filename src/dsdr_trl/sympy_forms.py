@@ -64,15 +64,11 @@ _sympy_cache: LRUCache[str, str] = LRUCache(maxsize=65_536)
 _sympy_cache_lock = threading.Lock()
 
 
-def _sympy_eligible(formula: str) -> bool:
-    # latex2sympy silently drops primes (`f'(x)` parses as `f(x)`), which would merge different formulas.
-    return len(formula) <= SYMPY_MAX_FORMULA_CHARS and "#" not in formula and "'" not in formula
-
-
 def canonical_forms(formulas: set[str], seconds: float, stats: dict[str, int] | None = None) -> dict[str, str]:
     """Each eligible formula's canonical form (itself on failure), with at most one worker call of `seconds` per
     formula; `stats["timeouts"]` and `stats["errors"]` count the conversions that overran or failed."""
-    eligible = [formula for formula in formulas if _sympy_eligible(formula)]
+    # Not a digest (`#`), nor a prime: latex2sympy drops them (`f'(x)` parses as `f(x)`), merging different formulas.
+    eligible = [f for f in formulas if len(f) <= SYMPY_MAX_FORMULA_CHARS and "#" not in f and "'" not in f]
     with _sympy_cache_lock:
         canonical = {formula: _sympy_cache[formula] for formula in eligible if formula in _sympy_cache}
     pending = sorted(formula for formula in eligible if formula not in canonical)
