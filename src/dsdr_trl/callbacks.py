@@ -13,8 +13,7 @@ from typing import Any
 from transformers import Trainer, TrainerCallback
 
 from .generation import evaluate_policy, prompt_texts
-from .metrics import EvaluationResult, diversity_of_samples, parse_ks, score_samples, summarize
-from .rewards import number_text
+from .metrics import EvaluationResult, evaluate_samples, parse_ks
 
 __all__ = ["PassAtKArguments", "PassAtKCallback"]
 
@@ -65,17 +64,17 @@ class PassAtKCallback(TrainerCallback):
         """Runs the evaluation now, records it in the trainer's metrics and in `history`, and returns it."""
         from accelerate.utils import gather_object
 
-        accelerator = self.trainer.accelerator
+        trainer, accelerator = self.trainer, self.trainer.accelerator
         rank, world = accelerator.process_index, accelerator.num_processes
-        local = list(range(rank, len(self.prompts), world))
-        if getattr(self.trainer, "use_vllm", False):
-            result = self._evaluate_with_vllm([self.prompts[i] for i in local], [self.solutions[i] for i in local])
+        prompts, solutions = self.prompts[rank::world], self.solutions[rank::world]
+        if getattr(trainer, "use_vllm", False):
+            result = self._evaluate_with_vllm(prompts, solutions)
         else:
             result = evaluate_policy(
-                self.trainer.model,
-                self.trainer.processing_class,
-                [self.prompts[i] for i in local],
-                [self.solutions[i] for i in local],
+                trainer.model,
+                trainer.processing_class,
+                prompts,
+                solutions,
                 ks=self.ks,
                 num_samples=self.num_samples,
                 encoder=self.encoder,
@@ -100,7 +99,7 @@ class PassAtKCallback(TrainerCallback):
             trainer._last_loaded_step = trainer.state.global_step
         tokenizer = trainer.processing_class
         texts = prompt_texts(tokenizer, prompts, self.chat_template_kwargs)
-        prompt_ids = [ids for text in texts for ids in [tokenizer(text, add_special_tokens=False)["input_ids"]]]
+        prompt_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
         repeated = [ids for ids in prompt_ids for _ in range(self.num_samples)]  # TRL's layout: each prompt G times
         overrides = {
             "temperature": self.generation_kwargs.get("temperature", engine.temperature),
@@ -117,10 +116,7 @@ class PassAtKCallback(TrainerCallback):
                 setattr(engine, name, value)
         decoded = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
         samples = [decoded[i * self.num_samples : (i + 1) * self.num_samples] for i in range(len(prompts))]
-        correct = score_samples(samples, solutions)
-        diversity = diversity_of_samples(samples, correct, self.encoder)
-        extra = [{"solution": number_text(solution) or str(solution)} for solution in solutions]
-        return summarize(samples, correct, self.ks, diversity=diversity, extra=extra)
+        return evaluate_samples(samples, solutions, self.ks, self.encoder)
 
     def on_train_begin(self, args, state, control, **kwargs):
         # The baseline: the policy before its first update (not again when a run resumes from a checkpoint).

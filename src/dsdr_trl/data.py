@@ -13,7 +13,7 @@ import numbers
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,6 @@ PROMPT_TEMPLATES = {
     "plain": "{problem}",
 }
 
-_DEFAULT_PROMPT_COLUMNS = ("prompt", "problem", "question")
-# `answer` first: MATH-500 and AIME copies also carry a worked `solution`, DAPO-Math has only `solution`.
-_DEFAULT_SOLUTION_COLUMNS = ("answer", "solution", "final_answer")
 _GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
 
 
@@ -59,7 +56,7 @@ def gsm8k_answer(answer: str) -> str:
 @dataclass(frozen=True)
 class DatasetSpec:
     """A benchmark's Hub `path`, `config` and `split`, candidate problem and answer columns (the first present is
-    used), its [`PROMPT_TEMPLATES`] name or template, and a `description` for `--help`."""
+    used), and its [`PROMPT_TEMPLATES`] name or template."""
 
     path: str
     split: str
@@ -67,48 +64,26 @@ class DatasetSpec:
     solution_columns: tuple[str, ...]
     config: str | None = None
     template: str = "answer-line"
-    description: str = ""
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    # The prompts of this copy already contain DAPO's "Answer: ..." instruction, hence the plain template.
+    # DSDR's training set, deduplicated (configs all/en/cn). Its prompts already carry DAPO's "Answer: ..." line.
     "dapo-math-17k": DatasetSpec(
-        "open-r1/DAPO-Math-17k-Processed",
-        "train",
-        ("prompt",),
-        ("solution",),
-        config="en",
-        template="plain",
-        description="DSDR's training set: DAPO-Math-17k, deduplicated (configs all/en/cn)",
+        "open-r1/DAPO-Math-17k-Processed", "train", ("prompt",), ("solution",), config="en", template="plain"
     ),
-    "math500": DatasetSpec(
-        "HuggingFaceH4/MATH-500", "test", ("problem",), ("answer",), description="MATH-500 (500 problems)"
-    ),
-    "aime24": DatasetSpec(
-        "HuggingFaceH4/aime_2024", "train", ("problem",), ("answer",), description="AIME 2024 (30 problems)"
-    ),
-    "aime25": DatasetSpec(
-        "yentinglin/aime_2025", "train", ("problem", "question"), ("answer",), description="AIME 2025 (30 problems)"
-    ),
-    "minerva": DatasetSpec(
-        "math-ai/minervamath", "test", ("question", "problem"), ("answer",), description="Minerva Math (272 problems)"
-    ),
-    "olympiadbench": DatasetSpec(
-        "math-ai/olympiadbench",
-        "test",
-        ("question", "problem"),
-        ("answer", "final_answer"),
-        description="OlympiadBench, English math, open-ended, text-only (675 problems)",
-    ),
-    "gsm8k": DatasetSpec(
-        "openai/gsm8k",
-        "test",
-        ("question",),
-        ("answer",),
-        config="main",
-        description="GSM8K (1319 test problems; the reference is the number after ####)",
-    ),
+    "math500": DatasetSpec("HuggingFaceH4/MATH-500", "test", ("problem",), ("answer",)),  # 500 problems
+    "aime24": DatasetSpec("HuggingFaceH4/aime_2024", "train", ("problem",), ("answer",)),  # 30 problems
+    "aime25": DatasetSpec("yentinglin/aime_2025", "train", ("problem", "question"), ("answer",)),  # 30 problems
+    "minerva": DatasetSpec("math-ai/minervamath", "test", ("question", "problem"), ("answer",)),  # 272 problems
+    # English math, open-ended, text-only: 675 problems.
+    "olympiadbench": DatasetSpec("math-ai/olympiadbench", "test", ("question", "problem"), ("answer", "final_answer")),
+    # 1319 test problems; the reference is the number after ####.
+    "gsm8k": DatasetSpec("openai/gsm8k", "test", ("question",), ("answer",), config="main"),
 }
+# Any other dataset. `answer` first: MATH-500 and AIME copies also carry a worked `solution`, DAPO-Math has only that.
+_ANY_DATASET = DatasetSpec(
+    "", "train", ("prompt", "problem", "question"), ("answer", "solution", "final_answer"), template="plain"
+)
 
 # What a dataset argument takes, in the commands' `--help`.
 DATA_HELP = f"a named adapter ({', '.join(DATASETS)}), a local {'/'.join(LOCAL_SUFFIXES)} file, or a Hub dataset id"
@@ -178,13 +153,10 @@ def _load_local(path: str, split: str | None):
 
 def _check_has_rows(file: Path) -> None:
     """Refuses a local file with no rows (empty, blank, or a CSV header alone), which `datasets` would not name."""
-    if file.stat().st_size == 0:
-        raise ValueError(f"Dataset file '{file}' is empty; it needs one row per problem.")
-    if file.suffix.lower() not in (".jsonl", ".json", ".csv"):
-        return
+    text_format = file.suffix.lower() in (".jsonl", ".json", ".csv")
     with file.open(encoding="utf-8", errors="replace") as lines:
         filled = (line for line in lines if line.strip())
-        if next(filled, None) is None:
+        if file.stat().st_size == 0 or (text_format and next(filled, None) is None):
             raise ValueError(f"Dataset file '{file}' is empty; it needs one row per problem.")
         if file.suffix.lower() == ".csv" and next(filled, None) is None:
             raise ValueError(f"Dataset file '{file}' has a header but no rows; it needs one row per problem.")
@@ -247,9 +219,7 @@ def _load_hub(path: str, config: str | None, split: str):
         raise DatasetUnavailableError(f"Could not load the Hub dataset '{path}' ({reason}). {hint}") from error
 
 
-def _pick(
-    columns: Sequence[str], candidates: Sequence[str], given: str | None, role: str, flag: str, name: str
-) -> str:
+def _pick(columns: Sequence[str], candidates: Sequence[str], given: str | None, role: str, name: str) -> str:
     if given is not None:
         if given not in columns:
             raise ValueError(f"Dataset '{name}' has no {role} column '{given}'; its columns are {list(columns)}.")
@@ -259,7 +229,7 @@ def _pick(
             return candidate
     raise ValueError(
         f"Dataset '{name}' has no {role} column (looked for {list(candidates)}); its columns are {list(columns)}. "
-        f"Name it with {flag}."
+        f"Name it with --{role}_column."
     )
 
 
@@ -281,12 +251,9 @@ def _answer_text(value: Any) -> str | None:
 
 def hub_dataset_id(name_or_path: str | None) -> str | None:
     """The Hub id behind a dataset argument, for the model card: an adapter's id, a Hub id as is, `None` for a file."""
-    if name_or_path is None:
-        return None
-    spec = DATASETS.get(name_or_path)
-    if spec is not None:
-        return spec.path
-    return None if looks_local(name_or_path) else name_or_path
+    if name_or_path in DATASETS:
+        return DATASETS[name_or_path].path
+    return None if name_or_path is None or looks_local(name_or_path) else name_or_path
 
 
 def load_math_dataset(
@@ -311,24 +278,17 @@ def load_math_dataset(
     `limit` keeps the first rows that have a reference. Raises `DatasetUnavailableError` for a missing file or an
     unreachable Hub, `ValueError` for a missing column, an unparsable or empty file, or no usable reference.
     """
-    spec = DATASETS.get(name_or_path)
-    if spec is not None:
-        split = split or spec.split
-        dataset = _load_hub(spec.path, config or spec.config, split)
-        prompt_candidates, solution_candidates = spec.prompt_columns, spec.solution_columns
-        template = resolve_prompt_template(prompt_template, spec.template)
+    spec = DATASETS.get(name_or_path) or replace(_ANY_DATASET, path=name_or_path)
+    split = split or spec.split
+    if name_or_path not in DATASETS and looks_local(name_or_path):
+        dataset = _load_local(name_or_path, split)
     else:
-        split = split or "train"
-        if looks_local(name_or_path):
-            dataset = _load_local(name_or_path, split)
-        else:
-            dataset = _load_hub(name_or_path, config, split)
-        prompt_candidates, solution_candidates = _DEFAULT_PROMPT_COLUMNS, _DEFAULT_SOLUTION_COLUMNS
-        template = resolve_prompt_template(prompt_template, "plain")
+        dataset = _load_hub(spec.path, config or spec.config, split)
+    template = resolve_prompt_template(prompt_template, spec.template)
 
     columns = dataset.column_names
-    problem_col = _pick(columns, prompt_candidates, prompt_column, "prompt", "--prompt_column", name_or_path)
-    solution_col = _pick(columns, solution_candidates, solution_column, "solution", "--solution_column", name_or_path)
+    problem_col = _pick(columns, spec.prompt_columns, prompt_column, "prompt", name_or_path)
+    solution_col = _pick(columns, spec.solution_columns, solution_column, "solution", name_or_path)
     if len(dataset) == 0:
         raise ValueError(f"Dataset '{name_or_path}' (split '{split}') has no rows.")
     if limit is not None and limit < 1:
@@ -352,24 +312,15 @@ def load_math_dataset(
 
     def to_row(row: dict[str, Any]) -> dict[str, Any]:
         source = row[problem_col]
-        if is_chat:
-            prompt: Any = [dict(message) for message in source]
-            users = [i for i, message in enumerate(prompt) if message.get("role") == "user"]
-            if not users:
-                raise ValueError(f"A conversation in column '{problem_col}' of '{name_or_path}' has no user message.")
-            problem = prompt[users[-1]]["content"]
-            prompt[users[-1]]["content"] = template.replace("{problem}", problem)
-            if system_prompt and prompt[0].get("role") != "system":
-                prompt = [{"role": "system", "content": system_prompt}, *prompt]
-        else:
-            problem = source
-            text = template.replace("{problem}", source)
-            if conversational:
-                prompt = [{"role": "user", "content": text}]
-                if system_prompt:
-                    prompt = [{"role": "system", "content": system_prompt}, *prompt]
-            else:
-                prompt = text
+        prompt: Any = [dict(message) for message in source] if is_chat else [{"role": "user", "content": source}]
+        users = [i for i, message in enumerate(prompt) if message.get("role") == "user"]
+        if not users:
+            raise ValueError(f"A conversation in column '{problem_col}' of '{name_or_path}' has no user message.")
+        problem = prompt[users[-1]]["content"]
+        prompt[users[-1]]["content"] = template.replace("{problem}", problem)
+        if system_prompt and prompt[0].get("role") != "system":
+            prompt = [{"role": "system", "content": system_prompt}, *prompt]
+        prompt = prompt if conversational else prompt[-1]["content"]  # the text of the one user message
         return {"prompt": prompt, "solution": _answer_text(row[solution_col]), "problem": problem}
 
     # The new columns replace same-named ones (a worked `solution` next to `answer` becomes the answer); every other
@@ -402,10 +353,7 @@ def _drop_rows_without_answer(dataset, solution_col: str, name: str, split: str)
                 "them.",
                 *(name, split, len(rows), len(dataset), solution_col, what, shown, fix),
             )
-    if empty or wrong:
-        dropped = set(empty + wrong)
-        dataset = dataset.select([index for index in range(len(dataset)) if index not in dropped])
-    return dataset
+    return dataset.select([index for index, text in enumerate(texts) if text]) if empty or wrong else dataset
 
 
 def prompt_lengths(prompts: Sequence[Any], processing_class: Any, **chat_template_kwargs: Any) -> list[int]:

@@ -84,9 +84,7 @@ def load_diversity_encoder(
     encoder.max_seq_length = max_length
     if torch.device(device).type == "cuda":
         encoder.half()  # the distances only need ~3 significant digits; halves the encoder's cost on GPU
-    encoder.eval()
-    encoder.requires_grad_(False)
-    return encoder
+    return encoder.eval().requires_grad_(False)
 
 
 # The PyPI package with an offline copy of the default encoder, installed by the `offline` extra.
@@ -210,16 +208,13 @@ def encode_windows(encoder: Any, windows: Sequence[Sequence[int]], batch_size: i
     if not windows:
         return torch.zeros(0, embedding_dimension(encoder))
     order = sorted(range(len(windows)), key=lambda i: -len(windows[i]))
-    out = [None] * len(windows)
+    chunks = []
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            features = encoder.tokenizer.pad({"input_ids": [list(windows[i]) for i in batch]}, return_tensors="pt")
-            features = {key: value.to(encoder.device) for key, value in features.items()}
-            embeddings = F.normalize(encoder(features)["sentence_embedding"].float(), dim=-1).cpu()
-            for row, i in enumerate(batch):
-                out[i] = embeddings[row]
-    return torch.stack(out)
+            batch = [list(windows[i]) for i in order[start : start + batch_size]]
+            features = encoder.tokenizer.pad({"input_ids": batch}, return_tensors="pt").to(encoder.device)
+            chunks.append(F.normalize(encoder(dict(features))["sentence_embedding"].float(), dim=-1).cpu())
+    return torch.cat(chunks)[torch.tensor(order).argsort()]  # back in the order of `windows`
 
 
 def pool_windows(window_embeddings: torch.Tensor, windows: Sequence[Sequence[Sequence[int]]]) -> torch.Tensor:
@@ -255,11 +250,8 @@ def zero3_init_disabled() -> Iterator[None]:
     left as empty shards outside the engine. transformers reads the global config behind `is_deepspeed_zero3_enabled()`,
     which accelerate's `zero3_init_context_manager(enable=False)` leaves in place, so it is unset here and restored.
     """
-    try:
-        from transformers.integrations import deepspeed as hf_deepspeed
-    except ImportError:  # transformers without its DeepSpeed integration: nothing can partition the encoder
-        yield
-        return
+    from transformers.integrations import deepspeed as hf_deepspeed
+
     weak_ref = hf_deepspeed._hf_deepspeed_config_weak_ref
     config = weak_ref() if weak_ref is not None else None  # a strong reference keeps it alive during the block
     if config is None:

@@ -71,6 +71,8 @@ _SCAN_TOKEN = re.compile(
     r"|\n[ \t\r]*\n",
     re.DOTALL,
 )
+# The closing token of each delimiter mode; an environment closes at its own `\end`.
+_CLOSERS = {"$$": "$$", "\\(": "\\)", "\\[": "\\]"}
 # `\begin{alignat}{2}` takes the number of columns as an argument that is not part of any formula.
 _ENV_ARGUMENT = re.compile(r"[ \t]*\{\d{1,3}\}")
 
@@ -168,15 +170,6 @@ def _coerce_text(text: Any) -> str:
     raise TypeError(f"extract_formulas expects str (or None or bytes), got {type(text).__name__}.")
 
 
-def _check_mode(canonicalize: str) -> None:
-    # Imported here: the config imports TRL and torch, which the verifier's workers (they import this module for
-    # `completion_text`) should not load.
-    from .config import FORMULA_CANONICALIZATIONS
-
-    if canonicalize not in FORMULA_CANONICALIZATIONS:
-        raise ValueError(f"canonicalize must be one of {FORMULA_CANONICALIZATIONS}, got {canonicalize!r}.")
-
-
 def _scan_spans(text: str) -> list[tuple[int, int, bool]]:
     r"""`(start, end, is_box)` of the contents of the math spans and `\boxed{…}` groups of `text`, in order of their
     end."""
@@ -187,6 +180,8 @@ def _scan_spans(text: str) -> list[tuple[int, int, bool]]:
     boxes: list[tuple[int, int]] = []  # (brace depth of the box's "{", index where its content starts)
     size = len(text)
     for m in _SCAN_TOKEN.finditer(text):
+        if len(spans) >= MAX_FORMULAS_PER_TEXT:
+            break
         token = m.group()
         first = token[0]
         if first == "{":
@@ -195,8 +190,6 @@ def _scan_spans(text: str) -> list[tuple[int, int, bool]]:
         if first == "}":
             if boxes and boxes[-1][0] == depth:
                 spans.append((boxes.pop()[1], m.start(), True))
-                if len(spans) >= MAX_FORMULAS_PER_TEXT:
-                    break
             if depth:
                 depth -= 1
             continue
@@ -205,7 +198,6 @@ def _scan_spans(text: str) -> list[tuple[int, int, bool]]:
             boxes.append((depth, m.end()))
             continue
 
-        closed = False
         if mode == "$":
             if first == "$":
                 if text[m.start() - 1].isspace():
@@ -222,27 +214,14 @@ def _scan_spans(text: str) -> list[tuple[int, int, bool]]:
                 # In "$a$$b$" the second dollar of "$$" opens the next inline formula.
                 if token == "$$" and m.end() < size and not text[m.end()].isspace():
                     mode, start = "$", m.end()
-                closed = True
-            elif token in ("\\(", "\\[") or first == "\n":
-                # Neither a blank line nor another math opener can occur inside inline math.
-                mode = None
-            else:
                 continue
+            if token not in ("\\(", "\\[") and first != "\n":
+                continue
+            mode = None  # neither a blank line nor another math opener can occur inside inline math
         elif mode is not None:
-            if (
-                (mode == "$$" and token == "$$")
-                or (mode == "\\(" and token == "\\)")
-                or (mode == "\\[" and token == "\\]")
-                or (m.lastindex == 2 and m.group(2) == mode)
-            ):
+            if token == _CLOSERS.get(mode) or (m.lastindex == 2 and m.group(2) == mode):
                 spans.append((start, m.start(), False))
                 mode = None
-                closed = True
-            else:
-                continue
-        if closed:
-            if len(spans) >= MAX_FORMULAS_PER_TEXT:
-                break
             continue
 
         # Prose: look for an opener.
@@ -267,36 +246,20 @@ def _split_rows(span: str) -> list[str]:
         return [span]
     rows: list[str] = []
     parts: list[str] = []
-    last = 0
-    depth = 0
+    last = depth = 0
     for m in _SPLIT_TOKEN.finditer(span):
-        token = m.group()
-        if m.lastindex == 1 or m.lastindex == 2:
-            if depth == 0 and m.group(m.lastindex) in _EQUATION_ENVS:
-                parts.append(span[last : m.start()])
-                parts.append(" ")
-                last = m.end()
-            elif m.lastindex == 1:
-                depth += 1
-            elif depth:
-                depth -= 1
-        elif m.lastindex == 3:
-            if depth == 0:
-                parts.append(span[last : m.start()])
-                rows.append("".join(parts))
-                parts = []
-                last = m.end()
-        elif token == "{":
-            depth += 1
-        elif token == "}":
-            if depth:
-                depth -= 1
-        elif token == "&" and depth == 0:
-            parts.append(span[last : m.start()])
-            parts.append(" ")
+        token, kind = m.group(), m.lastindex
+        if depth == 0 and (token == "&" or (kind in (1, 2) and m.group(kind) in _EQUATION_ENVS)):
+            parts += (span[last : m.start()], " ")
             last = m.end()
-    parts.append(span[last:])
-    rows.append("".join(parts))
+        elif kind == 1 or token == "{":
+            depth += 1
+        elif kind == 2 or token == "}":
+            depth = max(depth - 1, 0)
+        elif kind == 3 and depth == 0:
+            rows.append("".join(parts) + span[last : m.start()])
+            parts, last = [], m.end()
+    rows.append("".join(parts) + span[last:])
     return rows
 
 
@@ -306,10 +269,8 @@ def _rewrite_control(m: re.Match[str]) -> str:
         if word in _SIZING_WORDS:
             return " "
         return _WORD_REWRITES.get(word, "\\" + word) + (m.group(2) or "")
-    symbol = m.group(3)
-    if symbol is None:  # an unescaped `$` or `~`
-        return " "
-    return " " if symbol in _BLANK_SYMBOLS else m.group()
+    symbol = m.group(3)  # None for an unescaped `$` or `~`
+    return " " if symbol is None or symbol in _BLANK_SYMBOLS else m.group()
 
 
 def _unwrap_text_commands(s: str) -> str:
@@ -317,17 +278,11 @@ def _unwrap_text_commands(s: str) -> str:
     stack: list[bool] = []  # whether each open brace belongs to a wrapper
     last = 0
     for m in _WRAPPER_TOKEN.finditer(s):
-        token = m.group()
-        if m.lastindex == 1:
-            out.append(s[last : m.start()])
-            out.append(" ")
-            last = m.end()
-            stack.append(True)
-        elif token == "{":
-            stack.append(False)
-        elif token == "}" and stack and stack.pop():
-            out.append(s[last : m.start()])
-            out.append(" ")
+        wrapper = m.lastindex == 1
+        if wrapper or m.group() == "{":
+            stack.append(wrapper)
+        if wrapper or (m.group() == "}" and stack and stack.pop()):
+            out += (s[last : m.start()], " ")
             last = m.end()
     out.append(s[last:])
     return "".join(out)
@@ -339,18 +294,6 @@ def _expand_digit_shorthand(m: re.Match[str]) -> str:
     if m.group(2) is not None:
         return f"\\frac{{{m.group(2)}}}{{{m.group(3)}}}"
     return f"\\sqrt{{{m.group(4)}}}"
-
-
-def _protect_space_after_word(m: re.Match[str]) -> str:
-    return m.group(1) or m.group(2) + "\x00"
-
-
-def _unbrace_script(m: re.Match[str]) -> str:
-    if m.group(1) is not None:
-        return m.group(1)
-    if m.group(2) is not None:
-        return m.group(2) + m.group(3)
-    return m.group(4) + m.group(5)
 
 
 def _strip_outer_braces(s: str) -> str:
@@ -388,9 +331,10 @@ def _normalize(s: str) -> str:
             s = _DIGIT_SHORTHAND.sub(_expand_digit_shorthand, s)
     s = " ".join(s.split())
     if " " in s:
-        s = _SPACE_AFTER_WORD.sub(_protect_space_after_word, s).replace(" ", "").replace("\x00", " ")
+        # Every space goes but one after a control word before a letter (`\alpha b` is not `\alphab`).
+        s = _SPACE_AFTER_WORD.sub(lambda m: m.group(1) or m.group(2) + "\x00", s).replace(" ", "").replace("\x00", " ")
     if "{" in s and ("^" in s or "_" in s):
-        s = _SCRIPT_BRACES.sub(_unbrace_script, s)
+        s = _SCRIPT_BRACES.sub(r"\1\2\3\4\5", s)  # each match fills one alternative's groups
     # Twice, for "{x+1}." and "{x.}".
     for _ in range(2):
         s = _strip_outer_braces(s.rstrip(_TRAILING_PUNCTUATION))
@@ -458,12 +402,6 @@ _cache: LRUCache[str, tuple[frozenset[str], int]] = LRUCache(_CACHE_MAX_BYTES, g
 _cache_lock = threading.Lock()
 
 
-def _entry_bytes(text: str, formulas: frozenset[str]) -> int:
-    return (
-        sys.getsizeof(text) + sys.getsizeof(formulas) + sum(map(sys.getsizeof, formulas)) + _CACHE_ENTRY_OVERHEAD_BYTES
-    )
-
-
 def _string_formulas(text: Any) -> frozenset[str]:
     text = _coerce_text(text)[:MAX_TEXT_CHARS]
     if len(text) > _CACHE_MAX_TEXT_CHARS:
@@ -473,8 +411,9 @@ def _string_formulas(text: Any) -> frozenset[str]:
     if entry is not None:
         return entry[0]
     formulas = _extract(text)
+    size = sys.getsizeof(text) + sys.getsizeof(formulas) + sum(map(sys.getsizeof, formulas))
     with _cache_lock:
-        _cache[text] = (formulas, _entry_bytes(text, formulas))
+        _cache[text] = (formulas, size + _CACHE_ENTRY_OVERHEAD_BYTES)
     return formulas
 
 
@@ -496,7 +435,12 @@ def extract_formulas_batch(
     [['2', 'x+1=3'], []]
     ```
     """
-    _check_mode(canonicalize)
+    # Imported here: the config imports TRL and torch, which the verifier's workers (they import this module for
+    # `completion_text`) should not load.
+    from .config import FORMULA_CANONICALIZATIONS
+
+    if canonicalize not in FORMULA_CANONICALIZATIONS:
+        raise ValueError(f"canonicalize must be one of {FORMULA_CANONICALIZATIONS}, got {canonicalize!r}.")
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds}.")
     string_sets = [_string_formulas(text) for text in texts]

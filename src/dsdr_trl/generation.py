@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from .metrics import EvaluationResult, diversity_of_samples, parse_ks, score_samples, summarize
-from .rewards import number_text
+from .metrics import EvaluationResult, evaluate_samples, parse_ks
 
 __all__ = ["evaluate_policy", "generate_samples", "generate_with_vllm", "prompt_texts", "vllm_model_args"]
 
@@ -68,8 +67,8 @@ def generate_samples(
     from tqdm.auto import tqdm
 
     # Sequences are laid out problem-major, so the samples of one problem are contiguous in the output.
-    rows = [index for index in range(len(texts)) for _ in range(num_samples)]
-    outputs: list[list[str]] = [[] for _ in texts]
+    rows = [text for text in texts for _ in range(num_samples)]
+    completions: list[str] = []
     padding_side, pad_token = tokenizer.padding_side, tokenizer.pad_token
     tokenizer.padding_side = "left"  # generation appends on the right, so prompts must end at the same position
     if pad_token is None:
@@ -80,34 +79,30 @@ def generate_samples(
         sampling.update(temperature=temperature, top_p=top_p, top_k=0)
     was_training = model.training
     model.eval()
+    progress = tqdm(total=len(rows), desc="Generating", unit="sample", disable=not show_progress)
     # Evaluation during training must not shift the training RNG streams.
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(), progress:
         torch.manual_seed(seed)
         try:
-            progress = tqdm(total=len(rows), desc="Generating", unit="sample", disable=not show_progress)
             for start in range(0, len(rows), batch_size):
                 batch = rows[start : start + batch_size]
                 # No special tokens, as TRL tokenizes prompts for training: a chat template already wrote them.
-                encoded = tokenizer(
-                    [texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
-                ).to(model.device)
+                encoded = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(
+                    model.device
+                )
                 with torch.inference_mode():
                     generated = model.generate(
                         **encoded, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
                     )
                 new_tokens = generated[:, encoded["input_ids"].shape[1] :]
-                for index, completion in zip(
-                    batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True
-                ):
-                    outputs[index].append(completion)
+                completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
                 progress.update(len(batch))
-            progress.close()
         finally:
             tokenizer.padding_side = padding_side
             if pad_token is None:
                 tokenizer.pad_token = None
             model.train(was_training)
-    return outputs
+    return [completions[start : start + num_samples] for start in range(0, len(rows), num_samples)]
 
 
 def vllm_model_args(model: str) -> tuple[dict[str, Any], tuple[str, int, str] | None]:
@@ -127,8 +122,6 @@ def vllm_model_args(model: str) -> tuple[dict[str, Any], tuple[str, int, str] | 
         )
     rank = int(config["r"])
     try:
-        from typing import get_args
-
         from vllm.config.lora import MaxLoRARanks
 
         accepted = sorted(get_args(MaxLoRARanks))
@@ -152,14 +145,12 @@ def generate_with_vllm(
     top_p: float = 1.0,
     max_new_tokens: int = 1024,
     seed: int = 0,
-    tensor_parallel_size: int = 1,
-    max_model_len: int | None = None,
-    gpu_memory_utilization: float = 0.9,
+    **llm_kwargs: Any,
 ) -> list[list[str]]:
     """
-    `num_samples` completions of each prompt text with an offline `vllm.LLM` in this process, over
-    `tensor_parallel_size` GPUs (one engine already batches every request; a second per process would load the model
-    again). `max_model_len` caps prompt plus completion; `gpu_memory_utilization` is vLLM's share of each GPU.
+    `num_samples` completions of each prompt text with one offline `vllm.LLM` in this process (it batches every
+    request; a second per process would load the model again), built with `llm_kwargs` such as `tensor_parallel_size`,
+    `max_model_len` (prompt plus completion) and `gpu_memory_utilization` (vLLM's share of each GPU).
     """
     try:
         from vllm import LLM, SamplingParams
@@ -168,9 +159,8 @@ def generate_with_vllm(
         raise ImportError("use_vllm=True needs vLLM: pip install 'trl[vllm]'.") from error
     if not isinstance(model, str):
         raise ValueError("With use_vllm=True, pass the model as a local path or Hub id, not a loaded model.")
-    llm_kwargs, lora = vllm_model_args(model)
-    llm = LLM(**llm_kwargs, seed=seed, tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
-              gpu_memory_utilization=gpu_memory_utilization)  # fmt: skip
+    model_kwargs, lora = vllm_model_args(model)
+    llm = LLM(**model_kwargs, seed=seed, **llm_kwargs)
     params = SamplingParams(
         n=num_samples,
         temperature=temperature,
@@ -192,44 +182,20 @@ def evaluate_policy(
     solutions: Sequence[str],
     ks: Sequence[int] | str = (1,),
     num_samples: int = 1,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 1024,
-    batch_size: int = 16,
-    seed: int = 0,
     encoder: Any | None = None,
     reward_func: Callable[..., list[float | None]] | None = None,
-    use_vllm: bool = False,
     show_progress: bool = True,
     metadata: dict[str, Any] | None = None,
     keep_samples: bool = False,
-    chat_template_kwargs: dict[str, Any] | None = None,
-    vllm_kwargs: dict[str, Any] | None = None,
+    **generation_kwargs: Any,
 ) -> EvaluationResult:
     """
-    [`generate_samples`] → [`score_samples`] → [`diversity_of_samples`] → [`summarize`], with their arguments; `ks` is
-    checked before anything is generated. `keep_samples=True` keeps each problem's `samples` and `correct` flags.
+    [`generate_samples`] (given `generation_kwargs`: `temperature`, `top_p`, `max_new_tokens`, `batch_size`, `seed`,
+    `use_vllm`, `chat_template_kwargs`, `vllm_kwargs`) → [`~dsdr_trl.metrics.evaluate_samples`]; `ks` is checked before
+    anything is generated. `keep_samples=True` keeps each problem's `samples` and `correct` flags.
     """
     ks = parse_ks(ks, num_samples)
     samples = generate_samples(
-        model,
-        tokenizer,
-        prompts,
-        num_samples=num_samples,
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        seed=seed,
-        use_vllm=use_vllm,
-        show_progress=show_progress,
-        chat_template_kwargs=chat_template_kwargs,
-        vllm_kwargs=vllm_kwargs,
+        model, tokenizer, prompts, num_samples, show_progress=show_progress, **generation_kwargs
     )
-    correct = score_samples(samples, solutions, reward_func, show_progress=show_progress)
-    diversity = diversity_of_samples(samples, correct, encoder)
-    extra = [{"solution": number_text(solution) or str(solution)} for solution in solutions]
-    if keep_samples:
-        for record, group, flags in zip(extra, samples, correct, strict=True):
-            record.update(samples=list(group), correct=list(flags))
-    return summarize(samples, correct, ks, diversity=diversity, extra=extra, metadata=metadata)
+    return evaluate_samples(samples, solutions, ks, encoder, reward_func, show_progress, keep_samples, metadata)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["DIVERSITY_METRICS", "SCORING_CHUNK", "EvaluationResult", "diversity_of_samples", "parse_ks", "pass_at_k"]
-__all__ += ["score_samples", "summarize"]
+__all__ += ["evaluate_samples", "score_samples", "summarize"]
 
 # Samples per reward-function call in `score_samples` (the progress bar moves every chunk).
 SCORING_CHUNK = 512
@@ -30,7 +30,7 @@ DIVERSITY_METRICS = ("semantic_distance", "formula_unique_ratio", "distinct_answ
 
 def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
     r"""Unbiased pass@k `1 - C(n - c, k) / C(n, k)` from n = `num_samples` of which c = `num_correct` are correct
-    (Chen et al., 2021), as `1 - Π_{i=n-c+1}^{n} (1 - k / i)`. `ValueError` unless `1 ≤ k ≤ n`, `0 ≤ c ≤ n`.
+    (Chen et al., 2021), in exact integer arithmetic. `ValueError` unless `1 ≤ k ≤ n`, `0 ≤ c ≤ n`.
 
     ```python
     >>> pass_at_k(4, 1, 2)  # 1 - C(3, 2) / C(4, 2) = 1 - 3/6
@@ -44,12 +44,7 @@ def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
         raise ValueError(f"pass@{k} needs at least {k} samples per problem, got {n}; raise num_samples or lower k.")
     if not 0 <= c <= n:
         raise ValueError(f"num_correct must lie in [0, num_samples={n}], got {c}.")
-    if n - c < k:
-        return 1.0  # every draw of k samples contains a correct one
-    failure = 1.0
-    for i in range(n - c + 1, n + 1):
-        failure *= 1.0 - k / i
-    return 1.0 - failure
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)  # C(n - c, k) = 0 when every draw holds a correct sample
 
 
 def parse_ks(
@@ -285,3 +280,26 @@ def summarize(
         per_problem.append(record)
     smallest = min((p["num_samples"] for p in per_problem), default=None)
     return EvaluationResult(ks=parse_ks(ks, smallest), per_problem=per_problem, metadata=dict(metadata or {}))
+
+
+def evaluate_samples(
+    samples: Sequence[Sequence[str]],
+    solutions: Sequence[Any],
+    ks: Sequence[int],
+    encoder: Any | None = None,
+    reward_func: Callable[..., list[float | None]] | None = None,
+    show_progress: bool = False,
+    keep_samples: bool = False,
+    metadata: dict[str, Any] | None = None,
+) -> EvaluationResult:
+    """[`score_samples`] → [`diversity_of_samples`] → [`summarize`]: each problem's record holds its reference as
+    `solution` and, with `keep_samples=True`, its `samples` and their `correct` flags."""
+    from .rewards import number_text
+
+    correct = score_samples(samples, solutions, reward_func, show_progress=show_progress)
+    diversity = diversity_of_samples(samples, correct, encoder)
+    extra = [{"solution": number_text(solution) or str(solution)} for solution in solutions]
+    if keep_samples:
+        for record, group, flags in zip(extra, samples, correct, strict=True):
+            record.update(samples=list(group), correct=list(flags))
+    return summarize(samples, correct, ks, diversity=diversity, extra=extra, metadata=metadata)

@@ -7,9 +7,9 @@ per-item time limit ([`~dsdr_trl._time_limit.run_with_time_limit`]).
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import numbers
+import pkgutil
 import re
 import threading
 import warnings
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from cachetools import FIFOCache, LRUCache
+from cachetools import FIFOCache, LRUCache, cached
 from trl import rewards as trl_rewards
 
 from ._time_limit import Outcome, run_with_time_limit, verifier_workers
@@ -62,10 +62,8 @@ def _last_boxed(text: str) -> str | None:
     last: tuple[int, int] | None = None
     for match in _BOX_TOKENS.finditer(text):
         kind = match.lastindex
-        if kind == 2:
-            open_braces.append(match.end())
-        elif kind == 3:
-            open_braces.append(-1)
+        if kind in (2, 3):
+            open_braces.append(match.end() if kind == 2 else -1)
         elif kind == 4 and open_braces:
             content_start = open_braces.pop()
             if content_start >= 0:
@@ -182,7 +180,6 @@ def number_text(value: Any) -> str | None:
 
 # From here to `_gold_text`: what runs in the worker processes, which imported math-verify on start.
 _PROBE = "0"  # a reference whose comparison with a plain number overruns would overrun with every answer
-_parsed_golds: LRUCache[str, list] = LRUCache(maxsize=4_096)
 
 
 @functools.cache
@@ -205,18 +202,17 @@ def _parse_math(text: str, config: list) -> list:
     return []
 
 
+@cached(LRUCache(maxsize=4_096))
 def _parse_gold(gold: str) -> list:
     """The parsed reference, once compared with a number, so that one whose every comparison would overrun
     (`(10^{9})!`) overruns here, in its own check, rather than in each of its answers'."""
     import math_verify
 
-    if gold not in _parsed_golds:
-        latex_only, latex_or_expr = _configs()
-        parsed = _parse_math(gold, latex_only) or _parse_math(gold, latex_or_expr)
-        if parsed:
-            math_verify.verify(parsed, _parse_math(_PROBE, latex_or_expr), timeout_seconds=None)
-        _parsed_golds[gold] = parsed
-    return _parsed_golds[gold]
+    latex_only, latex_or_expr = _configs()
+    parsed = _parse_math(gold, latex_only) or _parse_math(gold, latex_or_expr)
+    if parsed:
+        math_verify.verify(parsed, _parse_math(_PROBE, latex_or_expr), timeout_seconds=None)
+    return parsed
 
 
 def _verify(gold_and_answer: tuple[str, str | None]) -> float:
@@ -261,8 +257,7 @@ def _verify_items(items: list[tuple[str, str | None]]) -> list[Outcome]:
 
 def _answer(completion: Any, answer_extraction: str) -> str | None:
     try:
-        text = completion_text(completion)
-        answer = extract_answer(text, answer_extraction) if text is not None else None
+        answer = extract_answer(completion_text(completion), answer_extraction)  # None for a completion without text
     except Exception:
         return None
     return answer if answer is not None and len(answer) <= MAX_ANSWER_CHARS else None
@@ -394,12 +389,11 @@ def get_reward_func(name: str, max_completion_length: int | None = None) -> Call
     if name in REWARD_FUNCS:
         return REWARD_FUNCS[name]
     hint = f"Pass one of {sorted(REWARD_FUNCS)} or a dotted import path such as 'my_package.rewards.my_reward'."
-    module_name, _, attribute = name.rpartition(".")
-    if not module_name or not attribute:
+    if "." not in name:
         raise ValueError(f"Unknown reward function {name!r}. {hint}")
     try:
-        func = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
+        func = pkgutil.resolve_name(name)
+    except (ImportError, AttributeError, ValueError) as error:
         raise ValueError(f"Could not import reward function {name!r}: {error}. {hint}") from error
     if not callable(func):
         raise ValueError(f"{name!r} resolves to a {type(func).__name__}, not a callable reward function. {hint}")

@@ -10,7 +10,6 @@ per-formula limit, one call per batch; results, timeouts included, are cached in
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from typing import Any
@@ -53,17 +52,11 @@ def _canonical_string(expr: Any) -> str:
     raise TypeError(f"unexpected latex2sympy result of type {type(expr).__name__}")
 
 
-@functools.cache
-def _conversion_config() -> Any:
-    from latex2sympy2_extended.latex2sympy2 import ConversionConfig
-
-    return ConversionConfig(lowercase_symbols=False)
-
-
 def _sympy_canonical(formula: str) -> str | None:
     from latex2sympy2_extended import latex2sympy
+    from latex2sympy2_extended.latex2sympy2 import ConversionConfig
 
-    return _canonical_string(latex2sympy(formula, conversion_config=_conversion_config())) or None
+    return _canonical_string(latex2sympy(formula, conversion_config=ConversionConfig(lowercase_symbols=False))) or None
 
 
 # Canonical forms by formula (the 65,536 most recently used), timeouts and failures included (as the formula itself).
@@ -71,20 +64,14 @@ _sympy_cache: LRUCache[str, str] = LRUCache(maxsize=65_536)
 _sympy_cache_lock = threading.Lock()
 
 
-def _sympy_eligible(formula: str) -> bool:
-    # latex2sympy silently drops primes (`f'(x)` parses as `f(x)`), which would merge different formulas.
-    return len(formula) <= SYMPY_MAX_FORMULA_CHARS and "#" not in formula and "'" not in formula
-
-
 def canonical_forms(formulas: set[str], seconds: float, stats: dict[str, int] | None = None) -> dict[str, str]:
     """Each eligible formula's canonical form (itself on failure), with at most one worker call of `seconds` per
     formula; `stats["timeouts"]` and `stats["errors"]` count the conversions that overran or failed."""
-    canonical: dict[str, str] = {}
+    # Not a digest (`#`), nor a prime: latex2sympy drops them (`f'(x)` parses as `f(x)`), merging different formulas.
+    eligible = [f for f in formulas if len(f) <= SYMPY_MAX_FORMULA_CHARS and "#" not in f and "'" not in f]
     with _sympy_cache_lock:
-        for formula in formulas:
-            if _sympy_eligible(formula) and formula in _sympy_cache:
-                canonical[formula] = _sympy_cache[formula]
-    pending = sorted(formula for formula in formulas if _sympy_eligible(formula) and formula not in canonical)
+        canonical = {formula: _sympy_cache[formula] for formula in eligible if formula in _sympy_cache}
+    pending = sorted(formula for formula in eligible if formula not in canonical)
     if not pending:
         return canonical
     outcomes = run_with_time_limit(_sympy_canonical, pending, seconds)

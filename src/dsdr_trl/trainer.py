@@ -7,7 +7,7 @@ entropies (no second forward).
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -22,8 +22,6 @@ from .data import hub_dataset_id
 from .encoder import diversity_text, embed_rows, load_diversity_encoder, zero3_init_disabled
 from .formulas import extract_formulas_batch
 from .sampler import EpochSeededRepeatSampler
-
-DIVERSITY_REWARD_NAME = "dsdr_diversity"
 
 
 def dsdr_diversity(completions: list, **kwargs) -> list[float | None]:
@@ -102,7 +100,7 @@ class DSDRGRPOTrainer(GRPOTrainer):
         # The bonus gets its own reward column (weight 1), the way TRL adds environment rewards: the reward sum,
         # `rewards/dsdr_diversity/*` metrics and the completions table then include it with no copied code.
         self.reward_funcs.append(dsdr_diversity)
-        self.reward_func_names.append(DIVERSITY_REWARD_NAME)
+        self.reward_func_names.append(dsdr_diversity.__name__)
         self.reward_processing_classes.append(None)
         self.reward_weights = torch.cat([self.reward_weights, torch.ones(1)])
 
@@ -323,9 +321,8 @@ def resolve_diversity_fn(diversity_fn: str | Callable | None) -> Callable | None
     """`DSDRConfig.diversity_fn` as a callable: itself, or the function its dotted path names."""
     if diversity_fn is None or callable(diversity_fn):
         return diversity_fn
-    module, _, name = diversity_fn.rpartition(".")
     try:
-        function = getattr(importlib.import_module(module), name)
+        function = pkgutil.resolve_name(diversity_fn)
     except (ImportError, AttributeError, ValueError) as error:
         raise ValueError(
             f"Could not import diversity_fn={diversity_fn!r} ({error}); give the dotted path of a function that the "
