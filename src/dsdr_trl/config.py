@@ -184,7 +184,10 @@ class DSDRConfig(GRPOConfig):
     )
     diversity_reference: str = field(
         default="group",
-        metadata={"help": "S_i, U_i over 'group' (the paper's) or 'correct' members", "choices": DIVERSITY_REFERENCES},
+        metadata={
+            "help": "S_i, U_i over 'group' (the paper's) or 'correct' members",
+            "choices": list(DIVERSITY_REFERENCES),
+        },
     )
     correctness_reward: str | None = field(
         default=None, metadata={"help": "Reward function whose value marks c_i (Eq. 10–15); default: the first one."}
@@ -233,18 +236,10 @@ class DSDRConfig(GRPOConfig):
                 f"DSDR adds its bonus to the summed reward before the group normalisation, so "
                 f"multi_objective_aggregation must be 'sum_then_normalize', got '{self.multi_objective_aggregation}'."
             )
-        for name, choices, hint in (
-            ("diversity_reference", DIVERSITY_REFERENCES, ""),
-            ("entropy_estimator", ENTROPY_ESTIMATORS, ""),
-            ("formula_canonicalization", FORMULA_CANONICALIZATIONS, ""),
-            (
-                "diversity_encoder_pooling",
-                ENCODER_POOLINGS,
-                ": 'truncate' embeds the beginning, 'windows' the whole of it",
-            ),
-        ):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {choices}, got '{getattr(self, name)}'{hint}.")
+        for name in DSDRConfig.__annotations__:  # GRPOConfig checks the choices of its own fields
+            choices = self.__dataclass_fields__[name].metadata.get("choices")
+            if choices is not None and getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {tuple(choices)}, got '{getattr(self, name)}'.")
         for name in ("diversity_encoder_batch_size", "diversity_encoder_max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")

@@ -32,6 +32,7 @@ from .arguments import (
     pop_config,
 )
 from .common import RUN_CONFIG_NAME, UsageError, run_command, user_input, write_json
+from .launch import LaunchArguments
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-pass1": {"num_samples": 1, "k": "1", "temperature": 0.1, "top_p": 0.9},
@@ -79,16 +80,13 @@ class EvalArguments(PromptArguments):
 
 
 # Keys of a training recipe or an open-r1 YAML that `dsdr-trl eval` does not take, and what to do instead.
-CONFIG_KEY_HINTS = {
-    f"{old}": f"this command calls it {new}"
+CONFIG_KEY_HINTS = dict.fromkeys(
+    LaunchArguments.__dataclass_fields__, "a launch setting of dsdr-trl train; eval runs in one process"
+)
+CONFIG_KEY_HINTS |= {
+    old: f"this command calls it {new}"
     for old, new in [("torch_dtype", "dtype"), ("model_name_or_path", "model"), ("dataset_name", "dataset")]
 }
-CONFIG_KEY_HINTS.update(
-    dict.fromkeys(
-        ("accelerate_config", "num_processes", "num_machines", "machine_rank", "main_process_ip"),
-        "a launch setting of dsdr-trl train; eval runs in one process",
-    )
-)
 
 
 def _apply_run_config(args: EvalArguments) -> None:
