@@ -148,7 +148,8 @@ class DSDRConfig(GRPOConfig):
     diversity_encoder_pooling: str = field(
         default="truncate",
         metadata={
-            "help": "Long completions (Eq. 5): 'truncate' (the beginning, as SentenceTransformer.encode) or 'windows'.",
+            "help": "Long completions (Eq. 5): 'truncate' embeds the beginning (as SentenceTransformer.encode), "
+            "'windows' the whole of it.",
             "choices": list(ENCODER_POOLINGS),
         },
     )
@@ -237,9 +238,11 @@ class DSDRConfig(GRPOConfig):
                 f"multi_objective_aggregation must be 'sum_then_normalize', got '{self.multi_objective_aggregation}'."
             )
         for name in DSDRConfig.__annotations__:  # GRPOConfig checks the choices of its own fields
-            choices = self.__dataclass_fields__[name].metadata.get("choices")
-            if choices is not None and getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {tuple(choices)}, got '{getattr(self, name)}'.")
+            metadata = self.__dataclass_fields__[name].metadata
+            if "choices" in metadata and getattr(self, name) not in metadata["choices"]:
+                raise ValueError(
+                    f"{name} must be one of {tuple(metadata['choices'])}, got '{getattr(self, name)}' ({metadata['help']})"
+                )
         for name in ("diversity_encoder_batch_size", "diversity_encoder_max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
