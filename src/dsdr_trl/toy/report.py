@@ -74,12 +74,6 @@ def paired_difference(grpo: list[float], dsdr: list[float]) -> tuple[float, floa
     return statistics.fmean(differences), error
 
 
-def _difference(report: dict[str, Any], key: str, k: str | None = None) -> tuple[float, float | None]:
-    """DSDR minus GRPO on one number, with its paired standard error over seeds (`None` for one seed)."""
-    grpo, dsdr = ([run["pass@k"][k] if k else run[key] for run in report["methods"][m]["per_seed"]] for m in METHODS)
-    return paired_difference(grpo, dsdr)
-
-
 def _verdict(report: dict[str, Any]) -> str:
     """The comparison in words; with several seeds a gap counts only when it exceeds twice its standard error."""
     n, methods = str(report["settings"]["num_samples"]), report["methods"]
@@ -97,7 +91,8 @@ def _verdict(report: dict[str, Any]) -> str:
         (f"pass@{n}", "", n, 100),
         ("distinct correct", "distinct_correct", None, 1),
     ):
-        delta, error = _difference(report, key, k)
+        grpo, dsdr = ([run["pass@k"][k] if k else run[key] for run in methods[m]["per_seed"]] for m in METHODS)
+        delta, error = paired_difference(grpo, dsdr)
         digits, unit = (1, " points") if scale == 100 else (2, "")
         line = f"- {label}: DSDR {scale * delta:+.{digits}f}{unit} against GRPO"
         if error is not None:
