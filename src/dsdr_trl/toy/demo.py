@@ -1,12 +1,12 @@
 r"""
 The demo behind `dsdr-trl demo`: GRPO against DSDR on the embedded toy task, on CPU, in minutes.
 
-Settings are the fields of [`DemoArguments`] (snake_case flags or a `--config` YAML, parsed by TRL's `TrlParser`), on
-top of a named regime ([`REGIMES`]). From the regime's shipped warm start ([`dsdr_trl.toy.warmstart`]) it trains plain
-GRPO (`DSDRConfig(diversity_coef=0, local_entropy_coef=0)`) and DSDR with the same seeds, steps, batch and learning
-rate, then samples `num_samples` completions per held-out problem and reports pass@k (unbiased estimator), avg@N,
-distinct correct solutions per problem (by formula set), the semantic distance among correct samples, the strategies
-the correct samples use and the training curves, next to the committed many-seed results (docs/effect-study.md).
+Settings are the fields of [`DemoArguments`] on top of a named regime ([`REGIMES`]). From the regime's shipped warm
+start ([`dsdr_trl.toy.warmstart`]) it trains plain GRPO (`DSDRConfig(diversity_coef=0, local_entropy_coef=0)`) and DSDR
+with the same seeds, steps, batch and learning rate, then samples `num_samples` completions per held-out problem and
+reports pass@k (unbiased estimator), avg@N, distinct correct solutions per problem (by formula set), the semantic
+distance among correct samples, the strategies the correct samples use and the training curves, next to the committed
+many-seed results (docs/effect-study.md).
 
 DSDR's toy coefficients were fixed before any comparison: λ_d = 0.1 (at toy scale with binary rewards it still keeps
 every correct completion above every incorrect one), λ_ℓ = 0.01 (the largest value the paper reports as stable),
@@ -46,9 +46,8 @@ from .task import (
 from .warmstart import ASSETS_DIR, CPU_RUN, load_policy, shipped_warmstart, train_warmstart
 
 # Named regimes: settings of `DemoArguments`, as changes to its defaults (`--regime NAME`; flags override them).
-# - `hard-family` (the defaults, chosen by the regime study, docs/effect-study.md): balanced strategies, a warm start of
-#   1000 SFT steps, evaluation on a problem family (multipliers 8 and 9) that SFT saw a fifth of and RL none of,
-#   100 RL steps at 1e-4. Its warm start ships.
+# - `hard-family` (the defaults, chosen by the regime study, docs/effect-study.md): balanced strategies, evaluation on a
+#   problem family (multipliers 8 and 9) that SFT saw a fifth of and RL none of. Its warm start ships.
 # - `collapse`: the original task from its shipped 600-step warm start, RL at 2e-4; RL collapses both methods onto the
 #   most accurate strategy.
 # - `minority-rescue`: the task variant of `dsdr_trl.toy.task.minority_rescue_splits`, where only the strategy SFT
@@ -177,10 +176,6 @@ def regime_settings(name: str) -> dict[str, Any]:
     return {key: getattr(defaults, key) for key in fields} | REGIMES[name] | {"regime": name}
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Training
-
-
 def make_mode_monitor(group_size: int, strategies: tuple[str, ...]):
     """A zero-weight reward function that logs which strategies the correct completions of each step use.
 
@@ -271,10 +266,6 @@ def train_method(
     return trainer.model, tokenizer, history
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Evaluation
-
-
 def evaluate(
     model: Any, tokenizer: Any, problems: list, settings: DemoArguments, seed: int, encoder: Any
 ) -> dict[str, Any]:
@@ -311,10 +302,6 @@ def evaluate(
         "strategy_share": {name: used[name] / total if total else 0.0 for name in (*settings.strategy_names, "other")},
         "examples": {p.prompt: group[:4] for p, group in list(zip(problems, samples, strict=True))[:3]},
     }
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Entry points
 
 
 def resolve_warmstart(settings: DemoArguments, quiet: bool = False) -> Path:
