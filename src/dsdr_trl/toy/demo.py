@@ -1,12 +1,12 @@
 r"""
 The demo behind `dsdr-trl demo`: GRPO against DSDR on the embedded toy task, on CPU, in minutes.
 
-Settings are the fields of [`DemoArguments`] (snake_case flags or a `--config` YAML, parsed by TRL's `TrlParser`), on
-top of a named regime ([`REGIMES`]). From the regime's shipped warm start ([`dsdr_trl.toy.warmstart`]) it trains plain
-GRPO (`DSDRConfig(diversity_coef=0, local_entropy_coef=0)`) and DSDR with the same seeds, steps, batch and learning
-rate, then samples `num_samples` completions per held-out problem and reports pass@k (unbiased estimator), avg@N,
-distinct correct solutions per problem (by formula set), the semantic distance among correct samples, the strategies
-the correct samples use and the training curves, next to the committed many-seed results (docs/effect-study.md).
+Settings are the fields of [`DemoArguments`] on top of a named regime ([`REGIMES`]). From the regime's shipped warm
+start ([`dsdr_trl.toy.warmstart`]) it trains plain GRPO (`DSDRConfig(diversity_coef=0, local_entropy_coef=0)`) and DSDR
+with the same seeds, steps, batch and learning rate, then samples `num_samples` completions per held-out problem and
+reports pass@k (unbiased estimator), avg@N, distinct correct solutions per problem (by formula set), the semantic
+distance among correct samples, the strategies the correct samples use and the training curves, next to the committed
+many-seed results (docs/effect-study.md).
 
 DSDR's toy coefficients were fixed before any comparison: λ_d = 0.1 (at toy scale with binary rewards it still keeps
 every correct completion above every incorrect one), λ_ℓ = 0.01 (the largest value the paper reports as stable),
@@ -19,6 +19,7 @@ a busy 2-core machine two threads contend.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -45,9 +46,8 @@ from .task import (
 from .warmstart import ASSETS_DIR, CPU_RUN, load_policy, shipped_warmstart, train_warmstart
 
 # Named regimes: settings of `DemoArguments`, as changes to its defaults (`--regime NAME`; flags override them).
-# - `hard-family` (the defaults, chosen by the regime study, docs/effect-study.md): balanced strategies, a warm start of
-#   1000 SFT steps, evaluation on a problem family (multipliers 8 and 9) that SFT saw a fifth of and RL none of,
-#   100 RL steps at 1e-4. Its warm start ships.
+# - `hard-family` (the defaults, chosen by the regime study, docs/effect-study.md): balanced strategies, evaluation on a
+#   problem family (multipliers 8 and 9) that SFT saw a fifth of and RL none of. Its warm start ships.
 # - `collapse`: the original task from its shipped 600-step warm start, RL at 2e-4; RL collapses both methods onto the
 #   most accurate strategy.
 # - `minority-rescue`: the task variant of `dsdr_trl.toy.task.minority_rescue_splits`, where only the strategy SFT
@@ -60,8 +60,10 @@ REGIMES: dict[str, dict[str, Any]] = {
 }
 TASK_VARIANTS = ("standard", "minority-rescue")
 DEFAULT_REGIME = "hard-family"
-_POSITIVE = ("max_steps", "prompts_per_step", "num_samples", "max_completion_length", "num_threads", "sft_steps")
-_POSITIVE += ("num_rl_problems",)
+# The numeric settings' ranges, bounds included; GRPO compares a group, so it needs two completions per problem.
+_RANGES = {"num_eval_problems": (1, NUM_EVAL_PROBLEMS), "num_generations": (2, math.inf), "hard_sft_fraction": (0, 1)}
+_RANGES |= {name: (1, math.inf) for name in ("max_steps", "prompts_per_step", "num_samples", "max_completion_length")}
+_RANGES |= {name: (1, math.inf) for name in ("num_threads", "sft_steps", "num_rl_problems")}
 
 
 @dataclass
@@ -71,43 +73,23 @@ class DemoArguments:
     output_dir: str = field(default="outputs/demo", metadata={"help": "Where the report, JSON and plots go."})
     regime: str = field(
         default=DEFAULT_REGIME,
-        metadata={
-            "help": "A named set of the settings below (task variant, warm start, RL and DSDR settings); flags given "
-            "next to it override it. One of: " + ", ".join(REGIMES) + ".",
-        },
+        metadata={"help": f"Named settings of the fields below ({', '.join(REGIMES)}); flags override them."},
     )
-    seeds: list[int] = field(
-        default_factory=lambda: [0],
-        metadata={"help": "Seeds to run, e.g. --seeds 0 1 2; the report gives mean ± std."},
-    )
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Seeds to run; reported as mean ± std."})
     task_variant: str = field(default="standard", metadata={"help": "The task variant.", "choices": TASK_VARIANTS})
     strategies: str = field(
         default="balanced",
-        metadata={
-            "help": "The task's strategy set: 'original' (split, round, carry) or 'balanced' (carry written in three "
-            "steps like the others).",
-            "choices": list(STRATEGY_SETS),
-        },
+        metadata={"help": "'original' or 'balanced' (carry written in three steps).", "choices": list(STRATEGY_SETS)},
     )
     hard_multipliers: list[int] = field(
         default_factory=lambda: [8, 9],
-        metadata={
-            "help": "Hold out a hard problem family: evaluate on problems a*b with b in this list (e.g. 8 9), of "
-            "which SFT sees only hard_sft_fraction and RL none. Empty: the standard held-out split."
-        },
+        metadata={"help": "Evaluate on problems a*b with b in this list, which RL never sees; empty: a random split."},
     )
-    hard_sft_fraction: float = field(
-        default=0.2, metadata={"help": "Share of the hard family's other problems in SFT."}
-    )
-    sft_steps: int = field(
-        default=1000,
-        metadata={"help": "SFT steps of the warm start (the named regimes' ship; others train once into the cache)."},
-    )
-    sft_includes_rl: bool = field(
-        default=False, metadata={"help": "Also SFT on the RL problems (the warm start memorises them)."}
-    )
+    hard_sft_fraction: float = field(default=0.2, metadata={"help": "Share of the other hard-family problems in SFT."})
+    sft_steps: int = field(default=1000, metadata={"help": "SFT steps of the warm start."})
+    sft_includes_rl: bool = field(default=False, metadata={"help": "Also SFT on the RL problems (memorising them)."})
     warmstart_cache: str = field(
-        default="outputs/warmstarts", metadata={"help": "Where warm starts other than the shipped one are kept."}
+        default="outputs/warmstarts", metadata={"help": "Where warm starts that do not ship are trained, once."}
     )
     num_rl_problems: int = field(default=NUM_RL_PROBLEMS, metadata={"help": "Problems in the RL split."})
     max_steps: int = field(default=100, metadata={"help": "RL steps per method and seed."})
@@ -122,29 +104,14 @@ class DemoArguments:
     diversity_coef: float = field(default=0.1, metadata={"help": "DSDR's λ_d (Eq. 10); GRPO uses 0."})
     local_entropy_coef: float = field(default=0.01, metadata={"help": "DSDR's λ_ℓ (Eq. 16); GRPO uses 0."})
     coupling_temperature: float = field(default=5.0, metadata={"help": "DSDR's τ (Eq. 11)."})
-    warmstart: str | None = field(
-        default=None, metadata={"help": "A directory with warm-start weights; overrides the one the settings name."}
-    )
+    warmstart: str | None = field(default=None, metadata={"help": "A directory of warm-start weights to use instead."})
     regenerate_warmstart: str | None = field(
-        default=None,
-        metadata={
-            "help": "Retrain the warm start with SFT from its seed into this directory, print its held-out pass@1 "
-            "and pass@16, and exit. Use it with --warmstart DIR afterwards."
-        },
+        default=None, metadata={"help": "Retrain the warm start into this directory (then --warmstart DIR) and exit."}
     )
-    rebuild_report: bool = field(
-        default=False,
-        metadata={"help": "Only rewrite report.md and the plots from output_dir's report.json and logs."},
-    )
+    rebuild_report: bool = field(default=False, metadata={"help": "Only rewrite report.md and plots from output_dir."})
     num_threads: int = field(default=1, metadata={"help": "Torch CPU threads."})
     plots: bool = field(default=True, metadata={"help": "Draw the PNG plots."})
-    verbose: bool = field(
-        default=False,
-        metadata={
-            "help": "Print TRL's metrics at every step, and the libraries' notices. Without it, each training run is "
-            "one progress bar and its metrics go to metrics.jsonl and trainer_state.json in its run directory."
-        },
-    )
+    verbose: bool = field(default=False, metadata={"help": "Print TRL's per-step metrics and the libraries' notices."})
 
     def __post_init__(self):
         for name, known in (("regime", REGIMES), ("task_variant", TASK_VARIANTS), ("strategies", STRATEGY_SETS)):
@@ -154,21 +121,12 @@ class DemoArguments:
             raise ValueError("--task_variant minority-rescue needs --strategies balanced and no --hard_multipliers.")
         if not self.seeds:
             raise ValueError("--seeds needs at least one seed, e.g. --seeds 0 1 2.")
-        if not 1 <= self.num_eval_problems <= NUM_EVAL_PROBLEMS:
-            raise ValueError(
-                f"--num_eval_problems must lie in [1, {NUM_EVAL_PROBLEMS}], got {self.num_eval_problems}."
-            )
-        if self.num_generations < 2:
-            raise ValueError(
-                f"--num_generations must be at least 2 (GRPO compares a group), got {self.num_generations}."
-            )
         if not set(self.hard_multipliers) <= set(range(2, 10)):
             raise ValueError(f"--hard_multipliers must lie in 2…9, got {self.hard_multipliers}.")
-        if not 0.0 <= self.hard_sft_fraction <= 1.0:
-            raise ValueError(f"--hard_sft_fraction must lie in [0, 1], got {self.hard_sft_fraction}.")
-        for name in _POSITIVE:
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
+        for name, (low, high) in _RANGES.items():
+            if not low <= (value := getattr(self, name)) <= high:
+                bounds = f"be at least {low}" if high == math.inf else f"lie in [{low}, {high}]"
+                raise ValueError(f"--{name} must {bounds}, got {value}.")
 
     @property
     def strategy_names(self) -> tuple[str, ...]:
@@ -216,10 +174,6 @@ def regime_settings(name: str) -> dict[str, Any]:
     defaults = DemoArguments(regime=name)  # which checks the name
     fields = {key for preset in REGIMES.values() for key in preset}
     return {key: getattr(defaults, key) for key in fields} | REGIMES[name] | {"regime": name}
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Training
 
 
 def make_mode_monitor(group_size: int, strategies: tuple[str, ...]):
@@ -312,16 +266,12 @@ def train_method(
     return trainer.model, tokenizer, history
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Evaluation
-
-
 def evaluate(
     model: Any, tokenizer: Any, problems: list, settings: DemoArguments, seed: int, encoder: Any
 ) -> dict[str, Any]:
     """Samples `num_samples` completions per held-out problem and returns pass@k, avg@N and the diversity numbers."""
     from ..generation import generate_samples
-    from ..metrics import diversity_of_samples, score_samples, summarize
+    from ..metrics import evaluate_samples
 
     samples = generate_samples(
         model,
@@ -333,13 +283,12 @@ def evaluate(
         batch_size=256,
         seed=seed,
     )
-    correct = score_samples(samples, [p.answer for p in problems])
-    diversity = diversity_of_samples(samples, correct, encoder)
-    result = summarize(samples, correct, range(1, settings.num_samples + 1), diversity=diversity)
+    answers = [p.answer for p in problems]
+    result = evaluate_samples(samples, answers, range(1, settings.num_samples + 1), encoder, keep_samples=True)
     # Per problem, the strategy of each correct sample ("other" when it follows none).
     named = [
-        [solution_strategy(t) or "other" for t, ok in zip(g, f, strict=True) if ok]
-        for g, f in zip(samples, correct, strict=True)
+        [solution_strategy(t) or "other" for t, ok in zip(p["samples"], p["correct"], strict=True) if ok]
+        for p in result.per_problem
     ]
     used = Counter(name for group in named for name in group)
     total = sum(used.values())
@@ -353,10 +302,6 @@ def evaluate(
         "strategy_share": {name: used[name] / total if total else 0.0 for name in (*settings.strategy_names, "other")},
         "examples": {p.prompt: group[:4] for p, group in list(zip(problems, samples, strict=True))[:3]},
     }
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Entry points
 
 
 def resolve_warmstart(settings: DemoArguments, quiet: bool = False) -> Path:

@@ -14,6 +14,7 @@ METHODS = ("grpo", "dsdr")
 # report repeats it, so that a single run is read against the many-seed results.
 FINDINGS = Path(__file__).parent / "assets" / "study-results" / "findings.json"
 LABELS = {"warmstart": "warm start (SFT)", "grpo": "GRPO", "dsdr": "DSDR"}
+SMOOTHING_STEPS = 10
 
 
 def aggregate(per_seed: list[dict[str, Any]], num_samples: int) -> dict[str, Any]:
@@ -74,12 +75,6 @@ def paired_difference(grpo: list[float], dsdr: list[float]) -> tuple[float, floa
     return statistics.fmean(differences), error
 
 
-def _difference(report: dict[str, Any], key: str, k: str | None = None) -> tuple[float, float | None]:
-    """DSDR minus GRPO on one number, with its paired standard error over seeds (`None` for one seed)."""
-    grpo, dsdr = ([run["pass@k"][k] if k else run[key] for run in report["methods"][m]["per_seed"]] for m in METHODS)
-    return paired_difference(grpo, dsdr)
-
-
 def _verdict(report: dict[str, Any]) -> str:
     """The comparison in words; with several seeds a gap counts only when it exceeds twice its standard error."""
     n, methods = str(report["settings"]["num_samples"]), report["methods"]
@@ -92,13 +87,10 @@ def _verdict(report: dict[str, Any]) -> str:
             f"{100 * end['pass@k'][n]:.1f} %, distinct correct {start['distinct_correct']:.2f} → "
             f"{end['distinct_correct']:.2f}."
         )
-    for label, key, k, scale in (
-        ("pass@1", "", "1", 100),
-        (f"pass@{n}", "", n, 100),
-        ("distinct correct", "distinct_correct", None, 1),
-    ):
-        delta, error = _difference(report, key, k)
-        digits, unit = (1, " points") if scale == 100 else (2, "")
+    for label, key, k in (("pass@1", "", "1"), (f"pass@{n}", "", n), ("distinct correct", "distinct_correct", None)):
+        grpo, dsdr = ([run["pass@k"][k] if k else run[key] for run in methods[m]["per_seed"]] for m in METHODS)
+        delta, error = paired_difference(grpo, dsdr)
+        scale, digits, unit = (100, 1, " points") if k else (1, 2, "")
         line = f"- {label}: DSDR {scale * delta:+.{digits}f}{unit} against GRPO"
         if error is not None:
             exceeds = abs(delta) > 2 * error
@@ -184,9 +176,6 @@ strategies ({names}) the correct samples of a problem use; *sem. dist.*: mean pa
 {chr(10).join(f"![{name}]({name})" for name in plots)}
 """
     (output_dir / "report.md").write_text(text)
-
-
-SMOOTHING_STEPS = 10
 
 
 def make_plots(report: dict[str, Any], histories: dict[str, list[list[dict]]], output_dir: Path) -> list[str]:

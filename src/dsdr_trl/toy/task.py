@@ -113,14 +113,14 @@ MINORITY_MIX = {"split": 15, "carry3": 4, "round": 1}  # 75 : 20 : 5 % of SFT ro
 MINORITY_STRATEGY = "round"
 
 
-def needs_withheld_fact(problem: Problem, strategy: str) -> bool:
-    """Whether the worked solution of `problem` by `strategy` writes a withheld fact (`7*8=…` or `70*8=…`)."""
-    return bool(_WITHHELD.search(worked_solution(problem, strategy)))
-
-
 def contains_withheld_fact(text: str) -> bool:
-    """Whether `text` (a prompt, a completion or both) writes a withheld fact."""
+    """Whether `text` (a prompt, a completion or both) writes a withheld fact (`7*8=…` or `70*8=…`)."""
     return bool(_WITHHELD.search(text))
+
+
+def needs_withheld_fact(problem: Problem, strategy: str) -> bool:
+    """Whether the worked solution of `problem` by `strategy` writes a withheld fact."""
+    return contains_withheld_fact(worked_solution(problem, strategy))
 
 
 def minority_rescue_splits(seed: int = WARMSTART_SEED, num_rl: int = NUM_RL_PROBLEMS) -> Splits:

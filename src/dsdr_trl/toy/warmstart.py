@@ -1,6 +1,5 @@
-"""The toy task's warm start: the policy of `dsdr_trl.toy.models` after SFT on worked solutions of all strategies.
+"""The toy task's warm start: the policy of `dsdr_trl.toy.models` after TRL's `SFTTrainer` on worked solutions.
 
-The policy is warm-started with TRL's `SFTTrainer` on worked solutions that use the three strategies equally often.
 Everything is derived from a seed (the problem split, the model's init, the SFT data order), so
 `train_warmstart(DIR, seed=0)` reproduces the weights shipped in `WARMSTART_DIR` on a given machine
 (`dsdr-trl demo --regenerate_warmstart DIR`). The shipped directory holds the weights and the tokenizer, so it loads
@@ -25,8 +24,6 @@ WARMSTART_NAME = "original-sft600"
 # The default SFT schedule: 600 steps reach 27 % held-out pass@1 on the original task (1500 nearly memorise the SFT
 # problems), the middle ground where GRPO groups carry a signal and pass@k has room above pass@1.
 SFT_MAX_STEPS = 600
-SFT_BATCH_SIZE = 64
-SFT_LEARNING_RATE = 2e-3
 # What every training run of the toy shares (the warm start's and the demo's): CPU in fp32, no checkpoints, no loggers.
 CPU_RUN = dict(use_cpu=True, bf16=False, activation_checkpointing=False, save_strategy="no", report_to="none")
 
@@ -60,8 +57,8 @@ def train_warmstart(
     args = SFTConfig(
         output_dir=str(output_dir),  # it writes nothing there itself: no checkpoints, no loggers
         max_steps=max_steps,
-        per_device_train_batch_size=SFT_BATCH_SIZE,
-        learning_rate=SFT_LEARNING_RATE,
+        per_device_train_batch_size=64,
+        learning_rate=2e-3,
         lr_scheduler_type="cosine",
         warmup_steps=max(1, max_steps // 20),
         weight_decay=0.01,
