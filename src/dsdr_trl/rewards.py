@@ -272,32 +272,28 @@ def _accuracy(
             f"Got {len(completions)} completions but {len(golds)} solutions; expected one per completion."
         )
     # References are checked first, so the answers of one that cannot be used (or overruns) are not sent at all.
-    checks = {(gold, None): None for gold in golds if gold is not None}
-    checks = dict(zip(checks, _verify_items(list(checks)), strict=True))
-    # The item that decides each row: its reference's check if that failed, else its (reference, answer) pair.
-    rows: dict[tuple[str, str | None], list[int]] = {}
-    rewards: list[float | None] = [None] * len(completions)
-    answers: list[str | None] = [None] * len(completions)
-    for index, (completion, gold) in enumerate(zip(completions, golds, strict=True)):
-        if gold is None:
-            continue
-        usable = checks[gold, None] == ("ok", 1.0)
-        answer = answers[index] = _answer(completion, answer_extraction) if usable else None
-        if usable and answer is None:
-            rewards[index] = 0.0  # no answer, or one too long to parse
-        else:
-            rows.setdefault((gold, answer), []).append(index)
-    pairs = [item for item in rows if item[1] is not None]
-    outcomes = {**checks, **dict(zip(pairs, _verify_items(pairs), strict=True))}
+    checks = list(dict.fromkeys((gold, None) for gold in golds if gold is not None))
+    outcomes = dict(zip(checks, _verify_items(checks), strict=True))
+    usable = {gold for (gold, _), outcome in outcomes.items() if outcome == ("ok", 1.0)}
+    answers = [
+        _answer(completion, answer_extraction) if gold in usable else None
+        for completion, gold in zip(completions, golds, strict=True)
+    ]
+    pairs = list(
+        dict.fromkeys((gold, answer) for gold, answer in zip(golds, answers, strict=True) if answer is not None)
+    )
+    outcomes.update(zip(pairs, _verify_items(pairs), strict=True))
+    rewards: list[float | None] = []
     counts = {"timeout": 0, "unavailable": 0}
-    for item, indices in rows.items():
-        status, value = outcomes[item]
-        # A reference that failed its check leaves its rows unscored; an answer that overran or failed scores 0.0.
-        reward = None if item[1] is None or status == "unavailable" else value if status == "ok" else 0.0
-        for index in indices:
-            rewards[index] = reward
+    for gold, answer in zip(golds, answers, strict=True):
+        # What decides the row: its (reference, answer) pair, else its reference's check (nothing without one).
+        status, value = outcomes.get((gold, answer), ("no reference", None))
         if status in counts:
-            counts[status] += len(indices)
+            counts[status] += 1
+        if answer is None:  # 0.0 for no answer (or one too long to parse); None where the reference is unusable
+            rewards.append(0.0 if gold in usable else None)
+        else:  # an answer that overran or failed scores 0.0; one the pool could not score is not scored
+            rewards.append(None if status == "unavailable" else value if status == "ok" else 0.0)
     if counts["unavailable"]:
         reason = next(value for status, value in outcomes.values() if status == "unavailable")
         warnings.warn(
@@ -306,12 +302,10 @@ def _accuracy(
             RuntimeWarning,
             stacklevel=3,
         )
-    log_metric = kwargs.get("log_metric")
-    if callable(log_metric):
+    if callable(log_metric := kwargs.get("log_metric")):
         log_metric("dsdr/verifier_timeouts", float(counts["timeout"]))
         log_metric("dsdr/verifier_failures", float(counts["unavailable"]))
-    log_extra = kwargs.get("log_extra")
-    if callable(log_extra):
+    if callable(log_extra := kwargs.get("log_extra")):
         log_extra("answer", answers)
         log_extra("reference", golds)
     return rewards
