@@ -50,9 +50,11 @@ _overran: FIFOCache[tuple[str, str | None], None] = FIFOCache(maxsize=4_096)
 _overran_lock = threading.Lock()
 
 
-def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+def _last_match(pattern: re.Pattern[str], text: str) -> tuple[int, str] | None:
+    """`(end offset, matched text)` of the last match of `pattern` in `text`."""
     # A forward scan keeps the cost linear; searching backwards from each candidate start could be quadratic.
-    return next(iter(deque(pattern.finditer(text), maxlen=1)), None)
+    last = next(iter(deque(pattern.finditer(text), maxlen=1)), None)
+    return None if last is None else (last.end(), last.group())
 
 
 def _last_boxed(text: str) -> str | None:
@@ -76,7 +78,7 @@ def _last_answer_line(text: str) -> str | None:
     label = _last_match(_ANSWER_LABEL, text)
     if label is None:
         return None
-    line, _, following = text[label.end() :].partition("\n")
+    line, _, following = text[label[0] :].partition("\n")
     if not line.strip(" \t*"):
         line = next((candidate for candidate in following.split("\n", 8) if candidate.strip()), "")
     return line
@@ -101,11 +103,6 @@ def _last_math_span(text: str) -> tuple[int, str] | None:
             if open_ >= 0:
                 spans.append((close + len(closing), text[open_ + len(opening) : close]))
     return max(spans, default=None)
-
-
-def _last_number(text: str) -> tuple[int, str] | None:
-    last = _last_match(_NUMBER, text)
-    return None if last is None else (last.end(), last.group())
 
 
 def _check_extraction(answer_extraction: str) -> None:
@@ -150,8 +147,8 @@ def extract_answer(text: str, answer_extraction: str = "lenient") -> str | None:
     for extracted in (boxed, _last_answer_line(text)):
         if extracted is not None and (cleaned := _clean_answer(extracted)):
             return cleaned
-    candidates = [candidate for candidate in (_last_math_span(text), _last_number(text)) if candidate is not None]
-    return _clean_answer(max(candidates)[1]) or None if candidates else None
+    last = max(filter(None, (_last_math_span(text), _last_match(_NUMBER, text))), default=None)
+    return None if last is None else _clean_answer(last[1]) or None
 
 
 def number_text(value: Any) -> str | None:
