@@ -104,13 +104,6 @@ def test_demo_options_are_parsed_like_train_and_validated(tmp_path, capsys):
     assert "--num_eval_problems must lie in [1, 96]" in capsys.readouterr().err
 
 
-def test_regenerate_warmstart_refuses_the_installed_package(capsys):
-    from dsdr_trl.toy import WARMSTART_DIR
-
-    assert cli_main(["demo", "--regenerate_warmstart", str(WARMSTART_DIR)]) == 2
-    assert "outside the installed package" in capsys.readouterr().err
-
-
 def test_regime_sets_defaults_that_flags_override(tmp_path, monkeypatch, capsys):
     from dsdr_trl.scripts.demo import parse_args
     from dsdr_trl.toy import demo

@@ -11,6 +11,7 @@ import pytest
 from dsdr_trl.toy.demo import DemoArguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from regenerate_warmstart import main as regenerate_warmstart  # noqa: E402
 from study import DSDR_VARIANTS, StudyArguments, summarize_study  # noqa: E402
 from study import main as study_main  # noqa: E402
 
@@ -87,3 +88,10 @@ def test_tiny_study_runs_every_part_and_resumes(tmp_path):
     assert {path.name: path.stat().st_mtime_ns for path in (study_dir / "jobs").glob("*.json")} == stamps
     again = json.loads((study_dir / "study.json").read_text())
     assert again["cells"] == summary["cells"]
+
+
+def test_regenerate_warmstart_refuses_the_installed_package(capsys):
+    from dsdr_trl.toy import WARMSTART_DIR
+
+    assert regenerate_warmstart([str(WARMSTART_DIR)]) == 2
+    assert "outside the installed package" in capsys.readouterr().err

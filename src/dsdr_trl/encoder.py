@@ -9,7 +9,6 @@ A runaway completion is cut before tokenizing ([`encoder_text`]), and under ZeRO
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from cachetools import LRUCache, cached
 
 from .config import DEFAULT_DIVERSITY_ENCODER
 from .data import hub_unreachable_reason
@@ -100,7 +100,7 @@ def default_encoder_source() -> str:
     return "cache" if isinstance(cached, str) else "offline"
 
 
-@functools.cache
+@cached(LRUCache(maxsize=256))  # each message once (of the few the loader writes)
 def _log_once(level: int, message: str) -> None:
     logger.log(level, message)
 

@@ -179,7 +179,7 @@ def number_text(value: Any) -> str | None:
 _PROBE = "0"  # a reference whose comparison with a plain number overruns would overrun with every answer
 
 
-@functools.cache
+@cached(LRUCache(maxsize=1))
 def _configs() -> tuple[list, list]:
     from math_verify import ExprExtractionConfig, LatexExtractionConfig
 
@@ -397,12 +397,10 @@ def load_reward_funcs(
     answer_extraction: str = "lenient",
     correctness_reward: str | None = None,
 ) -> list[Callable[..., list[float | None]]]:
-    """
-    The reward functions `names` give (see [`get_reward_func`]; `"accuracy"` finds answers the `answer_extraction`
+    """The reward functions `names` give (see [`get_reward_func`]; `"accuracy"` reads answers the `answer_extraction`
     way), each failing with its name when it returns anything but a number or `None` per completion (TRL would fail
-    later, in its own code, without naming it). `ValueError` for no names, two functions of the same `__name__` (their
-    metrics would collide) or a `correctness_reward` that names none of them.
-    """
+    later, without naming it). `ValueError` for no names, two functions of one `__name__` (their metrics would
+    collide) or a `correctness_reward` that names none of them."""
     from trl.trainer.utils import get_callable_name
 
     accuracy = make_accuracy_reward(answer_extraction)

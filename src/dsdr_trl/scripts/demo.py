@@ -2,11 +2,10 @@
 
     dsdr-trl demo                                # one seed, writes outputs/demo/{report.md,report.json,*.png}
     dsdr-trl demo --seeds 0 1 2                  # three seeds; the report gives mean ± std
-    dsdr-trl demo --regenerate_warmstart DIR     # retrain the SFT warm start from its seed into DIR, then exit
     dsdr-trl demo --rebuild_report               # rewrite report.md and plots from a finished run's JSON and logs
 
 Every field of [`~dsdr_trl.toy.demo.DemoArguments`] is a flag (`--help` lists them) or a key of a `--config` YAML. The
-regime study that chose the default regime lives outside the package, in the repository's `experiments/`.
+regime study and the script that retrains the shipped warm starts live in the repository's `experiments/`.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import sys
 
 from .arguments import make_parser as make_trl_parser
 from .arguments import parse, pop_config
-from .common import run_command, user_input
+from .common import run_command
 
 
 def make_parser():
@@ -40,12 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     settings = parse_args(list(sys.argv[1:] if argv is None else argv))
 
-    from ..toy.demo import regenerate_warmstart, run_demo
+    from ..toy.demo import run_demo
     from ..toy.report import rebuild_report, results_table
 
-    if settings.regenerate_warmstart:
-        with user_input():  # it checks the folder it is given first
-            return regenerate_warmstart(settings)
     if settings.rebuild_report:
         print(results_table(rebuild_report(settings.output_dir)))
     else:

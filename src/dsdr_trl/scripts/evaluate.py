@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -220,17 +221,13 @@ def run(args: EvalArguments) -> int:
 def _provenance() -> dict[str, Any]:
     """When the numbers were made and with which packages, for the result file."""
     from datetime import datetime, timezone
-    from importlib.metadata import PackageNotFoundError, version
+    from importlib.metadata import distributions
 
-    def installed(package: str) -> str | None:
-        with contextlib.suppress(PackageNotFoundError):
-            return version(package)
-        return None
-
+    installed = {re.sub(r"[-_.]+", "-", dist.name).lower(): dist.version for dist in distributions()}
     packages = ("dsdr-trl", "trl", "transformers", "torch", "accelerate", "math-verify", "vllm")
     return {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": {package: installed(package) for package in packages},
+        "versions": {package: installed.get(package) for package in packages},
     }
 
 

@@ -43,7 +43,7 @@ from .task import (
     solution_strategy,
     split_problems,
 )
-from .warmstart import ASSETS_DIR, CPU_RUN, load_policy, shipped_warmstart, train_warmstart
+from .warmstart import CPU_RUN, load_policy, shipped_warmstart, train_warmstart
 
 # Named regimes: settings of `DemoArguments`, as changes to its defaults (`--regime NAME`; flags override them).
 # - `hard-family` (the defaults, chosen by the regime study, docs/effect-study.md): balanced strategies, evaluation on a
@@ -105,9 +105,6 @@ class DemoArguments:
     local_entropy_coef: float = field(default=0.01, metadata={"help": "DSDR's λ_ℓ (Eq. 16); GRPO uses 0."})
     coupling_temperature: float = field(default=5.0, metadata={"help": "DSDR's τ (Eq. 11)."})
     warmstart: str | None = field(default=None, metadata={"help": "A directory of warm-start weights to use instead."})
-    regenerate_warmstart: str | None = field(
-        default=None, metadata={"help": "Retrain the warm start into this directory (then --warmstart DIR) and exit."}
-    )
     rebuild_report: bool = field(default=False, metadata={"help": "Only rewrite report.md and plots from output_dir."})
     num_threads: int = field(default=1, metadata={"help": "Torch CPU threads."})
     plots: bool = field(default=True, metadata={"help": "Draw the PNG plots."})
@@ -214,12 +211,9 @@ def train_method(
     run_dir: Path,
     dsdr_options: dict[str, Any] | None = None,
 ) -> tuple[Any, Any, list[dict[str, Any]]]:
-    """Trains `"grpo"` or `"dsdr"` from the warm start with `DSDRGRPOTrainer`; GRPO is the same trainer with both DSDR
-    coefficients at 0, so the two runs differ in nothing else. `dsdr_options` are further `DSDRConfig` fields.
-
-    Returns:
-        `tuple`: the trained model, its tokenizer, and the trainer's per-step log history.
-    """
+    """Trains `"grpo"` or `"dsdr"` from the warm start with `DSDRGRPOTrainer` and returns the model, its tokenizer and
+    the per-step log history. GRPO is the same trainer with both DSDR coefficients at 0, so the two runs differ in
+    nothing else; `dsdr_options` are further `DSDRConfig` fields."""
     from transformers import PrinterCallback
 
     from ..config import DSDRConfig
@@ -369,23 +363,3 @@ def run_demo(settings: DemoArguments) -> dict[str, Any]:
         method.update(seeds=settings.seeds, wall_seconds=seconds[name])
     (output_dir / "report.json").write_text(json.dumps(report, indent=1))
     return rebuild_report(output_dir)
-
-
-def regenerate_warmstart(settings: DemoArguments) -> int:
-    """Retrains the warm start of `settings` from its seed into `settings.regenerate_warmstart` and prints its held-out
-    pass@1 and pass@16."""
-    from ..encoder import load_diversity_encoder
-
-    target = Path(settings.regenerate_warmstart)
-    if target.resolve().is_relative_to(ASSETS_DIR.resolve()):
-        raise ValueError("--regenerate_warmstart must name a directory outside the installed package.")
-    torch.set_num_threads(settings.num_threads)
-    train_warmstart(target, **settings.warmstart_recipe())
-    model, tokenizer = load_policy(target)
-    result = evaluate(model, tokenizer, settings.splits().held_out, settings, 0, load_diversity_encoder())
-    print(
-        f"warm start in {target}: held-out pass@1 {100 * result['pass@k']['1']:.1f} %, "
-        f"pass@{settings.num_samples} {100 * result['pass@k'][str(settings.num_samples)]:.1f} %, strategies "
-        f"{result['strategy_share']}"
-    )
-    return 0

@@ -2,7 +2,7 @@
 
 Everything is derived from a seed (the problem split, the model's init, the SFT data order), so
 `train_warmstart(DIR, seed=0)` reproduces the weights shipped in `WARMSTART_DIR` on a given machine
-(`dsdr-trl demo --regenerate_warmstart DIR`). The shipped directory holds the weights and the tokenizer, so it loads
+(`python experiments/regenerate_warmstart.py DIR` in the repository). The shipped directory holds the weights and the tokenizer, so it loads
 with `from_pretrained` like any model (`configs/tiny/dsdr.yaml` trains from it).
 """
 
@@ -97,8 +97,6 @@ def load_policy(path: str | Path | None = None):
 
     path = Path(path) if path is not None else WARMSTART_DIR
     if not (path / "model.safetensors").exists():
-        raise FileNotFoundError(
-            f"No warm-start weights in {path}. Train them with `dsdr-trl demo --regenerate_warmstart DIR`."
-        )
+        raise FileNotFoundError(f"No warm-start weights in {path}. Train them with `train_warmstart(DIR)`.")
     # The policy's generation config (saved with it by `build_model`) already names the tokenizer's pad and eos tokens.
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), build_task_tokenizer()
