@@ -153,10 +153,13 @@ def _load_local(path: str, split: str | None):
 
 def _check_has_rows(file: Path) -> None:
     """Refuses a local file with no rows (empty, blank, or a CSV header alone), which `datasets` would not name."""
-    text_format = file.suffix.lower() in (".jsonl", ".json", ".csv")
+    if file.stat().st_size == 0:
+        raise ValueError(f"Dataset file '{file}' is empty; it needs one row per problem.")
+    if file.suffix.lower() not in (".jsonl", ".json", ".csv"):
+        return  # a binary format (parquet, a save_to_disk folder) says itself what is wrong with it
     with file.open(encoding="utf-8", errors="replace") as lines:
         filled = (line for line in lines if line.strip())
-        if file.stat().st_size == 0 or (text_format and next(filled, None) is None):
+        if next(filled, None) is None:
             raise ValueError(f"Dataset file '{file}' is empty; it needs one row per problem.")
         if file.suffix.lower() == ".csv" and next(filled, None) is None:
             raise ValueError(f"Dataset file '{file}' has a header but no rows; it needs one row per problem.")
